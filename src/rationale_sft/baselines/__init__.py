@@ -1,0 +1,1 @@
+"""Classical baselines (age+sex logistic regression, logistic regression, LightGBM) and the oracle."""

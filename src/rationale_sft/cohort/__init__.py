@@ -1,0 +1,1 @@
+"""Cohorts: the calibrated synthetic MEDS generator, MEDS validation, task extraction and nested data scales."""

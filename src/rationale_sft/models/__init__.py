@@ -1,0 +1,1 @@
+"""Language models: BPE tokenizers, tiny model families, pretraining, real checkpoints and LoRA."""

@@ -1,0 +1,1 @@
+"""Teacher rationales: prompt specs, the offline knowledge teacher, generation backends, quality checks."""

@@ -1,0 +1,1 @@
+"""Generation backends for teacher rationales (OpenAI-compatible endpoints, local transformers models)."""

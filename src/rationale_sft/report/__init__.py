@@ -1,0 +1,1 @@
+"""The experiment report: a pure function of a finished grid run directory."""

@@ -1,0 +1,1 @@
+"""Label-probability scoring: P(Yes)/(P(Yes)+P(No)) at the answer slot, with and without generated rationales."""

@@ -1,0 +1,1 @@
+"""Statistics: pure functions of per-subject prediction tables with explicit random generators."""
