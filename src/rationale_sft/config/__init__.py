@@ -228,7 +228,7 @@ def _convert_union(args: tuple, value: Any, key: str, errors: list[str]) -> Any:
         out = _convert(arg, value, key, trial)
         if not trial:
             return out
-    names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+    names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
     errors.append(f"{_name(key)} must be {names}, got {type(value).__name__} {value!r}")
     return None
 
