@@ -1,0 +1,190 @@
+"""Discrimination and calibration metrics of one score on one set of subjects (pure numpy functions).
+
+Every metric accepts optional per-subject weights; integer weights are how the bootstrap resamples
+subjects without copying them (a weight of 2 means the subject was drawn twice), and weight 1 everywhere
+gives the ordinary estimate.
+
+>>> y = np.array([0, 0, 1, 1]); s = np.array([0.1, 0.4, 0.35, 0.8])
+>>> auroc(y, s), round(average_precision(y, s), 4), round(brier(y, s), 4)
+(0.75, 0.8333, 0.1581)
+>>> auroc(np.array([1, 1]), np.array([0.2, 0.3]))
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: AUROC needs both classes; got n=2 subjects with n_pos=2 (check the label column)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy.stats import rankdata
+
+from rationale_sft.errors import InputError
+
+
+def check_binary(y: np.ndarray, score: np.ndarray, what: str = "AUROC") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a label/score pair; return them as (bool, float64) arrays.
+
+    >>> check_binary(np.array([0, 2]), np.array([0.1, 0.2]))
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: labels must be 0/1 or boolean; got values [0, 2]
+    """
+    y, score = np.asarray(y), np.asarray(score, dtype=np.float64)
+    if y.shape != score.shape or y.ndim != 1:
+        raise InputError(f"labels and scores must be 1-d and equal length; got {y.shape} and {score.shape}")
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+        raise InputError(f"labels must be 0/1 or boolean; got values {sorted(set(y.tolist()))[:5]}")
+    if np.isnan(score).any():
+        raise InputError(f"{int(np.isnan(score).sum())} scores are NaN; drop or fix them before computing {what}")
+    y = y.astype(bool)
+    if y.all() or not y.any():
+        raise InputError(f"{what} needs both classes; got n={y.size} subjects with n_pos={int(y.sum())} "
+                         "(check the label column)")
+    return y, score
+
+
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve from midranks (Mann-Whitney U); ties count one half.
+
+    >>> auroc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9]))
+    0.875
+    """
+    y, score = check_binary(y, score)
+    ranks = rankdata(score)
+    n1, n0 = y.sum(), (~y).sum()
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def weighted_auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """AUROC under subject weights ``w`` of shape (n,) or (B, n): one value per row, O(B n) after one sort.
+
+    For each positive, the weighted count of negatives scored below it (plus half of those tied) comes from
+    cumulative sums over the negatives sorted once, so B bootstrap replicates cost no further sorting.
+
+    >>> y = np.array([0, 1, 0, 1]); s = np.array([0.5, 0.5, 0.2, 0.9])
+    >>> float(weighted_auroc(y, s, np.ones(4))), weighted_auroc(y, s, np.array([[1, 1, 1, 1], [0, 2, 1, 1]]))
+    (0.875, array([0.875, 1.   ]))
+    """
+    y, score = np.asarray(y, bool), np.asarray(score, np.float64)
+    w = np.asarray(w, np.float64)
+    neg_order = np.argsort(score[~y], kind="stable")
+    neg_sorted = score[~y][neg_order]
+    lo = np.searchsorted(neg_sorted, score[y], side="left")
+    hi = np.searchsorted(neg_sorted, score[y], side="right")
+    cum = np.concatenate([np.zeros(w.shape[:-1] + (1,)), np.cumsum(w[..., ~y][..., neg_order], -1)], -1)
+    below = np.take(cum, lo, axis=-1)
+    tied = np.take(cum, hi, axis=-1) - below
+    wpos = w[..., y]
+    num = (wpos * (below + 0.5 * tied)).sum(-1)
+    return num / (wpos.sum(-1) * cum[..., -1])
+
+
+def average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Average precision (area under the step precision-recall curve, as scikit-learn defines it).
+
+    >>> average_precision(np.array([1, 0, 1]), np.array([0.9, 0.8, 0.1]))
+    0.8333333333333333
+    """
+    y, score = check_binary(y, score, "AUPRC")
+    return float(weighted_average_precision(y, score, np.ones(y.size) if w is None else w))
+
+
+def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average precision under weights of shape (n,) or (B, n); tied scores form one threshold."""
+    y, score = np.asarray(y, bool), np.asarray(score, np.float64)
+    w = np.asarray(w, np.float64)
+    order = np.argsort(-score, kind="stable")
+    s_sorted = score[order]
+    # the last index of each run of equal scores: precision/recall are read only at distinct thresholds
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    tp = np.cumsum(w[..., order] * y[order], -1)[..., last]
+    fp = np.cumsum(w[..., order] * ~y[order], -1)[..., last]
+    total_pos = tp[..., -1:]
+    recall = tp / total_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+    d_recall = np.diff(np.concatenate([np.zeros(recall.shape[:-1] + (1,)), recall], -1), axis=-1)
+    return (d_recall * precision).sum(-1)
+
+
+def brier(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Mean squared error of the predicted probability against the 0/1 outcome.
+
+    >>> brier(np.array([1, 0]), np.array([0.8, 0.4]))
+    0.1
+    """
+    y, score = np.asarray(y, np.float64), np.asarray(score, np.float64)
+    w = np.ones_like(score) if w is None else np.asarray(w, np.float64)
+    return float(round((w * (score - y) ** 2).sum() / w.sum(), 15))
+
+
+def reliability_curve(y: np.ndarray, score: np.ndarray, n_bins: int = 10,
+                      strategy: str = "uniform") -> pl.DataFrame:
+    """Reliability table: one row per non-empty bin with its edges, n, mean prediction and observed rate.
+
+    ``strategy="uniform"`` uses equal-width bins on [0, 1]; ``"quantile"`` uses equal-mass bins (subjects
+    sorted by score and split into ``n_bins`` groups of nearly equal size).
+
+    >>> reliability_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9]), 2)["frac_pos"].to_list()
+    [0.0, 1.0]
+    >>> reliability_curve(np.array([0, 1]), np.array([0.1, 0.9]), 2, "equal")
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: strategy must be 'uniform' (equal width) or 'quantile' (equal mass); got 'equal'
+    """
+    y, score = np.asarray(y, np.float64), np.asarray(score, np.float64)
+    if strategy == "uniform":
+        bins = np.clip((score * n_bins).astype(int), 0, n_bins - 1)
+    elif strategy == "quantile":
+        bins = np.empty(score.size, int)
+        for b, idx in enumerate(np.array_split(np.argsort(score, kind="stable"), n_bins)):
+            bins[idx] = b
+    else:
+        raise InputError(f"strategy must be 'uniform' (equal width) or 'quantile' (equal mass); got {strategy!r}")
+    rows = [{"bin": b, "lo": float(score[bins == b].min()), "hi": float(score[bins == b].max()),
+             "n": int((bins == b).sum()), "mean_pred": float(score[bins == b].mean()),
+             "frac_pos": float(y[bins == b].mean())} for b in np.unique(bins)]
+    return pl.DataFrame(rows, schema={"bin": pl.Int64, "lo": pl.Float64, "hi": pl.Float64, "n": pl.Int64,
+                                      "mean_pred": pl.Float64, "frac_pos": pl.Float64})
+
+
+def expected_calibration_error(y: np.ndarray, score: np.ndarray, n_bins: int = 10,
+                               strategy: str = "uniform") -> float:
+    """ECE: bin-size-weighted mean absolute gap between mean prediction and observed rate.
+
+    >>> expected_calibration_error(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9]), 2)
+    0.175
+    """
+    table = reliability_curve(y, score, n_bins, strategy)
+    gap = (table["mean_pred"] - table["frac_pos"]).abs() * table["n"]
+    return float(round(gap.sum() / table["n"].sum(), 15))
+
+
+def auroc_by_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray) -> pl.DataFrame:
+    """AUROC within each group (e.g. age band, sex); a group with one class gets a null AUROC.
+
+    >>> t = auroc_by_group(np.array([0, 1, 0, 1, 1]), np.array([.1, .9, .2, .3, .5]), np.array(list("FFMMM")))
+    >>> t.rows()
+    [('F', 2, 1, 1.0), ('M', 3, 2, 1.0)]
+    """
+    groups = np.asarray(groups).astype(str)
+    rows = []
+    for g in sorted(set(groups.tolist())):
+        m = groups == g
+        yy = np.asarray(y, bool)[m]
+        value = auroc(yy, np.asarray(score)[m]) if 0 < yy.sum() < yy.size else None
+        rows.append({"group": g, "n": int(m.sum()), "n_pos": int(yy.sum()), "auroc": value})
+    return pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "n_pos": pl.Int64, "auroc": pl.Float64})
+
+
+def age_bands(age: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Label ages with bands cut at ``edges`` (e.g. ``<50``, ``50-60``, ``>=60``); missing ages -> ``unknown``.
+
+    >>> age_bands(np.array([45.0, 50.0, 61.2, np.nan]), (50, 60)).tolist()
+    ['<50', '50-60', '>=60', 'unknown']
+    """
+    age = np.asarray(age, np.float64)
+    names = [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]:g}"]
+    idx = np.searchsorted(np.asarray(edges, np.float64), age, side="right")
+    return np.where(np.isnan(age), "unknown", np.asarray(names)[np.minimum(idx, len(names) - 1)])
