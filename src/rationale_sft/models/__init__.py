@@ -1,1 +1,80 @@
-"""Language models: BPE tokenizers, tiny model families, pretraining, real checkpoints and LoRA."""
+"""Language models: BPE tokenizers, tiny model families, pretraining, real checkpoints and LoRA.
+
+``load(model_dir)`` is the one way stages open a model: a Hugging Face model dir, a peft adapter dir
+(its ``adapter_config.json`` names the base), a hub id already in the local cache, or an alias such as
+``smollm2-135m-instruct``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rationale_sft.errors import InputError
+from rationale_sft.models import hub
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load(model_dir: str | Path, dtype=None):
+    """Load ``(model, tokenizer)`` from a model dir, adapter dir, cached hub id or alias (float32 default)."""
+    from transformers import AutoModelForCausalLM
+
+    path = hub.resolve(model_dir)
+    torch_dtype = _dtype(dtype)
+    if (path / "adapter_config.json").is_file():
+        return _load_adapter(path, torch_dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    return model, _tokenizer(path)
+
+
+def _load_adapter(path: Path, torch_dtype):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = adapter_base(path)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+    model = PeftModel.from_pretrained(model, str(path))
+    has_tokenizer = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
+    return model, _tokenizer(path if has_tokenizer else base)
+
+
+def adapter_base(path: str | Path) -> Path:
+    """The resolved base model dir named by an adapter dir (relative names resolve from the adapter dir)."""
+    path = Path(path)
+    name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not name:
+        raise InputError(f"{path / 'adapter_config.json'} names no base_model_name_or_path; "
+                         f"save the adapter from a model loaded with rationale_sft.models.load")
+    relative = path / name
+    return hub.resolve(relative if not Path(name).is_absolute() and relative.exists() else name)
+
+
+def _tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _dtype(dtype):
+    """torch dtype from None (float32), a torch dtype, or its name.
+
+    >>> _dtype(None), _dtype("bfloat16")
+    (torch.float32, torch.bfloat16)
+    >>> _dtype("int8")
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: dtype 'int8' is not supported; use one of float32, bfloat16, float16
+    """
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype) not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    return getattr(torch, str(dtype))
+
+
+__all__ = ["load", "adapter_base"]
