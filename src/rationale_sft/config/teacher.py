@@ -1,0 +1,79 @@
+"""Teacher configuration: which backend writes rationales, for which examples, and how it is called.
+
+>>> from rationale_sft.config import build
+>>> cfg = build(TeacherConfig, {}, ["backend=openai", "styles=[stepwise]", "rps=2"])
+>>> cfg.backend, cfg.styles, cfg.rps, cfg.mode
+('openai', ('stepwise',), 2.0, 'conditioned')
+>>> build(TeacherConfig, {}, ["styles=[essay]"])
+Traceback (most recent call last):
+...
+rationale_sft.config.ConfigError: 'styles[0]' must be one of 'freeform', 'stepwise', got 'essay'
+>>> build(TeacherConfig, {}, ["concurrency=0"])
+Traceback (most recent call last):
+...
+rationale_sft.config.ConfigError: config: concurrency must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How teacher rationales are generated (``rationale-sft rationales generate``)."""
+
+    backend: Literal["knowledge", "openai", "hf"] = "knowledge"
+    "Teacher: 'knowledge' (offline rule-based writer), 'openai' (any OpenAI-compatible server), 'hf' (local model)."
+    model: str = "knowledge-v1"
+    "Model name: sent as `model` to the server (openai), a local dir or known name (hf), a label (knowledge)."
+    styles: tuple[Literal["freeform", "stepwise"], ...] = ("freeform", "stepwise")
+    "Rationale styles to generate, one rationale per example and style."
+    mode: Literal["conditioned", "blind"] = "conditioned"
+    "'conditioned': the teacher is told the true label; 'blind': it must reach its own conclusion."
+    splits: tuple[str, ...] = ("train",)
+    "Splits of examples.parquet to generate rationales for."
+    cache_dir: Path | None = None
+    "Cache directory shared between runs and backends (None: OUT/cache)."
+    allow_failures: bool = False
+    "Finish (marking the stage done) even when some items failed; failures are listed in failures.json."
+    seed: int = 0
+    "Master seed: knowledge-writer variation, sampling and retry jitter derive from it."
+    max_new_tokens: int = 256
+    "Maximum generated tokens per rationale (openai: max_tokens; hf: max_new_tokens)."
+    temperature: float = 0.0
+    "Sampling temperature; 0 means greedy decoding."
+    base_url: str = "http://127.0.0.1:8000/v1"
+    "openai: base URL of the server (the client posts to BASE_URL/chat/completions)."
+    api_key_env: str | None = None
+    "openai: name of the environment variable holding the API key (None: send no key)."
+    allow_remote_phi: bool = False
+    "openai: allow sending patient text to a non-loopback host (only for a server you are permitted to use)."
+    concurrency: int = 4
+    "openai: requests in flight at once."
+    timeout_s: float = 60.0
+    "openai: seconds before one request times out."
+    max_retries: int = 4
+    "openai: retries per item after a timeout, connection error, 429/5xx or an invalid reply."
+    backoff_s: float = 0.5
+    "openai: first retry delay in seconds; doubles on each retry, with +-50% random jitter."
+    rps: float = 0.0
+    "openai: at most this many requests per second over all threads (0: no limit)."
+    batch_size: int = 8
+    "hf: prompts generated together (left-padded)."
+    device: str = "cpu"
+    "hf: torch device ('cpu', 'cuda', 'cuda:1', ...)."
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("timeout_s", "rps", "backoff_s", "temperature", "max_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.styles:
+            raise ValueError("styles must name at least one style (freeform, stepwise)")
+        if not self.splits:
+            raise ValueError("splits must name at least one split (train, tuning, held_out)")

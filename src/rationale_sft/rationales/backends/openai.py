@@ -1,0 +1,213 @@
+"""Teacher backend for any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, hosted APIs).
+
+Requests run on a bounded thread pool under a shared requests-per-second limit. Timeouts, connection
+errors, HTTP 429/5xx, malformed JSON, replies without ``choices`` and replies that ``specs.parse_reply``
+rejects are retried with exponential backoff and jitter; other 4xx answers fail the item at once. Every
+failure is reported to the driver with its last error, never dropped.
+
+Patient text leaves this machine only when the config says ``allow_remote_phi: true``: the host of
+``base_url`` is resolved before anything is sent, and every address must be loopback otherwise. The client
+ignores proxy environment variables for the same reason.
+
+>>> is_loopback("127.0.0.1"), is_loopback("127.8.0.2"), is_loopback("::1"), is_loopback("localhost")
+(True, True, True, True)
+>>> is_loopback("10.0.0.1"), is_loopback("8.8.8.8"), is_loopback("::ffff:127.0.0.1")
+(False, False, True)
+>>> check_endpoint("http://10.1.2.3:8000/v1", allow_remote_phi=False)
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: base_url host '10.1.2.3' is not a loopback address (127.0.0.0/8, ::1, localhost); patient text is only sent there with allow_remote_phi=true, set it only for a server you are permitted to send patient data to
+>>> check_endpoint("ftp://127.0.0.1/v1", allow_remote_phi=False)
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: base_url 'ftp://127.0.0.1/v1' must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from urllib.parse import urlsplit
+
+from rationale_sft.config.teacher import TeacherConfig
+from rationale_sft.errors import InputError
+from rationale_sft.rationales.generate import Emit, Item, Outcome
+from rationale_sft.rationales.specs import parse_reply, teacher_messages
+from rationale_sft.seeding import derive_seed, rng
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class RetryableError(Exception):
+    """A failure worth another attempt (timeout, connection, 429/5xx, malformed or unusable reply)."""
+
+
+class FatalError(Exception):
+    """A failure another attempt will not fix (HTTP 4xx other than 408/429)."""
+
+
+def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
+    """Generate every item through the server, emitting outcomes in the caller's thread as they finish."""
+    url = cfg.base_url.rstrip("/") + "/chat/completions"
+    check_endpoint(url, cfg.allow_remote_phi)
+    headers = {"Content-Type": "application/json", **_auth_header(cfg)}
+    limiter = RateLimiter(cfg.rps)
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="teacher")
+    try:
+        futures = [pool.submit(complete_item, cfg, item, url, headers, limiter) for item in items]
+        for fut in as_completed(futures):
+            emit(fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return {"requests": limiter.count}
+
+
+def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limiter: RateLimiter) -> Outcome:
+    """One item: request, validate and parse, retrying retryable failures with backoff."""
+    body = request_body(cfg, item)
+    error = "no attempt made"
+    for attempt in range(cfg.max_retries + 1):
+        if attempt:
+            time.sleep(backoff_delay(cfg, item.key, attempt))
+        limiter.wait()
+        raw = None
+        try:
+            reply = post_json(url, body, headers, cfg.timeout_s)
+            raw, n_tokens = reply_text(reply)
+            return Outcome(item, parse_reply(raw, item.style, item.mode), raw, None, attempt + 1, n_tokens)
+        except FatalError as exc:
+            return Outcome(item, None, raw, str(exc), attempt + 1)
+        except (RetryableError, InputError) as exc:
+            error = str(exc)
+    return Outcome(item, None, raw, f"failed after {cfg.max_retries + 1} attempts: {error}", cfg.max_retries + 1)
+
+
+def request_body(cfg: TeacherConfig, item: Item) -> dict:
+    """The chat-completions request for one item (a per-item seed when sampling)."""
+    body = {"model": cfg.model, "max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+            "messages": teacher_messages(item.prompt, item.style, item.mode, item.teacher_label)}
+    if cfg.temperature > 0:
+        body["seed"] = derive_seed(cfg.seed, f"teacher/{item.key}") % (2**31)
+    return body
+
+
+def post_json(url: str, body: dict, headers: dict, timeout_s: float) -> object:
+    """POST JSON and decode the JSON answer, classifying every failure as retryable or fatal."""
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    try:
+        with _NO_PROXY.open(req, timeout=timeout_s) as resp:
+            data = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:200].decode("utf-8", "replace")
+        if exc.code in (408, 429) or exc.code >= 500:
+            raise RetryableError(f"HTTP {exc.code} from {url}: {detail}") from None
+        raise FatalError(f"HTTP {exc.code} from {url}: {detail}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise RetryableError(f"request to {url} failed: {getattr(exc, 'reason', exc)!s}") from None
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RetryableError(f"malformed JSON reply from {url}: {data[:80]!r}") from None
+
+
+def reply_text(reply: object) -> tuple[str, int]:
+    """The assistant text and completion-token count of a chat-completions reply.
+
+    >>> reply_text({"choices": [{"message": {"content": "Hi"}}], "usage": {"completion_tokens": 3}})
+    ('Hi', 3)
+    >>> reply_text({"error": "overloaded"})
+    Traceback (most recent call last):
+    ...
+    rationale_sft.rationales.backends.openai.RetryableError: reply has no choices[0].message.content: {'error': 'overloaded'}
+    """
+    try:
+        text = reply["choices"][0]["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError(text)
+    except (KeyError, IndexError, TypeError):
+        raise RetryableError(f"reply has no choices[0].message.content: {str(reply)[:120]}") from None
+    usage = reply.get("usage") or {}
+    return text, int(usage.get("completion_tokens") or 0)
+
+
+def backoff_delay(cfg: TeacherConfig, key: str, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): backoff_s * 2^(attempt-1), jittered +-50%.
+
+    >>> from rationale_sft.config.teacher import TeacherConfig
+    >>> d = [backoff_delay(TeacherConfig(backoff_s=1.0), "k", a) for a in (1, 2, 3)]
+    >>> 0.5 <= d[0] <= 1.5 and 1.0 <= d[1] <= 3.0 and 2.0 <= d[2] <= 6.0
+    True
+    """
+    jitter = rng(cfg.seed, f"backoff/{key}/{attempt}").uniform(0.5, 1.5)
+    return cfg.backoff_s * 2 ** (attempt - 1) * float(jitter)
+
+
+class RateLimiter:
+    """At most ``rps`` request starts per second across threads (0: unlimited); counts requests."""
+
+    def __init__(self, rps: float):
+        self.interval = 1.0 / rps if rps > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def wait(self) -> None:
+        """Block until this thread may start a request."""
+        with self._lock:
+            self.count += 1
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+def check_endpoint(url: str, allow_remote_phi: bool) -> None:
+    """Refuse a non-http URL, and a non-loopback host unless remote patient data is allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"base_url {url!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+    if not allow_remote_phi and not is_loopback(parts.hostname):
+        raise InputError(f"base_url host {parts.hostname!r} is not a loopback address (127.0.0.0/8, ::1, "
+                         "localhost); patient text is only sent there with allow_remote_phi=true, set it only "
+                         "for a server you are permitted to send patient data to")
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is loopback (literal addresses are not resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return _resolves_to_loopback(host)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    addrs = {info[4][0] for info in infos}
+    return bool(addrs) and all(is_loopback(a) for a in addrs if a.lower() != "localhost")
+
+
+def _auth_header(cfg: TeacherConfig) -> dict:
+    if not cfg.api_key_env:
+        return {}
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise InputError(f"api_key_env names {cfg.api_key_env!r}, but that environment variable is not set; "
+                         "export it, or set api_key_env=null for a server without a key")
+    return {"Authorization": f"Bearer {key}"}
