@@ -118,13 +118,20 @@ def convert_alias(alias: str, cache: Path | None = None) -> Path:
 
 def _convert_gguf(src: Path, out: Path) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     from rationale_sft.models.tokenizer import vocab_report
 
     started = time.time()
     tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+    # dequantize=True: unpack every block into dense float32 weights (no GGUF kernels, trainable, savable)
+    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32,
+                                                 quantization_config=GgufConfig(dequantize=True))
+    if getattr(model, "hf_quantizer", None) is not None:
+        # the weights are dense already; only the bookkeeping still says "quantized", which blocks saving
+        model.hf_quantizer.remove_quantization_config(model)
+    bad = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
+    assert not bad, f"GGUF weights not fully dequantised: {bad}"
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return {"source": str(src), "source_bytes": src.stat().st_size, "seconds": round(time.time() - started, 1),
