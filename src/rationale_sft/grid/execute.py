@@ -1,0 +1,210 @@
+"""The grid scheduler: run jobs after their dependencies, skip finished ones, retry, report failures.
+
+``execute(jobs, root, cfg)`` is the whole engine. A job whose directory is complete (``DONE`` and
+``result.json``) is skipped, so a relaunch after a crash or a fix runs exactly the missing jobs. Failed
+attempts are retried up to ``cfg.retries`` times; a job that still fails is written to
+``ROOT/failures.json`` and every job depending on it is reported as blocked, while independent jobs go on.
+Retries live here, not in Ray, so that the local and Ray executors behave the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import time
+import traceback
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from rationale_sft import rundir
+from rationale_sft.config.grid import ExecutorConfig
+from rationale_sft.grid import progress as progresslib
+from rationale_sft.grid import tracking
+from rationale_sft.grid.jobs import Job, dependants, is_complete, order, run_job
+
+FAILURES = "failures.json"
+Submit = Callable[[Job], Future]
+
+
+@dataclasses.dataclass
+class ExecutionReport:
+    """What one ``execute`` call did; every job given appears in exactly one of the four groups."""
+
+    done: list[str] = dataclasses.field(default_factory=list)
+    "Jobs run to completion by this call."
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    "Jobs already complete before this call (not run again)."
+    failed: list[dict] = dataclasses.field(default_factory=list)
+    "Jobs that failed on every attempt: the entries written to failures.json."
+    blocked: dict[str, str] = dataclasses.field(default_factory=dict)
+    "Jobs not run because a job they depend on failed: job id -> id of the failed job."
+    metrics: dict[str, dict] = dataclasses.field(default_factory=dict)
+    "Metrics returned by the jobs run by this call, by job id."
+    seconds: float = 0.0
+    "Wall time of the call."
+
+    @property
+    def ok(self) -> bool:
+        """True when every job is complete."""
+        return not self.failed and not self.blocked
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per outcome."""
+        return {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed),
+                "blocked": len(self.blocked)}
+
+
+def execute(jobs: Iterable[Job], root: str | Path, cfg: ExecutorConfig = ExecutorConfig(),
+            progress: bool = True) -> ExecutionReport:
+    """Run every incomplete job of ``jobs`` under ``root`` (dependencies first) and report the outcome."""
+    start = time.time()
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = order(jobs)
+    report = ExecutionReport(skipped=[j.id for j in jobs if is_complete(root, j)])
+    todo = [j for j in jobs if j.id not in set(report.skipped)]
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(tracking.tracker(cfg, root))
+        bar = stack.enter_context(progresslib.bar(len(todo), len(report.skipped), progress))
+        if todo:
+            submit, limit = stack.enter_context(_submitter(cfg, root))
+            _schedule(todo, set(report.skipped), submit, limit, cfg.retries, report,
+                      lambda job, outcome, final: _on_finish(job, outcome, final, report, log, bar))
+    report.seconds = time.time() - start
+    _write_failures(root, jobs, report)
+    if progress:
+        progresslib.summary(report, root)
+    return report
+
+
+def local_submitter(workers: int, root: Path) -> contextlib.AbstractContextManager[tuple[Submit, int]]:
+    """Run jobs in this process (workers=1) or in a pool of ``workers`` spawned processes."""
+    return _inline(root) if workers == 1 else _pool(workers, root)
+
+
+# --------------------------------------------------------------------------------------------- scheduling
+def _schedule(todo: Sequence[Job], complete: set[str], submit: Submit, limit: int, retries: int,
+              report: ExecutionReport, on_finish: Callable[[Job, dict, bool], None]) -> None:
+    """Submit ready jobs (at most ``limit`` in flight), retry failures, block dependants of failed jobs."""
+    by_id = {j.id: j for j in todo}
+    waiting = {j.id: {d for d in j.deps if d not in complete} for j in todo}
+    children: dict[str, list[str]] = defaultdict(list)
+    for job in todo:
+        for dep in waiting[job.id]:
+            children[dep].append(job.id)
+    ready = deque(j for j in todo if not waiting[j.id])
+    attempts: dict[str, list[dict]] = defaultdict(list)
+    in_flight: dict[Future, Job] = {}
+    while ready or in_flight:
+        while ready and len(in_flight) < limit:
+            job = ready.popleft()
+            in_flight[submit(job)] = job
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for fut in finished:
+            job = in_flight.pop(fut)
+            outcome = _outcome(fut)
+            if outcome["ok"]:
+                _release(job, outcome, children, waiting, by_id, ready, report)
+            else:
+                attempts[job.id].append(outcome | {"attempt": len(attempts[job.id]) + 1})
+                if len(attempts[job.id]) <= retries:
+                    ready.append(job)
+                else:
+                    _fail(job, attempts[job.id], todo, report)
+            on_finish(job, outcome, outcome["ok"] or len(attempts[job.id]) > retries)
+    assert len(report.done) + len(report.failed) + len(report.blocked) == len(todo), "job lost by scheduler"
+
+
+def _release(job: Job, outcome: dict, children: dict, waiting: dict, by_id: dict, ready: deque,
+             report: ExecutionReport) -> None:
+    report.done.append(job.id)
+    report.metrics[job.id] = outcome["metrics"]
+    for child in children[job.id]:
+        waiting[child].discard(job.id)
+        if not waiting[child]:
+            ready.append(by_id[child])
+
+
+def _fail(job: Job, attempts: list[dict], todo: Sequence[Job], report: ExecutionReport) -> None:
+    blocked = [d for d in dependants(todo, job.id) if d not in report.blocked]
+    report.blocked.update({d: job.id for d in blocked})
+    report.failed.append({
+        "job_id": job.id, "fn": job.fn, "kwargs": job.kwargs, "out_dir": job.out_dir,
+        "attempts": [{"attempt": a["attempt"], "error": a["error"], "seconds": round(a["seconds"], 3)}
+                     for a in attempts],
+        "error": attempts[-1]["error"], "traceback": attempts[-1]["traceback"], "blocked": blocked,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+
+
+def _outcome(fut: Future) -> dict:
+    """The worker's outcome dict, or a failed one when the worker itself died (pool broken, Ray error)."""
+    start = time.time()
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed attempt like any other
+        return {"ok": False, "metrics": {}, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": "".join(traceback.format_exception(exc)), "seconds": time.time() - start}
+
+
+def _on_finish(job: Job, outcome: dict, final: bool, report: ExecutionReport, log: Callable | None,
+               bar: Callable) -> None:
+    bar(report.counts(), not final)
+    if log is not None and final:
+        log(job, outcome)
+
+
+def _write_failures(root: Path, jobs: Sequence[Job], report: ExecutionReport) -> None:
+    """Merge this call's failures into failures.json: drop jobs now complete, keep other grids' entries."""
+    path = root / FAILURES
+    old = rundir.read_json(path) if path.is_file() else []
+    resolved = set(report.done) | set(report.skipped) | {f["job_id"] for f in report.failed}
+    entries = sorted([e for e in old if e["job_id"] not in resolved] + report.failed, key=lambda e: e["job_id"])
+    if entries:
+        rundir.write_json(path, entries)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------- executors
+def _submitter(cfg: ExecutorConfig, root: Path) -> contextlib.AbstractContextManager[tuple[Submit, int]]:
+    if cfg.kind == "ray":
+        from rationale_sft.grid.ray_executor import ray_submitter  # ray is optional: import it only here
+
+        return ray_submitter(cfg, root)
+    return local_submitter(cfg.workers, root)
+
+
+@contextlib.contextmanager
+def _inline(root: Path) -> Iterator[tuple[Submit, int]]:
+    def submit(job: Job) -> Future:
+        fut: Future = Future()
+        fut.set_result(run_job(job, str(root)))
+        return fut
+
+    yield submit, 1
+
+
+@contextlib.contextmanager
+def _pool(workers: int, root: Path) -> Iterator[tuple[Submit, int]]:
+    # spawn: workers start clean (no forked locks, threads or CUDA state), as on a cluster
+    ctx = multiprocessing.get_context("spawn")
+    pools = [ProcessPoolExecutor(max_workers=workers, mp_context=ctx)]
+
+    def submit(job: Job) -> Future:
+        try:
+            return pools[-1].submit(run_job, job, str(root))
+        except BrokenProcessPool:  # a worker died (killed, out of memory): start a fresh pool
+            pools[-1].shutdown(wait=False, cancel_futures=True)
+            pools.append(ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
+            return pools[-1].submit(run_job, job, str(root))
+
+    try:
+        yield submit, workers
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
