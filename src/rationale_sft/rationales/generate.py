@@ -23,7 +23,7 @@ from rich.text import Text
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.cache import RationaleCache, cache_key
-from rationale_sft.rationales.specs import SPEC_VERSION, ParsedRationale, spec_hash
+from rationale_sft.rationales.specs import SPEC_VERSION, ParsedRationale, parse_reply, spec_hash
 from rationale_sft.rundir import run_stage, write_json, write_parquet
 
 EXAMPLE_COLUMNS = ("subject_id", "prediction_time", "split", "label", "prompt", "prompt_hash")
@@ -145,6 +145,15 @@ def rationale_table(cfg: TeacherConfig, items: list[Item], records: dict[str, di
              "conclusion": records[i.key]["conclusion"], "teacher_risk": records[i.key]["teacher_risk"],
              "cache_key": i.key} for i in items if i.key in records]
     return pl.DataFrame(rows, schema=OUTPUT_SCHEMA)
+
+
+def parse_item_reply(item: Item, text: str) -> ParsedRationale:
+    """Parse a teacher reply for ``item``; in conditioned mode the conclusion must match the given label."""
+    parsed = parse_reply(text, item.style, item.mode)
+    if item.mode == "conditioned" and (parsed.conclusion == "Yes") != item.label:
+        raise InputError(f"conditioned teacher concluded {parsed.conclusion!r} for subject {item.subject_id} "
+                         f"although it was told the outcome {'Yes' if item.label else 'No'}")
+    return parsed
 
 
 def _record(cfg: TeacherConfig, out: Outcome) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
-from rationale_sft.rationales.generate import Emit, Item, Outcome
-from rationale_sft.rationales.specs import parse_reply, teacher_messages
+from rationale_sft.rationales.generate import Emit, Item, Outcome, parse_item_reply
+from rationale_sft.rationales.specs import teacher_messages
 from rationale_sft.seeding import derive_seed
 
 
@@ -40,7 +40,7 @@ def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
 
 def _outcome(item: Item, text: str, n_tokens: int) -> Outcome:
     try:
-        return Outcome(item, parse_reply(text, item.style, item.mode), text, None, 1, n_tokens)
+        return Outcome(item, parse_item_reply(item, text), text, None, 1, n_tokens)
     except InputError as exc:
         return Outcome(item, None, text, str(exc), 1, n_tokens)
 

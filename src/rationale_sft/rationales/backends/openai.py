@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
-from rationale_sft.rationales.generate import Emit, Item, Outcome
-from rationale_sft.rationales.specs import parse_reply, teacher_messages
+from rationale_sft.rationales.generate import Emit, Item, Outcome, parse_item_reply
+from rationale_sft.rationales.specs import teacher_messages
 from rationale_sft.seeding import derive_seed, rng
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -82,7 +82,7 @@ def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limit
         try:
             reply = post_json(url, body, headers, cfg.timeout_s)
             raw, n_tokens = reply_text(reply)
-            return Outcome(item, parse_reply(raw, item.style, item.mode), raw, None, attempt + 1, n_tokens)
+            return Outcome(item, parse_item_reply(item, raw), raw, None, attempt + 1, n_tokens)
         except FatalError as exc:
             return Outcome(item, None, raw, str(exc), attempt + 1)
         except (RetryableError, InputError) as exc:
