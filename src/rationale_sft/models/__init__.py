@@ -14,6 +14,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.models import hub
 
 DTYPES = ("float32", "bfloat16", "float16")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def load(model_dir: str | Path, dtype=None):
@@ -35,7 +36,7 @@ def _load_adapter(path: Path, torch_dtype):
     base = adapter_base(path)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
     model = PeftModel.from_pretrained(model, str(path))
-    has_tokenizer = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
+    has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
     return model, _tokenizer(path if has_tokenizer else base)
 
 
@@ -53,6 +54,9 @@ def adapter_base(path: str | Path) -> Path:
 def _tokenizer(path: Path):
     from transformers import AutoTokenizer
 
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise InputError(f"model dir {path} has weights but no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                         f"save the tokenizer beside the model with tokenizer.save_pretrained(dir)")
     return AutoTokenizer.from_pretrained(str(path))
 
 
