@@ -1,0 +1,270 @@
+"""Causal-LM pretraining of base models, and base models cached by content hash across a grid.
+
+``pretrain`` trains on packed sequences: every text is tokenized, followed by ``<|eos|>``, the token
+stream is cut into ``seq_len`` blocks, and each step draws ``batch_size`` blocks in a seeded order. AdamW,
+linear warmup then cosine decay, gradient clipping, optional bfloat16 autocast. The output is an HF model
+dir with its tokenizer, written to a temporary sibling and renamed into place (``DONE`` written last), so
+an interrupted run leaves nothing that looks finished.
+
+``ensure_base`` builds (tokenizer ->) base model (-> reasoning base) once per content hash under a cache
+root (a grid's ``shared/``) and returns the directory; a second call with the same inputs trains nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.errors import InputError
+from rationale_sft.seeding import derive_seed, rng
+
+TOKENIZER_VERSION = 1  # bump when train_tokenizer changes what it produces for the same corpus
+CORPORA = ("base", "reasoning")
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): linear warmup to 1, cosine decay to ``min_ratio``.
+
+    >>> [round(lr_factor(s, 2, 10, 0.1), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.55, 0.1]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def pack(texts: list[str], tokenizer, seq_len: int):
+    """Token blocks ``[n_blocks, seq_len]`` (int64) from the texts, each followed by eos; the tail is dropped."""
+    import torch
+
+    if tokenizer.eos_token_id is None:
+        raise InputError("the tokenizer has no eos token; pretraining separates documents with it")
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    stream = [tok for ids in encoded for tok in (*ids, tokenizer.eos_token_id)]
+    n_blocks = len(stream) // seq_len
+    if n_blocks == 0:
+        raise InputError(f"the pretraining corpus has {len(stream)} tokens ({len(texts)} texts), fewer than "
+                         f"one sequence of pretrain.seq_len={seq_len}; add text or lower pretrain.seq_len")
+    return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+def batch_order(n_blocks: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """Block indices of every step: shuffled epochs, concatenated, cut into batches (seeded).
+
+    >>> order = batch_order(5, 2, 4, seed=0)
+    >>> len(order), sorted(order[0] + order[1] + order[2][:1])
+    (4, [0, 1, 2, 3, 4])
+    """
+    gen = rng(seed, "pretrain_order")
+    need = batch_size * steps
+    flat = [int(i) for _ in range(-(-need // n_blocks)) for i in gen.permutation(n_blocks)]
+    return [flat[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+
+
+def device():
+    """The device training runs on: the GPU when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pretrain(cfg, texts: list[str], tokenizer, out_dir: str | Path, init_dir: str | Path | None = None) -> dict:
+    """Pretrain (``init_dir``: continue) a causal LM on ``texts``; save model + tokenizer to ``out_dir``.
+
+    ``cfg`` has sections ``model`` (``ModelConfig``) and ``pretrain`` (``PretrainConfig``), e.g. a
+    ``BaseModelConfig``. Returns the run's statistics (also in ``out_dir/manifest.json`` under
+    ``"pretrain"``); when ``out_dir`` is already done, returns them without training.
+    """
+    out_dir = Path(out_dir)
+    if rundir.is_done(out_dir):
+        return rundir.read_json(out_dir / rundir.MANIFEST)["pretrain"]
+    seeds = {"seed": cfg.pretrain.seed, "model_init": derive_seed(cfg.pretrain.seed, "model_init")}
+    inputs = {"init_dir": init_dir} if init_dir else None
+    _publish(out_dir, lambda d: {"pretrain": _train(cfg, texts, tokenizer, d, init_dir)},
+             cfg=cfg, seeds=seeds, inputs=inputs)
+    return rundir.read_json(out_dir / rundir.MANIFEST)["pretrain"]
+
+
+def _publish(out_dir: Path, work: Callable[[Path], dict], **stage_kw) -> None:
+    """Run a stage in a temporary sibling dir, then rename it onto ``out_dir`` (replacing an unfinished one)."""
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        rundir.run_stage(tmp, work, **stage_kw)
+        if out_dir.exists() and not rundir.is_done(out_dir):
+            shutil.rmtree(out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if not rundir.is_done(out_dir):  # unless another process published the same result first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _init_model(cfg, tokenizer, init_dir):
+    from rationale_sft.models import load
+    from rationale_sft.models.families import build_model
+
+    if init_dir is None:
+        return build_model(cfg.model.family, cfg.model.size, tokenizer, cfg.pretrain.seed), tokenizer
+    model, init_tok = load(init_dir)
+    if tokenizer is not None and tokenizer.get_vocab() != init_tok.get_vocab():
+        raise InputError(f"the tokenizer passed to pretrain differs from the one saved in {init_dir}; "
+                         f"continue pretraining with the model's own tokenizer (pass tokenizer=None)")
+    return model, init_tok
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    # Decay matrices only: biases and norm gains are scales, and decaying them hurts small models.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
+    """The training loop: explicit, one optimizer step per batch of packed blocks."""
+    import polars as pl
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rationale_sft.models.families import n_params
+
+    pc = cfg.pretrain
+    dev = device()
+    model, tokenizer = _init_model(cfg, tokenizer, init_dir)
+    model.to(dev).train()
+    blocks = pack(texts, tokenizer, pc.seq_len)
+    order = batch_order(len(blocks), pc.batch_size, pc.steps, pc.seed)
+    opt = torch.optim.AdamW(_param_groups(model, pc.weight_decay), lr=pc.lr, betas=(0.9, 0.95),
+                            fused=dev.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, pc.warmup_steps, pc.steps, pc.min_lr_ratio))
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.model.bf16_autocast)
+    rows, window, first_loss, started = [], [], None, time.time()
+    tick, tick_tokens = time.time(), 0
+    progress = Progress(TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True)
+    with progress:
+        task = progress.add_task("pretrain", total=pc.steps, loss=float("nan"))
+        for step, idx in enumerate(order):
+            batch = blocks[idx].to(dev, non_blocking=True)
+            with autocast:
+                loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            if pc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
+            lr = sched.get_last_lr()[0]
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            window.append(loss.item())
+            first_loss = window[0] if first_loss is None else first_loss
+            tick_tokens += batch.numel()
+            if (step + 1) % pc.log_every == 0 or step + 1 == pc.steps:
+                now = time.time()
+                rows.append({"step": step + 1, "loss": sum(window) / len(window), "lr": lr,
+                             "tokens_per_s": tick_tokens / max(now - tick, 1e-9), "elapsed_s": now - started})
+                window, tick, tick_tokens = [], now, 0
+            progress.update(task, advance=1, loss=loss.item())
+    seconds = time.time() - started
+    model.to("cpu").save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    rundir.write_parquet(pl.DataFrame(rows, schema={"step": pl.Int64, "loss": pl.Float64, "lr": pl.Float64,
+                                                    "tokens_per_s": pl.Float64, "elapsed_s": pl.Float64}),
+                         out_dir / "pretrain_log.parquet")
+    tokens = pc.steps * pc.batch_size * pc.seq_len
+    return {"steps": pc.steps, "first_loss": first_loss, "final_loss": rows[-1]["loss"], "tokens": tokens,
+            "tokens_per_s": tokens / max(seconds, 1e-9), "seconds": round(seconds, 2), "n_params": n_params(model),
+            "corpus_texts": len(texts), "corpus_tokens": int(blocks.numel()), "corpus_hash": corpus_hash(texts),
+            "device": dev.type, "init_dir": str(init_dir) if init_dir else None}
+
+
+def corpus_hash(texts: list[str]) -> str:
+    """Content hash of a list of texts (order matters: it is the data order's input).
+
+    >>> corpus_hash(["a", "b"]) == corpus_hash(["a", "b"]) != corpus_hash(["ab"])
+    True
+    """
+    return rundir.hash_text("\x1e".join(f"{len(t)}:{t}" for t in texts))
+
+
+def ensure_base(cfg, texts_fn: Callable[[str], list[str]], cache_root: str | Path) -> Path:
+    """The base model dir for ``cfg`` (sections ``model``, ``pretrain``), trained once and cached by hash.
+
+    ``texts_fn(corpus)`` returns the texts of ``corpus`` ("base": pretraining text; "reasoning": the
+    step-by-step reasoning text of the reasoning base). It is called to hash the corpus on every call
+    (memoise it if it is slow) and nothing trains when the result exists. Real checkpoints
+    (``model.checkpoint``) are resolved, not trained, unless ``model.reasoning_base`` asks to continue them.
+    """
+    from rationale_sft.models import hub
+
+    cache_root = Path(cache_root)
+    if cfg.model.checkpoint:
+        base, key = hub.resolve(cfg.model.checkpoint), rundir.hash_text(str(cfg.model.checkpoint))
+    else:
+        base, key = _ensure_scratch_base(cfg, texts_fn, cache_root)
+    if not cfg.model.reasoning_base:
+        return base
+    return _ensure_reasoning_base(cfg, texts_fn, cache_root, base, key)
+
+
+def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
+    from rationale_sft.models.tokenizer import train_tokenizer
+
+    texts = _texts(texts_fn, "base")
+    tok_key = cfglib.config_hash({"vocab_size": cfg.model.vocab_size, "corpus": corpus_hash(texts),
+                                  "version": TOKENIZER_VERSION})
+    tok_dir = cache_root / f"tokenizer-{tok_key}"
+    if not rundir.is_done(tok_dir):
+        _publish(tok_dir, lambda d: {"label_tokens": _label_report(
+            train_tokenizer(texts, cfg.model.vocab_size, d))}, cfg={"vocab_size": cfg.model.vocab_size})
+    model_part = dataclasses.replace(cfg.model, reasoning_base=False, checkpoint=None)
+    key = cfglib.config_hash({"model": model_part, "pretrain": _base_part(cfg.pretrain),
+                              "tokenizer": rundir.hash_path(tok_dir / "tokenizer.json"),
+                              "corpus": corpus_hash(texts)})
+    out = cache_root / f"base-{key}"
+    if not rundir.is_done(out):
+        from transformers import AutoTokenizer
+
+        pretrain(cfg, texts, AutoTokenizer.from_pretrained(str(tok_dir)), out)
+    return out, key
+
+
+def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key: str) -> Path:
+    texts = _texts(texts_fn, "reasoning")
+    pc = cfg.pretrain
+    cont = dataclasses.replace(cfg, pretrain=dataclasses.replace(
+        pc, steps=pc.reasoning_steps, lr=pc.reasoning_lr, warmup_steps=min(pc.warmup_steps, pc.reasoning_steps)))
+    key = cfglib.config_hash({"base": base_key, "pretrain": cont.pretrain, "corpus": corpus_hash(texts),
+                              "bf16_autocast": cfg.model.bf16_autocast})
+    out = cache_root / f"base-reasoning-{key}"
+    if not rundir.is_done(out):
+        pretrain(cont, texts, None, out, init_dir=base)
+    return out
+
+
+def _base_part(pc) -> dict:
+    # The reasoning continuation's settings do not change the plain base, so they stay out of its hash.
+    return {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_")}
+
+
+def _texts(texts_fn, corpus: str) -> list[str]:
+    texts = list(texts_fn(corpus))
+    if not texts:
+        raise InputError(f"the {corpus!r} pretraining corpus is empty; the grid must supply texts for it")
+    return texts
+
+
+def _label_report(tokenizer) -> dict:
+    from rationale_sft.models.tokenizer import vocab_report
+
+    return vocab_report(tokenizer)
