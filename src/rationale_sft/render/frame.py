@@ -1,0 +1,100 @@
+"""Vectorised rendering: every subject's prompt parts and full prompt in a few polars passes.
+
+No Python loop runs per event or per subject: events are joined to the prediction times, filtered to
+``time < prediction_time``, reduced to first diagnosis occurrences and last measurement values, turned
+into lines with string expressions and joined per subject with ``group_by``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rationale_sft.config.render import RenderConfig
+from rationale_sft.render.templates import Template, check_template, fmt_expr
+from rationale_sft.render.vocab import CHAPTERS, ago_expr, code_meta, format_number_expr
+
+KEYS = ["subject_id", "prediction_time"]
+_SEX = {"F": "female", "M": "male"}
+
+
+def history_events(events: pl.LazyFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.LazyFrame:
+    """Timed events strictly before each subject's prediction time, excluded codes removed."""
+    keys = labels.lazy().select(KEYS)
+    return (events.join(keys, on="subject_id", how="inner")
+            .filter(pl.col("time").is_not_null() & (pl.col("time") < pl.col("prediction_time"))
+                    & ~pl.col("code").is_in(list(cfg.exclude_codes))))
+
+
+def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: RenderConfig,
+                 t: Template) -> pl.DataFrame:
+    """Per labelled subject: header, items (oldest first), group_ids, question and the full prompt."""
+    check_template(t)
+    ev = history_events(events, labels, cfg).collect()
+    is_diag = pl.col("code").str.starts_with(cfg.diagnosis_prefixes[0])
+    for p in cfg.diagnosis_prefixes[1:]:
+        is_diag = is_diag | pl.col("code").str.starts_with(p)
+    is_meas = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in cfg.measurement_prefixes]) \
+        if cfg.measurement_prefixes else pl.lit(False)
+    ev = ev.with_columns(is_diag=is_diag, is_meas=is_meas & ~is_diag)
+    meta = code_meta(codes, ev.filter(pl.col("is_diag") | pl.col("is_meas"))["code"].unique().to_list(),
+                     cfg.diagnosis_prefixes, cfg.measurement_prefixes)
+    diag = _diagnoses(ev.filter("is_diag"), meta, cfg, t)
+    meas = _measurements(ev.filter("is_meas"), meta, t)
+    out = (labels.join(meas, on=KEYS, how="left").join(diag, on=KEYS, how="left")
+           .with_columns(pl.col("n_history_items").fill_null(0),
+                         pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+                         pl.col("group_ids").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))))
+    return out.with_columns(header=_header(cfg, t), question=pl.lit(t.question_block.format(question=cfg.question))) \
+        .with_columns(prompt=pl.concat_str([
+            pl.col("header"), pl.lit("\n"),
+            pl.when(pl.col("n_history_items") > 0).then(pl.col("history_text")).otherwise(pl.lit(t.empty_history)),
+            pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block")
+
+
+def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Template) -> pl.DataFrame:
+    """First occurrence per code -> lines; per subject: chronological items and the displayed history."""
+    first = ev.group_by([*KEYS, "code"]).agg(pl.col("time").min()).join(meta, on="code", how="left")
+    name = pl.concat_str([pl.col("name"), pl.lit(" ["), pl.col("short"), pl.lit("]")]) if cfg.show_codes \
+        else pl.col("name")
+    days = (pl.col("prediction_time") - pl.col("time")).dt.total_days()
+    first = first.with_columns(line=fmt_expr(t.history_line, date=pl.col("time").dt.strftime("%Y-%m"),
+                                             ago=ago_expr(days, cfg.anchor), name=name, code=pl.col("short")))
+    chrono = first.sort([*KEYS, "time", "code"])
+    items = chrono.group_by(KEYS, maintain_order=True).agg(
+        items=pl.col("line"), group_ids=pl.col("chapter"), n_history_items=pl.len().cast(pl.Int64))
+    if not t.group_title:
+        return items.join(chrono.group_by(KEYS, maintain_order=True).agg(history_text=pl.col("line").str.join("\n")),
+                          on=KEYS)
+    grouped = first.sort([*KEYS, "chapter", "time", "code"]).with_columns(
+        new_group=(pl.col("chapter") != pl.col("chapter").shift(1)).over(KEYS).fill_null(True))
+    heading = fmt_expr(t.group_title, group=pl.col("chapter").replace_strict(
+        list(range(len(CHAPTERS))), list(CHAPTERS), default="Other", return_dtype=pl.String))
+    grouped = grouped.with_columns(line=pl.when("new_group").then(pl.concat_str([heading, pl.lit("\n"), pl.col("line")]))
+                                   .otherwise(pl.col("line")))
+    text = grouped.group_by(KEYS, maintain_order=True).agg(history_text=pl.col("line").str.join("\n"))
+    return items.join(text, on=KEYS)
+
+
+def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataFrame:
+    """Last value per measurement code before the prediction time, one line each, in codes.parquet order."""
+    last = (ev.sort("time").group_by([*KEYS, "code"]).agg(pl.col("numeric_value").last())
+            .join(meta, on="code", how="left").sort([*KEYS, "order", "code"]))
+    value = pl.concat_str([format_number_expr(pl.col("numeric_value")), pl.col("unit_suffix")])
+    line = pl.when(pl.col("numeric_value").is_null()).then(fmt_expr(t.flag_line, name=pl.col("name"))) \
+        .otherwise(fmt_expr(t.measurement_line, name=pl.col("name"), value=value))
+    return last.with_columns(line=line).group_by(KEYS, maintain_order=True).agg(
+        meas_block=pl.col("line").str.join("\n"))
+
+
+def _header(cfg: RenderConfig, t: Template) -> pl.Expr:
+    """Intro, demographics, measurements (when any) and the history title, as one string expression."""
+    sex = pl.col("sex").replace_strict(list(_SEX), list(_SEX.values()), default="unknown", return_dtype=pl.String) \
+        .fill_null("unknown")
+    age = pl.col("age").floor().cast(pl.Int64).cast(pl.String).fill_null("unknown")
+    meas = pl.when(pl.col("meas_block").is_not_null()).then(pl.concat_str([
+        pl.lit("\n"), fmt_expr(t.measurements_title, anchor=cfg.anchor), pl.lit("\n"), pl.col("meas_block")])) \
+        .otherwise(pl.lit(""))
+    return pl.concat_str([
+        fmt_expr(t.intro, anchor=cfg.anchor, date=pl.col("prediction_time").dt.strftime("%Y-%m-%d")), pl.lit("\n"),
+        fmt_expr(t.demographics, sex=sex, age=age, anchor=cfg.anchor), meas, pl.lit("\n"),
+        fmt_expr(t.history_title, anchor=cfg.anchor)])
