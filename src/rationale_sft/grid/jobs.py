@@ -125,13 +125,13 @@ def is_complete(root: str | Path, job: Job) -> bool:
 
 
 def collect(root: str | Path, jobs: Iterable[Job]) -> list[dict]:
-    """One row per complete job (``job_id``, ``fn``, ``out_dir`` and its returned metrics), in job order.
+    """One row per complete job (``job_id``, ``fn``, ``out_dir`` and its returned metrics), in the order given.
 
     Only complete directories count, so after a crash the table holds each finished job exactly once and
     nothing from partial output.
     """
     rows = []
-    for job in order(jobs):
+    for job in _dedupe(jobs).values():
         if is_complete(root, job):
             result = rundir.read_json(Path(root) / job.out_dir / RESULT)
             rows.append({"job_id": job.id, "fn": job.fn, "out_dir": job.out_dir, **result["metrics"]})
