@@ -93,7 +93,7 @@ def test_paired_bootstrap_of_identical_scores_is_zero():
 
 
 def test_holm_and_bh_against_hand_computed_values():
-    # statsmodels multipletests(p, method="holm"/"fdr_bh") gives these for this input
+    # hand-computed; statsmodels 0.15.0 multipletests(p, method="holm" / "fdr_bh") gives the same
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, np.nan])
     holm = C.holm(p)
     bh = C.benjamini_hochberg(p)
@@ -139,8 +139,21 @@ def test_ols_cluster_singletons_equal_hc1_and_coefficients_match_lstsq():
     e = y - X @ coef
     inv = np.linalg.inv(X.T @ X)
     hc1 = inv @ (X.T * e**2) @ X @ inv * 40 / (40 - 3)
-    # CR1 with singleton clusters is HC1 times G/(G-1) * (N-1)/N... both reduce to the same sandwich factor
-    np.testing.assert_allclose(t["se"] ** 2, np.diag(hc1) * 40 / 39 * 39 / 40)
+    # CR1 with one observation per cluster: G/(G-1) * (N-1)/(N-K) = N/(N-K), the HC1 factor
+    np.testing.assert_allclose(t["se"] ** 2, np.diag(hc1))
+
+
+def test_ols_cluster_matches_statsmodels():
+    g = np.random.default_rng(0)
+    n = 60
+    X = np.column_stack([np.ones(n), g.normal(size=n), g.random(n) < 0.5])
+    cl = np.repeat(np.arange(12), 5)
+    y = X @ [1, 2, 3] + g.normal(size=n) + np.repeat(g.normal(size=12), 5)
+    t = MD.ols_cluster(X, y, cl, ["a", "b", "c"])
+    # statsmodels 0.15.0: OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": cl}, use_t=True)
+    np.testing.assert_allclose(t["coef"], [0.83857078, 2.32848282, 2.90160254], rtol=1e-7)
+    np.testing.assert_allclose(t["se"], [0.21548744, 0.21938082, 0.32269549], rtol=1e-7)
+    np.testing.assert_allclose(t["p"], [2.51305569e-03, 4.06358830e-07, 2.11501205e-06], rtol=1e-6)
 
 
 def test_gap_model_recovers_planted_effects_and_drops_nested_terms():
