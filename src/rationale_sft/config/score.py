@@ -1,0 +1,38 @@
+"""Configuration of label-probability scoring: P(Yes)/(P(Yes)+P(No)) at the answer slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How held-out subjects are scored."""
+
+    batch_size: int = 8
+    "Prompts per forward pass or generation batch (results do not depend on it)."
+    max_new_tokens: int = 128
+    "Most rationale tokens generated before the answer marker is appended."
+    greedy: bool = True
+    "Greedy decoding of rationales; False samples with temperature."
+    temperature: float = 1.0
+    "Sampling temperature when greedy is False."
+    seed: int = 0
+    "Seed of the generation generator (sampling only)."
+    mode: Literal["auto", "direct", "generate"] = "auto"
+    "direct = read the answer slot right after the prompt; generate = write a rationale first; auto = by arm."
+    split: str = "held_out"
+    "Which split of examples.parquet to score."
+    max_len: int = 0
+    "Token budget of prompt + generation; 0 = the training max_len, else the model's context length."
+    save_states: bool = False
+    "Also save the final hidden state at the answer slot (answer_states.npy) for a linear probe."
+    device: str = "auto"
+    "Torch device: auto = cuda when available, else cpu."
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_len < 0:
+            raise ValueError("'batch_size' and 'max_new_tokens' must be >= 1 and 'max_len' >= 0")
+        if self.temperature <= 0:
+            raise ValueError(f"'temperature' must be > 0, got {self.temperature}")

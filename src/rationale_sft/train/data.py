@@ -1,0 +1,243 @@
+"""Tokenisation and collation: prompt + target segments -> input ids, labels (-100 outside the target), weights.
+
+Segments are tokenised one by one and concatenated, so each label word is exactly the tokens it has on
+its own (checked against the tokenizer's label ids) and its positions are known, never guessed. The text
+joining two segments depends only on what precedes them: a label or rationale follows with one space
+(none after a newline, as after a chat template's assistant header), the answer marker on a new line.
+
+When prompt + target exceed ``max_len`` the oldest dated history lines of the prompt are dropped (an
+"earlier diagnoses not shown" line records how many); the target is never cut. A target that cannot fit
+even with the whole history dropped, or an example left with zero trainable tokens, is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from rationale_sft.errors import InputError
+
+HISTORY_LINE = re.compile(r"^(\s*)- (\d{4}-\d{2}(?:-\d{2})?) \(")
+"A dated history line of a rendered prompt ('- 2011-04 (7 years before assessment): ...')."
+OMITTED_LINE = re.compile(r"^\s*- \((\d+) earlier diagnoses not shown\)$")
+"The line render writes when it already dropped the oldest items."
+
+
+class Encoded(NamedTuple):
+    """One tokenised training sequence (lists of equal length) and its bookkeeping."""
+
+    input_ids: list[int]
+    labels: list[int]
+    weights: list[float]
+    is_label: list[bool]
+    n_prompt: int
+    n_dropped: int
+
+
+def joiner(prev: str, kind: str) -> str:
+    """Text placed between what precedes a segment and the segment.
+
+    >>> joiner("...\\nAnswer:", "label"), joiner("assistant\\n", "label"), joiner(" Yes", "rationale")
+    (' ', '', '\\n')
+    >>> joiner("rationale text.", "marker"), joiner("", "rationale")
+    ('\\n', '')
+    """
+    if kind == "marker" or (kind == "rationale" and prev.endswith(("Yes", "No"))):
+        return "\n"
+    return "" if not prev or prev[-1].isspace() else " "
+
+
+def segment_texts(context: str, segments: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(kind, text)`` with joiners applied, each segment's text as it is tokenised.
+
+    >>> segment_texts("Q?\\nAnswer:", [("rationale", "Old."), ("marker", "Answer:"), ("label", "Yes")])
+    [('rationale', ' Old.'), ('marker', '\\nAnswer:'), ('label', ' Yes')]
+    """
+    out, prev = [], context
+    for kind, text in segments:
+        piece = joiner(prev, kind) + text
+        out.append((kind, piece))
+        prev = piece
+    return out
+
+
+def drop_oldest_history(prompt: str, n: int) -> str:
+    """``prompt`` without its ``n`` oldest dated history lines (an omitted-line records the total dropped).
+
+    >>> p = "Intro\\nDiagnoses:\\n- 2010-01 (8 y): A\\n- 2005-03 (13 y): B\\n- 2012-07 (6 y): C\\nQuestion?\\nAnswer:"
+    >>> print(drop_oldest_history(p, 2))
+    Intro
+    Diagnoses:
+    - (2 earlier diagnoses not shown)
+    - 2012-07 (6 y): C
+    Question?
+    Answer:
+    >>> drop_oldest_history(p, 0) == p
+    True
+    >>> drop_oldest_history("no history", 1)
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: cannot drop 1 history lines: the prompt has 0 dated history lines ('- YYYY-MM (...)'); raise max_len or shorten the prompt template
+    """
+    if n <= 0:
+        return prompt
+    lines = prompt.split("\n")
+    dated = [(m.group(2), i, m.group(1)) for i, l in enumerate(lines) if (m := HISTORY_LINE.match(l))]
+    if n > len(dated):
+        raise InputError(f"cannot drop {n} history lines: the prompt has {len(dated)} dated history lines "
+                         "('- YYYY-MM (...)'); raise max_len or shorten the prompt template")
+    drop = {i for _, i, _ in sorted(dated)[:n]}
+    already = [(i, int(m.group(1))) for i, l in enumerate(lines) if (m := OMITTED_LINE.match(l))]
+    total = n + sum(k for _, k in already)
+    first_kept = min((i for _, i, _ in dated if i not in drop), default=min(drop))
+    indent = dated[0][2]
+    kept = []
+    for i, line in enumerate(lines):
+        if i == min(drop | {first_kept}):
+            kept.append(f"{indent}- ({total} earlier diagnoses not shown)")
+        if i not in drop and i not in {j for j, _ in already}:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def n_history_lines(prompt: str) -> int:
+    """Number of dated history lines in a prompt.
+
+    >>> n_history_lines("- 2001-02 (x): A\\n- 2002-03 (y): B\\n- Smoker")
+    2
+    """
+    return sum(1 for line in prompt.split("\n") if HISTORY_LINE.match(line))
+
+
+def fit_prompt(prompt: str, budget: int, count: Callable[[str], int]) -> tuple[str, int]:
+    """Drop the fewest oldest history lines so that ``count(prompt) <= budget``; return (prompt, n dropped).
+
+    Binary search over the number dropped (from one line on, the count shrinks as lines go).
+
+    >>> p = "Intro\\n- 2001-01 (a): " + "x" * 40 + "\\n- 2002-01 (b): y\\nQ?"
+    >>> fit_prompt(p, 100, len)[1]
+    0
+    >>> fit_prompt(p, 70, len)
+    ('Intro\\n- (1 earlier diagnoses not shown)\\n- 2002-01 (b): y\\nQ?', 1)
+    >>> fit_prompt(p, 10, len)
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: prompt does not fit 10 tokens even with all 2 history lines dropped (needs 42); raise max_len
+    """
+    if count(prompt) <= budget:
+        return prompt, 0
+    total = n_history_lines(prompt)
+    floor = count(drop_oldest_history(prompt, total)) if total else count(prompt)
+    if floor > budget:
+        raise InputError(f"prompt does not fit {budget} tokens even with all {total} history lines dropped "
+                         f"(needs {floor}); raise max_len")
+    lo, hi = 1, total
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(drop_oldest_history(prompt, mid)) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return drop_oldest_history(prompt, lo), lo
+
+
+def uses_chat(tokenizer, mode: str) -> bool:
+    """Whether prompts are wrapped in the tokenizer's chat template (mode: auto, on, off)."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has:
+        raise InputError("chat_template=on but the tokenizer has no chat template; use chat_template=auto or off")
+    return has and mode != "off"
+
+
+def wrap_prompt(tokenizer, prompt: str, chat: bool) -> str:
+    """The text before the answer: the prompt itself, or a chat user turn plus the assistant header."""
+    if not chat:
+        return prompt
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer, text: str, chat: bool) -> list[int]:
+    """Token ids of a (wrapped) prompt; a chat template already holds its special tokens."""
+    return list(tokenizer(text, add_special_tokens=not chat)["input_ids"])
+
+
+def encode_segments(tokenizer, context: str, segments, pad_unit: str = " .") -> list[tuple[str, list[int]]]:
+    """``(kind, ids)`` per target segment; a ``pad`` segment becomes neutral tokens as long as its text."""
+    out = []
+    for kind, text in segment_texts(context, segments):
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if kind == "pad":
+            unit = list(tokenizer(pad_unit, add_special_tokens=False)["input_ids"])
+            ids = (unit * (len(ids) // max(len(unit), 1) + 1))[:len(ids)]
+        out.append((kind, ids))
+    return out
+
+
+def encode(tokenizer, prompt: str, segments, *, max_len: int, chat: bool, weight: Callable[[str], float],
+           pad_unit: str = " .", where: str = "example") -> Encoded:
+    """Tokenise prompt + target under a token budget; labels are -100 outside the target."""
+    probe = encode_segments(tokenizer, wrap_prompt(tokenizer, prompt, chat), segments, pad_unit)
+    n_target = sum(len(ids) for _, ids in probe)
+    if n_target == 0:
+        raise InputError(f"{where}: the target has zero trainable tokens; check the rationale and label text")
+    budget = max_len - n_target
+    if budget < 1:
+        raise InputError(f"{where}: the target alone is {n_target} tokens, more than max_len={max_len}; "
+                         "raise train.max_len")
+    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat), chat))  # noqa: E731
+    try:
+        prompt, dropped = fit_prompt(prompt, budget, count)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    context = wrap_prompt(tokenizer, prompt, chat)
+    ids = prompt_ids(tokenizer, context, chat)
+    n_prompt = len(ids)
+    labels, weights, is_label = [-100] * n_prompt, [0.0] * n_prompt, [False] * n_prompt
+    for kind, seg in encode_segments(tokenizer, context, segments, pad_unit):
+        ids += seg
+        labels += seg
+        weights += [float(weight(kind))] * len(seg)
+        is_label += [kind == "label"] * len(seg)
+    return Encoded(ids, labels, weights, is_label, n_prompt, dropped)
+
+
+def collate(batch: Sequence[Encoded], pad_id: int):
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding), weights, is_label."""
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    def pad(seq, value):
+        return [list(s) + [value] * (width - len(s)) for s in seq]
+    return {
+        "input_ids": torch.tensor(pad([e.input_ids for e in batch], pad_id)),
+        "attention_mask": torch.tensor(pad([[1] * len(e.input_ids) for e in batch], 0)),
+        "labels": torch.tensor(pad([e.labels for e in batch], -100)),
+        "weights": torch.tensor(pad([e.weights for e in batch], 0.0)),
+        "is_label": torch.tensor(pad([e.is_label for e in batch], False)),
+    }
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int):
+    """Left-padded input_ids, attention_mask and position ids (0 at each row's first real token).
+
+    >>> b = left_pad([[5, 6, 7], [8]], 0)
+    >>> b["input_ids"].tolist(), b["attention_mask"].tolist(), b["position_ids"].tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]], [[0, 1, 2], [0, 0, 0]])
+    """
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([[pad_id] * (width - len(s)) + list(s) for s in seqs])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+
+
+def pad_id(tokenizer) -> int:
+    """The id used for padding: the pad token, else end-of-sequence, else 0."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0

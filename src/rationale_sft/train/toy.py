@@ -1,0 +1,102 @@
+"""Toy inputs in the contract shapes (examples.parquet, rationales.parquet) and a tiny model, for tests and benchmarks.
+
+The toy prompts follow the render template (dated history lines, the question, the answer marker); the
+label depends on age, APOE e4 and two diagnoses through a logistic model, so a model can learn it.
+
+>>> ex, rat = toy_data(n=20, seed=1)
+>>> ex.columns[:5], ex["prompt"][0].endswith("\\nAnswer:"), sorted(set(rat["style"]))
+(['subject_id', 'prediction_time', 'split', 'label', 'template'], True, ['freeform', 'stepwise'])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rationale_sft.render.markers import PROMPT_END
+from rationale_sft.rundir import hash_text
+from rationale_sft.seeding import rng
+
+RISK_DX = {"F32": "Depressive episode", "E11": "Type 2 diabetes mellitus"}
+OTHER_DX = {"I10": "Essential hypertension", "J45": "Asthma", "M17": "Gonarthrosis", "K21": "Reflux",
+            "H25": "Senile cataract", "N39": "Urinary tract disorder"}
+QUESTION = "Question: Will this person be diagnosed with dementia within the next 5 years?"
+
+
+def _subject(r: np.random.Generator, sid: int) -> dict:
+    age = int(r.integers(50, 80))
+    apoe = int(r.choice([0, 0, 0, 1, 1, 2]))
+    pool = {**RISK_DX, **OTHER_DX}
+    codes = list(r.choice(sorted(pool), size=int(r.integers(0, 7)), replace=False))
+    logit = -3.2 + 0.12 * (age - 65) + 1.1 * apoe + sum(0.9 for c in codes if c in RISK_DX)
+    label = bool(r.random() < 1 / (1 + np.exp(-logit)))
+    years = sorted((int(r.integers(1, 20)) for _ in codes), reverse=True)
+    return {"sid": sid, "age": age, "apoe": apoe, "dx": [(y, pool[c], c) for y, c in zip(years, codes)],
+            "label": label, "sex": str(r.choice(["F", "M"]))}
+
+
+def _prompt(s: dict, when: dt.date) -> str:
+    lines = [f"Health history recorded up to the assessment on {when.isoformat()}.",
+             f"Sex: {s['sex']}", f"Age at assessment: {s['age']} years",
+             "Measurements at the assessment visit:", f"- APOE e4 alleles: {s['apoe']}",
+             "Diagnoses before the assessment (first occurrence, oldest first):"]
+    lines += [f"- {when.year - y}-{(s['sid'] % 12) + 1:02d} ({y} years before assessment): {name}"
+              for y, name, _ in s["dx"]] or ["- none recorded"]
+    return "\n".join(lines + [QUESTION]) + PROMPT_END
+
+
+def _rationales(s: dict) -> tuple[str, str]:
+    risk = [name for _, name, c in s["dx"] if c in RISK_DX]
+    factors = [f"age {s['age']}", f"{s['apoe']} APOE e4 alleles"] + [n.lower() for n in risk]
+    high = s["label"]
+    verdict = "high" if high else "low"
+    free = (f"The main factors are {', '.join(factors)}. Taken together the five-year risk of dementia "
+            f"looks {verdict}.")
+    steps = [f"Step {i + 1}: {f} {'raises' if i and f != '0 APOE e4 alleles' else 'shapes'} the risk."
+             for i, f in enumerate(factors)]
+    steps.append(f"Step {len(steps) + 1}: overall the risk is {verdict}.")
+    return free, " ".join(steps)
+
+
+def toy_data(n: int = 200, seed: int = 0, held_out: float = 0.3) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(examples, rationales)`` for ``n`` toy subjects in the contract shapes (conditioned rationales)."""
+    r = rng(seed, "toy_cohort")
+    subjects = [_subject(r, 1000 + i) for i in range(n)]
+    when = dt.date(2010, 6, 1)
+    split = np.where(rng(seed, "toy_split").random(n) < held_out, "held_out", "train")
+    prompts = [_prompt(s, when) for s in subjects]
+    examples = pl.DataFrame({
+        "subject_id": [s["sid"] for s in subjects],
+        "prediction_time": [dt.datetime(2010, 6, 1, 23, 59, 59)] * n,
+        "split": split.tolist(), "label": [s["label"] for s in subjects],
+        "template": ["toy"] * n, "template_version": ["1"] * n, "prompt": prompts,
+        "prompt_hash": [hash_text(p) for p in prompts], "n_history_items": [len(s["dx"]) for s in subjects],
+        "n_history_dropped": [0] * n, "truncated": [False] * n,
+    }, schema_overrides={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us")})
+    rows = []
+    for s in subjects:
+        free, step = _rationales(s)
+        for style, text in (("freeform", free), ("stepwise", step)):
+            rows.append({"subject_id": s["sid"], "style": style, "mode": "conditioned", "backend": "toy",
+                         "model": "toy", "spec_version": "1", "text": text,
+                         "conclusion": "Yes" if s["label"] else "No", "teacher_risk": None,
+                         "cache_key": hash_text(f"{s['sid']}{style}{text}")})
+    rats = pl.DataFrame(rows, schema_overrides={"subject_id": pl.Int64, "teacher_risk": pl.Float64})
+    return examples, rats
+
+
+def toy_model(out_dir: str | Path, texts: list[str], family: str = "llama", size: str = "xs",
+              vocab_size: int = 600, seed: int = 0) -> Path:
+    """A randomly initialised tiny model with a BPE tokenizer trained on ``texts``, saved to ``out_dir``."""
+    from rationale_sft.models.families import build_model
+    from rationale_sft.models.tokenizer import train_tokenizer
+
+    out_dir = Path(out_dir)
+    tok = train_tokenizer(texts, vocab_size)
+    model = build_model(family, size, tok, seed)
+    model.save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    return out_dir
