@@ -166,3 +166,12 @@ def extract(task: TaskConfig, meds_dir: str | Path, out: str | Path, scales: tup
     rundir.write_parquet(labels.select(LABEL_COLUMNS), out)
     rundir.write_json(side["summary"], summary)
     return summary
+
+
+def input_events(meds_dir: str | Path, labels: pl.DataFrame) -> pl.LazyFrame:
+    """The events a model may see: each labelled subject's static events and those strictly before its
+    prediction time (columns subject_id, prediction_time, time, code, numeric_value)."""
+    keys = labels.lazy().select(pl.col("subject_id"), pl.col("prediction_time"))
+    return (meds_io.scan_events(meds_dir).join(keys, on="subject_id", how="inner")
+            .filter(pl.col("time").is_null() | (pl.col("time") < pl.col("prediction_time")))
+            .select("subject_id", "prediction_time", "time", "code", "numeric_value"))
