@@ -16,7 +16,7 @@ True
 >>> nested_subsets(labels, [9], seed=0)
 Traceback (most recent call last):
 ...
-rationale_sft.errors.InputError: scale 9 needs 4 cases and 5 controls but the train split has 4 cases and 4 controls; use sizes <= 8
+rationale_sft.errors.InputError: scale 9 needs 5 cases and 4 controls but the train split has 4 cases and 4 controls; use sizes <= 8
 """
 
 from __future__ import annotations
