@@ -1,0 +1,177 @@
+"""The scoring stage: risk = P(Yes)/(P(Yes)+P(No)) at the answer slot, one row per subject.
+
+Direct arms (label_only, label_then_rationale, multitask) read the slot right after the prompt in one
+forward pass. Rationale arms first generate up to the answer marker, then read the slot after it; they
+also record the direct score (the slot right after the prompt) and the greedy word at the slot
+(``conclusion``). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
+its ``training.json``; a plain base model is scored directly with the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.config.score import ScoreConfig
+from rationale_sft.errors import InputError
+from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.seeding import derive_seed
+from rationale_sft.score.generate import generate_to_marker
+from rationale_sft.score.slot import slot_scores
+from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat, wrap_prompt
+from rationale_sft.train.loop import META, device_of, read_table
+
+SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "label": pl.Boolean,
+                "p_yes": pl.Float64, "label_mass": pl.Float64, "p_direct": pl.Float64, "conclusion": pl.String,
+                "marker_found": pl.Boolean, "generated_text": pl.String, "n_prompt_tokens": pl.Int64,
+                "n_generated_tokens": pl.Int64, "n_history_dropped": pl.Int64}
+
+
+def model_meta(model_dir, model) -> dict:
+    """How to score a model: its checkpoint's training.json, or direct scoring for a base model."""
+    path = Path(str(model_dir)) / META
+    if path.is_file():
+        return json.loads(path.read_text())
+    ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048)
+    return {"arm": None, "scoring": "direct", "answer_marker": ANSWER_MARKER, "prefix": "", "chat": None,
+            "max_len": int(ctx)}
+
+
+def marker_text(marker: str) -> str:
+    """The answer marker as it appears after a rationale (on its own line).
+
+    >>> marker_text("Answer:")
+    '\\nAnswer:'
+    """
+    return joiner("x", "marker") + marker
+
+
+def build_contexts(tokenizer, prompts: list[str], *, chat: bool, budget: int) -> tuple[list[list[int]], list[str], list[int]]:
+    """Token ids of each (wrapped) prompt within ``budget`` tokens, the text each ends with, lines dropped."""
+    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat), chat))  # noqa: E731
+    ids, tails, dropped = [], [], []
+    for prompt in prompts:
+        fitted, n = fit_prompt(prompt, budget, count)
+        text = wrap_prompt(tokenizer, fitted, chat)
+        ids.append(prompt_ids(tokenizer, text, chat))
+        tails.append(text[-16:])
+        dropped.append(n)
+    return ids, tails, dropped
+
+
+def score_contexts(model, tokenizer, contexts: list[list[int]], tails: list[str], *, mode: str, marker: str,
+                   cfg: ScoreConfig, device: str) -> dict:
+    """Score prepared contexts: direct slot, and for mode 'generate' the slot after a generated rationale."""
+    direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device,
+                         states=cfg.save_states and mode == "direct")
+    n = len(contexts)
+    if mode == "direct":
+        return {"p_yes": direct["p_yes"], "label_mass": direct["label_mass"], "p_direct": direct["p_yes"],
+                "conclusion": direct["top"], "marker_found": [None] * n, "generated_text": [None] * n,
+                "n_generated_tokens": [0] * n, "states": direct["states"]}
+    mtext = marker_text(marker)
+    marker_ids = list(tokenizer(mtext, add_special_tokens=False)["input_ids"])
+    gens = generate_to_marker(model, tokenizer, contexts, marker=mtext, marker_ids=marker_ids,
+                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, greedy=cfg.greedy,
+                              temperature=cfg.temperature, seed=derive_seed(cfg.seed, "generation"), device=device)
+    after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(contexts, gens)], [marker] * n,
+                        batch_size=cfg.batch_size, device=device, states=cfg.save_states)
+    return {"p_yes": after["p_yes"], "label_mass": after["label_mass"], "p_direct": direct["p_yes"],
+            "conclusion": after["top"], "marker_found": [g.marker_found for g in gens],
+            "generated_text": [g.text for g in gens], "n_generated_tokens": [len(g.ids) for g in gens],
+            "states": after["states"]}
+
+
+def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
+    """Score ``cfg.split`` of ``examples`` with the model in ``model_dir``; write scores/predictions to ``run_dir``."""
+    from rationale_sft import models
+
+    started = time.time()
+    run_dir = Path(run_dir)
+    rows = select_split(read_table(examples, "examples"), cfg.split)
+    model, tok = models.load(model_dir)
+    device = device_of(cfg.device)
+    model.to(device).eval()
+    meta = model_meta(model_dir, model)
+    mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
+    chat = uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
+    budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
+    prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
+    contexts, tails, dropped = build_contexts(tok, prompts, chat=chat, budget=budget)
+    t0 = time.perf_counter()
+    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=meta["answer_marker"], cfg=cfg, device=device)
+    seconds = time.perf_counter() - t0
+    table = scores_table(rows, res, contexts, dropped)
+    write_scores(run_dir, table, res["states"])
+    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": str(model_dir),
+               "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
+               "seeds": {"generation": derive_seed(cfg.seed, "generation")}, **metrics(table),
+               "elapsed": time.time() - started}
+    rundir.write_json(run_dir / "score.json", summary)
+    return summary
+
+
+def select_split(examples: pl.DataFrame, split: str) -> pl.DataFrame:
+    """The rows of one split, sorted by subject; errors name the split values present."""
+    need = {"subject_id", "prediction_time", "split", "label", "prompt"}
+    if need - set(examples.columns):
+        raise InputError(f"examples: missing columns {sorted(need - set(examples.columns))}; "
+                         "pass examples.parquet written by `render`")
+    rows = examples.filter(pl.col("split") == split).sort("subject_id")
+    if rows.is_empty():
+        raise InputError(f"examples: no rows with split == {split!r}; present: "
+                         f"{sorted(examples['split'].unique().to_list())}; set score.split")
+    return rows
+
+
+def scores_table(rows: pl.DataFrame, res: dict, contexts: list[list[int]], dropped: list[int]) -> pl.DataFrame:
+    """scores.parquet (contract section 7) from the rows and their scoring results."""
+    return pl.DataFrame({
+        "subject_id": rows["subject_id"], "prediction_time": rows["prediction_time"], "label": rows["label"],
+        "p_yes": np.asarray(res["p_yes"], float), "label_mass": np.asarray(res["label_mass"], float),
+        "p_direct": np.asarray(res["p_direct"], float), "conclusion": res["conclusion"],
+        "marker_found": res["marker_found"], "generated_text": res["generated_text"],
+        "n_prompt_tokens": [len(c) for c in contexts], "n_generated_tokens": res["n_generated_tokens"],
+        "n_history_dropped": dropped,
+    }, schema_overrides=SCORE_SCHEMA)
+
+
+def write_scores(run_dir: Path, table: pl.DataFrame, states) -> None:
+    """scores.parquet, predictions.parquet (meds-evaluation schema) and, if present, answer states."""
+    rundir.write_parquet(table, run_dir / "scores.parquet")
+    preds = table.select("subject_id", "prediction_time", pl.col("label").alias("boolean_value"),
+                         (pl.col("p_yes") >= 0.5).alias("predicted_boolean_value"),
+                         pl.col("p_yes").alias("predicted_boolean_probability"))
+    rundir.write_parquet(preds, run_dir / "predictions.parquet")
+    if states is not None:
+        rundir.write_bytes(run_dir / "answer_states.npy", _npy(np.asarray(states, np.float32)))
+        rundir.write_bytes(run_dir / "answer_states_subjects.npy", _npy(table["subject_id"].to_numpy()))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def metrics(table: pl.DataFrame) -> dict:
+    """Headline numbers of a scores table (recomputable from it): n, AUROC of p_yes and p_direct, rates."""
+    from rationale_sft.stats.metrics import auroc
+
+    y = table["label"].to_numpy().astype(int)
+    both = 0 < y.sum() < len(y)
+    found = table["marker_found"].drop_nulls()
+    concl = table["conclusion"]
+    return {"n": table.height, "n_pos": int(y.sum()),
+            "auroc": auroc(y, table["p_yes"].to_numpy()) if both else None,
+            "auroc_direct": auroc(y, table["p_direct"].to_numpy()) if both else None,
+            "marker_found_rate": float(found.mean()) if len(found) else None,
+            "conclusion_yes_rate": float((concl == "Yes").sum() / max(concl.drop_nulls().len(), 1))}

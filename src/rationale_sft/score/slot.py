@@ -1,0 +1,90 @@
+"""Answer-slot probabilities: P(Yes) and P(No) of the token(s) right after a context, in one batched pass.
+
+Contexts are sorted by length, left-padded with explicit position ids (0 at each row's first real
+token) and an attention mask, and only the last position's logits are computed, so a row's scores do not
+depend on which rows share its batch. When a label word is a single token (the usual case, checked per
+tokenizer) one forward pass reads both words; otherwise each word's token log-probabilities are summed
+over a pass on context + word (documented in docs/arms.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rationale_sft.train.arms import LABEL_WORDS
+from rationale_sft.train.data import joiner, left_pad, pad_id
+
+
+def candidate_ids(tokenizer, prev_text: str) -> list[list[int]]:
+    """Token ids of each label word as it follows ``prev_text`` (leading space or not)."""
+    lead = joiner(prev_text, "label")
+    return [list(tokenizer(lead + w, add_special_tokens=False)["input_ids"]) for w in LABEL_WORDS]
+
+
+def _batches(order: np.ndarray, size: int):
+    for start in range(0, len(order), size):
+        yield order[start:start + size]
+
+
+def _forward_last(model, batch: dict, device: str, states: bool):
+    import torch
+
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                    position_ids=batch["position_ids"].to(device), logits_to_keep=1, use_cache=False,
+                    output_hidden_states=states)
+    logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
+    hidden = out.hidden_states[-1][:, -1, :].float().cpu().numpy() if states else None
+    return logp, hidden
+
+
+def slot_scores(model, tokenizer, contexts: Sequence[Sequence[int]], prev_texts: Sequence[str], *,
+                batch_size: int, device: str, states: bool = False) -> dict:
+    """Per context: ``p_yes`` (normalised risk), ``label_mass``, greedy ``top`` word (or None), hidden ``states``."""
+    n = len(contexts)
+    cands = [candidate_ids(tokenizer, p) for p in prev_texts]
+    logp_words = np.zeros((n, len(LABEL_WORDS)))
+    top: list[str | None] = [None] * n
+    hidden = [None] * n
+    pad = pad_id(tokenizer)
+    order = np.argsort([len(c) for c in contexts], kind="stable")
+    for idx in _batches(order, batch_size):
+        logp, h = _forward_last(model, left_pad([contexts[i] for i in idx], pad), device, states)
+        best = logp.argmax(-1).tolist()
+        for row, i in enumerate(idx):
+            firsts = [c[0] for c in cands[i]]
+            logp_words[i] = [float(logp[row, t]) for t in firsts]
+            top[i] = LABEL_WORDS[firsts.index(best[row])] if best[row] in firsts else None
+            if states:
+                hidden[i] = h[row]
+    multi = [i for i in range(n) if any(len(c) > 1 for c in cands[i])]
+    if multi:
+        _add_continuations(model, tokenizer, contexts, cands, multi, logp_words, batch_size, device)
+    p = np.exp(logp_words)
+    mass = p.sum(1)
+    return {"p_yes": p[:, 0] / np.where(mass > 0, mass, 1.0), "label_mass": mass, "top": top,
+            "states": np.stack(hidden) if states and n else None}
+
+
+def _add_continuations(model, tokenizer, contexts, cands, rows, logp_words, batch_size, device) -> None:
+    """Add log P(tokens 2..m of each word | context + earlier tokens) for multi-token words (in place)."""
+    import torch
+
+    pad = pad_id(tokenizer)
+    jobs = [(i, w) for i in rows for w in range(len(LABEL_WORDS)) if len(cands[i][w]) > 1]
+    seqs = [list(contexts[i]) + cands[i][w] for i, w in jobs]
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    for idx in _batches(order, batch_size):
+        batch = left_pad([seqs[j] for j in idx], pad)
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                           position_ids=batch["position_ids"].to(device), use_cache=False).logits.float().cpu()
+        logp = torch.log_softmax(logits, -1)
+        for row, j in enumerate(idx):
+            i, w = jobs[j]
+            word = cands[i][w]
+            width = batch["input_ids"].shape[1]
+            for k in range(1, len(word)):  # token k of the word sits at column width - len(word) + k
+                logp_words[i, w] += float(logp[row, width - len(word) + k - 1, word[k]])
