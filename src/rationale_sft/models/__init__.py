@@ -26,7 +26,7 @@ def load(model_dir: str | Path, dtype=None):
     if (path / "adapter_config.json").is_file():
         return _load_adapter(path, torch_dtype)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
-    return model, _tokenizer(path)
+    return model, load_tokenizer(path)
 
 
 def _load_adapter(path: Path, torch_dtype):
@@ -37,7 +37,7 @@ def _load_adapter(path: Path, torch_dtype):
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
     model = PeftModel.from_pretrained(model, str(path))
     has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
-    return model, _tokenizer(path if has_tokenizer else base)
+    return model, load_tokenizer(path if has_tokenizer else base)
 
 
 def adapter_base(path: str | Path) -> Path:
@@ -51,12 +51,22 @@ def adapter_base(path: str | Path) -> Path:
     return hub.resolve(relative if not Path(name).is_absolute() and relative.exists() else name)
 
 
-def _tokenizer(path: Path):
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved in a model (or tokenizer) dir, as the model was trained with it."""
     from transformers import AutoTokenizer
 
+    path = Path(path)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise InputError(f"model dir {path} has weights but no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+        raise InputError(f"model dir {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
                          f"save the tokenizer beside the model with tokenizer.save_pretrained(dir)")
+    cfg = path / "tokenizer_config.json"
+    declared = json.loads(cfg.read_text()).get("tokenizer_class") if cfg.is_file() else None
+    if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        # Our own tokenizers: AutoTokenizer would pick the architecture's class for some model types
+        # (qwen2 -> Qwen2Tokenizer, which adds an <|endoftext|> token the model's embeddings lack).
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
     return AutoTokenizer.from_pretrained(str(path))
 
 
@@ -81,4 +91,4 @@ def _dtype(dtype):
     return getattr(torch, str(dtype))
 
 
-__all__ = ["load", "adapter_base"]
+__all__ = ["load", "load_tokenizer", "adapter_base"]

@@ -233,9 +233,9 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
                               "corpus": corpus_hash(texts)})
     out = cache_root / f"base-{key}"
     if not rundir.is_done(out):
-        from transformers import AutoTokenizer
+        from rationale_sft.models import load_tokenizer
 
-        pretrain(cfg, texts, AutoTokenizer.from_pretrained(str(tok_dir)), out)
+        pretrain(cfg, texts, load_tokenizer(tok_dir), out)
     return out, key
 
 

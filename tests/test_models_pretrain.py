@@ -1,0 +1,99 @@
+"""Pretraining: loss goes down, the saved dir loads, data order is seeded, bases are cached by content."""
+
+import json
+import random
+
+import polars as pl
+import pytest
+import torch
+
+from rationale_sft import config
+from rationale_sft.config.model import BaseModelConfig
+from rationale_sft.errors import InputError
+from rationale_sft.models import load
+from rationale_sft.models.pretrain import ensure_base, pack, pretrain
+from rationale_sft.models.tokenizer import train_tokenizer
+
+SMALL = ["pretrain.steps=30", "pretrain.batch_size=8", "pretrain.seq_len=32", "pretrain.warmup_steps=3",
+         "pretrain.log_every=5", "model.vocab_size=320", "pretrain.reasoning_steps=6"]
+
+
+def texts(seed: int = 0, n: int = 120) -> list[str]:
+    r = random.Random(seed)
+    words = "patient hypertension diabetes stroke smoking memory visit pressure".split()
+    return [" ".join(r.choice(words) for _ in range(20)) + ". Answer:" + r.choice([" Yes", " No"]) for _ in range(n)]
+
+
+def reasoning_texts(n: int = 60) -> list[str]:
+    r = random.Random(5)
+    return [f"Step 1: the record shows {r.choice(['stroke', 'diabetes'])}. Step 2: so the risk is "
+            f"{r.choice(['raised', 'lower'])}." for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return train_tokenizer(texts(), 320, tmp_path_factory.mktemp("tok"))
+
+
+def cfg(*overrides: str) -> BaseModelConfig:
+    return config.build(BaseModelConfig, {}, [*SMALL, *overrides])
+
+
+def test_pretraining_reduces_loss_and_saves_a_loadable_dir(tok, tmp_path):
+    stats = pretrain(cfg("model.family=qwen2"), texts(), tok, tmp_path / "base")
+    log = pl.read_parquet(tmp_path / "base/pretrain_log.parquet")
+    assert log["step"].to_list() == [5, 10, 15, 20, 25, 30]
+    assert log["loss"][-1] < 0.6 * log["loss"][0] and stats["final_loss"] == pytest.approx(log["loss"][-1])
+    assert (tmp_path / "base/DONE").is_file() and not list(tmp_path.glob(".base.tmp-*"))
+    manifest = json.loads((tmp_path / "base/manifest.json").read_text())
+    assert manifest["pretrain"]["n_params"] == stats["n_params"] and manifest["seeds"]["seed"] == 0
+    model, loaded_tok = load(tmp_path / "base")
+    assert model.config.model_type == "qwen2" and loaded_tok.get_vocab() == tok.get_vocab()
+    # a second call finds DONE and returns the recorded statistics without training
+    mtime = (tmp_path / "base/model.safetensors").stat().st_mtime_ns
+    assert pretrain(cfg("model.family=qwen2"), texts(), tok, tmp_path / "base") == stats
+    assert (tmp_path / "base/model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_same_seed_same_weights_other_seed_differs(tok, tmp_path):
+    weights = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        pretrain(cfg("pretrain.steps=4", f"pretrain.seed={seed}", "model.bf16_autocast=false"), texts(), tok,
+                 tmp_path / name)
+        weights[name] = load(tmp_path / name)[0].get_input_embeddings().weight
+    assert torch.equal(weights["a"], weights["b"]) and not torch.equal(weights["a"], weights["c"])
+
+
+def test_pack_appends_eos_and_rejects_a_too_small_corpus(tok):
+    blocks = pack(["memory visit", "stroke"], tok, seq_len=2)
+    flat = blocks.flatten().tolist()
+    assert flat.count(tok.eos_token_id) >= 1 and blocks.shape[1] == 2
+    with pytest.raises(InputError, match="fewer than one sequence of pretrain.seq_len=512"):
+        pack(["memory"], tok, seq_len=512)
+
+
+def test_ensure_base_caches_tokenizer_base_and_reasoning_base(tmp_path):
+    calls = []
+
+    def texts_fn(corpus):
+        calls.append(corpus)
+        return texts() if corpus == "base" else reasoning_texts()
+
+    c = cfg("model.reasoning_base=true")
+    out = ensure_base(c, texts_fn, tmp_path)
+    kinds = sorted(p.name.split("-")[0] + ("-r" if "reasoning" in p.name else "") for p in tmp_path.iterdir())
+    assert kinds == ["base", "base-r", "tokenizer"] and out.name.startswith("base-reasoning-")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pretrain"]["steps"] == 6 and manifest["inputs"]["init_dir"]["path"].startswith(str(tmp_path))
+    stamps = {p: (p / "DONE").stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert ensure_base(c, texts_fn, tmp_path) == out  # second call: nothing retrained
+    assert {p: (p / "DONE").stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+    plain = ensure_base(cfg(), texts_fn, tmp_path)  # the reasoning base's own base, reused
+    assert plain.name.startswith("base-") and "reasoning" not in plain.name and len(list(tmp_path.iterdir())) == 3
+    ensure_base(cfg(), lambda corpus: texts(seed=9), tmp_path)  # another corpus: new tokenizer and base
+    assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_ensure_base_rejects_an_empty_corpus(tmp_path):
+    with pytest.raises(InputError, match="'base' pretraining corpus is empty"):
+        ensure_base(cfg(), lambda corpus: [], tmp_path)
