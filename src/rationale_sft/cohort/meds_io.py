@@ -151,21 +151,33 @@ def read_truth(meds_dir: str | Path) -> pl.DataFrame | None:
                      pl.col("risk").cast(pl.Float64))
 
 
-def read_labels(path: str | Path) -> pl.DataFrame:
-    """A labels parquet written by ``cohort extract`` (contract section 2), checked."""
+def read_parquet_checked(path: str | Path, columns: dict, what: str = "file") -> pl.DataFrame:
+    """Read a parquet file that must hold ``columns`` (name -> polars dtype) and at least one row."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: labels file not found; write it with `rationale-sft cohort extract`")
+        raise InputError(f"{path}: {what} not found")
     df = pl.read_parquet(path)
-    want = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "boolean_value": pl.Boolean,
-            "split": pl.String, "age": pl.Float64, "sex": pl.String}
-    for col, dtype in want.items():
+    for col, dtype in columns.items():
         if col not in df.columns:
-            raise InputError(f"{path}: missing column {col!r}; labels need {', '.join(want)}")
+            raise InputError(f"{path}: missing column {col!r}; a {what} needs {', '.join(columns)}")
         if df.schema[col] != dtype:
             raise InputError(f"{path}: column {col!r} is {df.schema[col]}, must be {dtype}")
     if df.height == 0:
-        raise InputError(f"{path}: no labelled subjects")
+        raise InputError(f"{path}: {what} has no rows")
+    return df
+
+
+LABEL_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "boolean_value": pl.Boolean,
+                "split": pl.String, "age": pl.Float64, "sex": pl.String}
+
+
+def read_labels(path: str | Path) -> pl.DataFrame:
+    """A labels parquet written by ``cohort extract`` (contract section 2), checked."""
+    df = read_parquet_checked(path, LABEL_SCHEMA, "labels file (from `rationale-sft cohort extract`)")
+    unknown = sorted(set(df["split"].drop_nulls().unique()) - set(SPLITS))
+    if unknown or df["split"].null_count() or df["boolean_value"].null_count():
+        raise InputError(f"{path}: split must be one of {', '.join(SPLITS)} and boolean_value non-null "
+                         f"(found splits {unknown or 'null'}); re-extract the labels")
     return df
 
 
