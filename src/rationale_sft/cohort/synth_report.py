@@ -1,0 +1,82 @@
+"""Summary figures of a synthetic cohort (incidence, codes, oracle AUROC) and the progress display."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from scipy.stats import rankdata
+
+from rationale_sft.config.synth import SynthConfig
+
+AGE_BANDS = ((40, 50), (50, 60), (60, 70), (70, 80))
+
+
+def auroc(score: np.ndarray, label: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties count half); None without both classes.
+
+    >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    0.75
+    >>> auroc(np.array([0.5, 0.5]), np.array([0, 1])), auroc(np.array([1.0]), np.array([1]))
+    (0.5, None)
+    """
+    label = np.asarray(label, bool)
+    n_pos, n_neg = int(label.sum()), int((~label).sum())
+    if not n_pos or not n_neg:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[label].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def progress(items: Iterable, total: int, what: str) -> Iterator:
+    """Iterate with a rich progress bar on stderr (shown only when there is more than one item)."""
+    if total <= 1:
+        yield from items
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def summarize(cfg: SynthConfig, truth: dict, counts: np.ndarray, vocab: tuple[str, ...], n_events: int) -> dict:
+    """The summary returned by ``synthesize`` and written to summary.json."""
+    ok = ~truth["prevalent_adrd"]
+    label, risk = truth["label"][ok], truth["risk"][ok]
+    icd = np.array([c.startswith("ICD10//") for c in vocab])
+    n = len(truth["risk"])
+    return {
+        "n_subjects": n, "n_events": int(n_events), "events_per_subject": round(n_events / n, 2),
+        "n_distinct_codes": int((counts[icd] > 0).sum()), "n_distinct_codes_all": int((counts > 0).sum()),
+        "icd_codes_per_subject": round(float(counts[icd].sum()) / n, 2),
+        "incidence_5y": round(float(label.mean()), 5), "mean_risk_5y": round(float(risk.mean()), 5),
+        "n_cases_5y": int(label.sum()), "n_prevalent_adrd": int(truth["prevalent_adrd"].sum()),
+        "died_by_data_end": round(float(truth["died"].mean()), 4),
+        "oracle_auroc": _round(auroc(risk, label)),
+        "textbook_auroc": _round(auroc(truth["logh_textbook"][ok], label)),
+        "hidden_auroc": _round(auroc(truth["logh_hidden"][ok], label)),
+        "age_auroc": _round(auroc(truth["age"][ok], label)),
+        "hidden_share": cfg.hidden_share,
+        "hidden_share_realised": round(float(np.var(truth["logh_hidden"]) / (
+            np.var(truth["logh_hidden"]) + np.var(truth["textbook_covariates"]))), 3),
+        "by_age": _by_age(truth, ok),
+        "top_codes": [[vocab[i], round(float(counts[i]) / n, 4)] for i in np.argsort(-np.where(icd, counts, -1))[:12]],
+        "codes_by_prevalence": {f">={t:g}": int((counts[icd] >= t * n).sum()) for t in (0.01, 0.001, 0.0001)},
+    }
+
+
+def _by_age(truth: dict, ok: np.ndarray) -> dict:
+    out = {}
+    for lo, hi in AGE_BANDS:
+        band = ok & (truth["age"] >= lo) & (truth["age"] < hi)
+        if band.any():
+            out[f"{lo}-{hi - 1}"] = {"n": int(band.sum()), "incidence_5y": round(float(truth["label"][band].mean()), 5),
+                                     "mean_risk_5y": round(float(truth["risk"][band].mean()), 5)}
+    return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
