@@ -1,1 +1,5 @@
 """The few-shot arm: an untrained base model scored with k in-context demonstrations."""
+
+from rationale_sft.fewshot.run import fewshot
+
+__all__ = ["fewshot"]

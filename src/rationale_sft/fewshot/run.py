@@ -1,0 +1,115 @@
+"""The few-shot stage: an untrained model sees k solved training examples, then the subject; scored as SFT is.
+
+A demonstration is a training prompt followed by its label (``" Yes"``), or by its teacher rationale, the
+answer marker and the label. With a chat template each demonstration is a user turn and an assistant
+turn; without one they are joined by blank lines. Prompts that do not fit the token budget lose their
+least relevant demonstrations first, then the query's oldest history lines; both are recorded per subject
+in ``fewshot_demos.parquet``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.config.fewshot import FewshotConfig
+from rationale_sft.config.score import ScoreConfig
+from rationale_sft.errors import InputError
+from rationale_sft.fewshot.select import check_disjoint, select_demos
+from rationale_sft.score.run import metrics, model_meta, score_contexts, scores_table, select_split, write_scores
+from rationale_sft.train.arms import label_word
+from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat
+from rationale_sft.train.loop import device_of, pick_rationales, read_table
+
+
+def answer_text(label: bool, rationale: str | None, marker: str, after: str) -> str:
+    """A demonstration's answer as it follows ``after`` (the prompt or the assistant header).
+
+    >>> answer_text(True, None, "Answer:", "...\\nAnswer:")
+    ' Yes'
+    >>> answer_text(False, "Young, no risk factors.", "Answer:", "assistant\\n")
+    'Young, no risk factors.\\nAnswer: No'
+    """
+    word = label_word(label)
+    if rationale is None:
+        return joiner(after, "label") + word
+    return joiner(after, "rationale") + rationale + joiner(rationale, "marker") + marker + " " + word
+
+
+def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: str, *, chat: bool, marker: str) -> str:
+    """The full few-shot text up to the query's answer slot; demos are (prompt, rationale or None, label)."""
+    if not chat:
+        blocks = [p + answer_text(lab, rat, marker, p) for p, rat, lab in demos]
+        return "\n\n".join(blocks + [query])
+    messages = []
+    for p, rat, lab in demos:
+        messages += [{"role": "user", "content": p},
+                     {"role": "assistant", "content": answer_text(lab, rat, marker, "\n")}]
+    messages.append({"role": "user", "content": query})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget: int) -> tuple[str, int, int]:
+    """(text, demonstrations kept, query history lines dropped) within ``budget`` tokens."""
+    count = lambda text: len(prompt_ids(tokenizer, text, chat))  # noqa: E731
+    demos = list(demos)
+    while demos and count(render_fewshot(tokenizer, demos, query, chat=chat, marker=marker)) > budget:
+        demos = demos[1:]  # least relevant first
+    fitted, dropped = fit_prompt(query, budget,
+                                 lambda q: count(render_fewshot(tokenizer, demos, q, chat=chat, marker=marker)))
+    return render_fewshot(tokenizer, demos, fitted, chat=chat, marker=marker), len(demos), dropped
+
+
+def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_cfg: ScoreConfig | None = None) -> dict:
+    """Score ``score_cfg.split`` subjects with k demonstrations from ``cfg.pool_split``; write to ``run_dir``."""
+    from rationale_sft import models
+
+    started = time.time()
+    score_cfg = score_cfg or ScoreConfig()
+    run_dir = Path(run_dir)
+    table = read_table(examples, "examples")
+    queries = select_split(table, score_cfg.split)
+    pool = table.filter(pl.col("split") == cfg.pool_split).sort("subject_id")
+    if pool.is_empty() and cfg.k:
+        raise InputError(f"examples: no rows with split == {cfg.pool_split!r} to draw demonstrations from")
+    check_disjoint(pool, queries)
+    if cfg.with_rationales:
+        rats = pick_rationales(None if rationales is None else read_table(rationales, "rationales"),
+                               cfg.rationale_style, cfg.rationale_mode)
+        pool = pool.join(rats, on="subject_id", how="inner")
+    picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
+    model, tok = models.load(model_dir)
+    device = device_of(score_cfg.device)
+    model.to(device).eval()
+    chat = uses_chat(tok, "auto")
+    mode = "generate" if cfg.with_rationales else "direct"
+    budget = (cfg.max_len or int(model_meta(model_dir, model)["max_len"])) - (
+        score_cfg.max_new_tokens + 8 if mode == "generate" else 4)
+    contexts, tails, kept, dropped = [], [], [], []
+    for query, idx in zip(queries["prompt"].to_list(), picks):
+        demos = [(pool["prompt"][i], pool["rationale"][i] if cfg.with_rationales else None, pool["label"][i])
+                 for i in idx]
+        text, n_kept, n_drop = fit_fewshot(tok, demos, query, chat=chat, marker=cfg.answer_marker, budget=budget)
+        contexts.append(prompt_ids(tok, text, chat))
+        tails.append(text[-16:])
+        kept.append(idx[len(idx) - n_kept:])
+        dropped.append(n_drop)
+    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=cfg.answer_marker, cfg=score_cfg,
+                         device=device)
+    scores = scores_table(queries, res, contexts, dropped)
+    write_scores(run_dir, scores, res["states"])
+    demo_ids = pool["subject_id"].to_list()
+    rundir.write_parquet(pl.DataFrame({
+        "subject_id": queries["subject_id"], "demo_subject_ids": [[demo_ids[i] for i in ix] for ix in kept],
+        "n_demos_selected": [len(ix) for ix in picks], "n_demos_used": [len(ix) for ix in kept],
+        "n_history_dropped": dropped}, schema_overrides={"demo_subject_ids": pl.List(pl.Int64)}),
+        run_dir / "fewshot_demos.parquet")
+    summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
+               "model": str(model_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
+               **metrics(scores), "elapsed": time.time() - started}
+    rundir.write_json(run_dir / "fewshot.json", summary)
+    return summary
