@@ -1,1 +1,69 @@
-"""The experiment report: a pure function of a finished grid run directory."""
+"""The experiment report: a pure function of a finished grid run directory.
+
+``write_report(cfg, run_dir)`` reads ``RUN_DIR/results.parquet``, ``index.json`` and the per-run and shared
+files they name, and writes ``RUN_DIR/report/``: ``index.html`` (links its PNGs by relative path),
+``report.md``, the PNG figures, ``results.parquet`` (per configuration, with bootstrap CIs and paired tests)
+and ``stats.json`` (every summary number). Re-running on the same files gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rationale_sft import config as cfglib
+from rationale_sft.config.report import ReportConfig
+from rationale_sft.report import diagnostics as diag
+from rationale_sft.report import sections as sec
+from rationale_sft.report.analysis import Analysis, analyse
+from rationale_sft.report.load import input_hashes, open_run_dir
+from rationale_sft.report.render import to_html, to_markdown
+from rationale_sft.rundir import write_json, write_parquet, write_text
+
+TITLE = "Rationale SFT vs label-only SFT: report"
+
+
+def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report/`` and return the path of its ``index.html``."""
+    rd = open_run_dir(run_dir)
+    out = rd.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in out.glob("*.png")}
+    an = analyse(rd, cfg)
+    sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
+                sec.scale_section(an, cfg, out), sec.curves_section(an, cfg, rd, out),
+                sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
+                diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
+                diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
+    made = {b[1] for s in sections for b in s.blocks if b[0] == "img"}
+    for stale in sorted(before - made):  # figures of an earlier report that this one no longer has
+        (out / stale).unlink()
+    write_parquet(an.runs, out / "results.parquet")
+    write_json(out / "stats.json", _json_safe(stats_dict(an, cfg, input_hashes(rd))))
+    write_text(out / "report.md", to_markdown(sections, TITLE))
+    return write_text(out / "index.html", to_html(sections, TITLE))
+
+
+def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:
+    """Every summary number of the report, with the settings that produced it."""
+    return {"config": cfglib.to_dict(cfg), "inputs": inputs, "verdict": an.verdict,
+            "arms": an.arms.to_dicts(), "factors": an.factors.to_dicts(),
+            "gap_model": {"terms": an.model.to_dicts(), "dropped": an.model_dropped},
+            "representative": an.representative, "notes": an.notes,
+            "n_runs": an.runs.height, "methods": {
+                "per_run_interval": f"stratified percentile bootstrap, {cfg.n_boot} replicates, seed {cfg.seed}",
+                "per_pair_test": "DeLong (Sun & Xu 2014 fast algorithm) and paired stratified bootstrap",
+                "across_configurations": "t-interval, Wilcoxon signed-rank, sign test, Holm and BH"}}
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+__all__ = ["write_report", "stats_dict"]

@@ -1,0 +1,213 @@
+"""The report's numbers: per-run metrics recomputed from scores, paired tests, arm and factor summaries, verdict.
+
+Metrics are recomputed from each run's ``scores.parquet`` (the per-subject rows are the source of truth);
+``results.parquet`` values that disagree are counted and shown, not used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from rich.progress import Progress
+
+from rationale_sft.config.report import ReportConfig
+from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
+from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary, gap_model,
+                                 holm, paired_bootstrap_diff, paired_deltas, t_interval)
+from rationale_sft.stats.compare import PAIR_KEYS
+from rationale_sft.seeding import rng
+
+SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "n_generated_tokens")
+FACTORS = ("family", "model", "scale", "base")
+
+
+@dataclass
+class Analysis:
+    """Everything the sections render: tables (polars) and per-run score tables, keyed by run id."""
+
+    runs: pl.DataFrame
+    scores: dict[str, pl.DataFrame]
+    deltas: pl.DataFrame
+    arms: pl.DataFrame
+    factors: pl.DataFrame
+    model: pl.DataFrame
+    model_dropped: list[str]
+    verdict: dict
+    representative: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def is_fewshot(arm: str) -> bool:
+    """Few-shot rows are named ``fewshot_<demonstrations>``.
+
+    >>> is_fewshot("fewshot_freeform"), is_fewshot("freeform")
+    (True, False)
+    """
+    return arm.startswith(FEWSHOT_PREFIX)
+
+
+def analyse(rd: RunDir, cfg: ReportConfig) -> Analysis:
+    """Compute every number of the report from the run directory's files."""
+    runs, scores, notes = run_metrics(rd, cfg)
+    runs = add_pair_tests(runs, scores, cfg)
+    sft = runs.filter(~pl.col("arm").str.starts_with(FEWSHOT_PREFIX))
+    has_ref = cfg.reference_arm in set(sft["arm"].to_list())
+    deltas = paired_deltas(sft, cfg.reference_arm) if has_ref else pl.DataFrame()
+    if not has_ref:
+        notes.append(f"no runs of the reference arm {cfg.reference_arm!r}: no paired comparisons")
+    factors = factor_summary(deltas, FACTORS, cfg.level) if deltas.height else pl.DataFrame()
+    model, dropped = gap_model(deltas, cfg.level) if deltas.height > 1 else (pl.DataFrame(), [])
+    return Analysis(runs, scores, deltas, arm_table(runs, cfg), factors, model, dropped,
+                    verdict(factors, cfg), representative(sft, cfg), notes)
+
+
+def run_metrics(rd: RunDir, cfg: ReportConfig) -> tuple[pl.DataFrame, dict[str, pl.DataFrame], list[str]]:
+    """Per finished run: AUROC/AUPRC/Brier with bootstrap CIs, ECE and readouts, recomputed from scores."""
+    rows, scores, notes = [], {}, []
+    ok = rd.ok()
+    with Progress(transient=True) as bar:
+        task = bar.add_task("metrics per run", total=ok.height)
+        for row in ok.iter_rows(named=True):
+            table = read_scores(rd, row)
+            bar.advance(task)
+            if table is None:
+                notes.append(f"run {row['run_id']}: scores.parquet missing; left out")
+                continue
+            table = table.select([c for c in SCORE_COLUMNS if c in table.columns])
+            scores[row["run_id"]] = table
+            rows.append({**row, **_metrics(table, cfg)})
+    mismatched = [r["run_id"] for r in rows if r.get("auroc") is not None
+                  and abs(r["auroc"] - r["auroc_recomputed"]) > 1e-6]
+    if mismatched:
+        notes.append(f"{len(mismatched)} run(s) whose results.parquet AUROC differs from their scores.parquet "
+                     f"(first: {mismatched[0]}); the report uses the recomputed values")
+    runs = pl.DataFrame(rows, infer_schema_length=None)
+    runs = runs.with_columns(pl.col("auroc_recomputed").alias("auroc"), pl.col("auprc_recomputed").alias("auprc"),
+                             pl.col("brier_recomputed").alias("brier")).drop(
+        "auroc_recomputed", "auprc_recomputed", "brier_recomputed")
+    return runs, scores, notes
+
+
+def _metrics(table: pl.DataFrame, cfg: ReportConfig) -> dict:
+    y = table["label"].cast(pl.Boolean).to_numpy()
+    s = table["p_yes"].cast(pl.Float64).to_numpy()
+    boot = {r["metric"]: r for r in bootstrap_table(y, s, seed=cfg.seed, n_boot=cfg.n_boot,
+                                                    level=cfg.level).iter_rows(named=True)}
+    out = {"n_test": int(y.size), "n_pos": int(y.sum()), "boot_seed": cfg.seed, "boot_method": boot["auroc"]["method"]}
+    for m in ("auroc", "auprc", "brier"):
+        out |= {f"{m}_recomputed": boot[m]["estimate"], f"{m}_lo": boot[m]["lo"], f"{m}_hi": boot[m]["hi"]}
+    out["ece_uniform"] = expected_calibration_error(y, s, cfg.n_bins, "uniform")
+    out["ece_quantile"] = expected_calibration_error(y, s, cfg.n_bins, "quantile")
+    out |= _readouts(table, y)
+    return out
+
+
+def _readouts(table: pl.DataFrame, y: np.ndarray) -> dict:
+    out = {"auroc_direct": None, "conclusion_yes_rate": None, "mean_generated_tokens": None}
+    if "p_direct" in table.columns and table["p_direct"].null_count() == 0:
+        out["auroc_direct"] = auroc(y, table["p_direct"].cast(pl.Float64).to_numpy())
+    if "conclusion" in table.columns and table["conclusion"].null_count() < table.height:
+        out["conclusion_yes_rate"] = float((table["conclusion"] == "Yes").sum() / table.height)
+    if "n_generated_tokens" in table.columns:
+        out["mean_generated_tokens"] = float(table["n_generated_tokens"].cast(pl.Float64).mean())
+    return out
+
+
+def add_pair_tests(runs: pl.DataFrame, scores: dict[str, pl.DataFrame], cfg: ReportConfig) -> pl.DataFrame:
+    """For each SFT run with a reference run of the same configuration: DeLong test and paired bootstrap CI."""
+    sft = runs.filter(~pl.col("arm").str.starts_with(FEWSHOT_PREFIX))
+    if cfg.reference_arm not in set(sft["arm"].to_list()):
+        return runs
+    pairs = paired_deltas(sft, cfg.reference_arm)
+    rows = [_pair_row(p, scores, cfg) for p in pairs.iter_rows(named=True)]
+    if not rows:
+        return runs
+    table = pl.DataFrame(rows)
+    table = table.with_columns(pl.Series("delong_p_holm", holm(table["delong_p"].to_numpy())))
+    return runs.join(table, on="run_id", how="left", maintain_order="left")
+
+
+def _pair_row(pair: dict, scores: dict[str, pl.DataFrame], cfg: ReportConfig) -> dict:
+    a, r = scores[pair["run_id"]], scores[pair["run_id_ref"]]
+    joined = a.select("subject_id", "label", "p_yes").join(
+        r.select("subject_id", pl.col("p_yes").alias("p_ref")), on="subject_id", how="inner")
+    y = joined["label"].cast(pl.Boolean).to_numpy()
+    s, s_ref = joined["p_yes"].to_numpy(), joined["p_ref"].to_numpy()
+    test = delong_test(y, s, s_ref, cfg.level)
+    boot = paired_bootstrap_diff(y, s, s_ref, rng(cfg.seed, "paired_bootstrap"), "auroc", cfg.n_boot, cfg.level)
+    return {"run_id": pair["run_id"], "run_id_ref": pair["run_id_ref"], "n_paired": test["n"],
+            "delta_auroc": test["diff"], "delta_lo": boot["lo"], "delta_hi": boot["hi"], "delong_se": test["se"],
+            "delong_z": test["z"], "delong_p": test["p"]}
+
+
+def arm_table(runs: pl.DataFrame, cfg: ReportConfig) -> pl.DataFrame:
+    """Per arm: configurations, mean AUROC/AUPRC with t-intervals over configurations, Brier, ECE."""
+    rows = []
+    for arm in arm_order(runs["arm"].to_list(), cfg):
+        sub = runs.filter(pl.col("arm") == arm)
+        au, au_lo, au_hi = t_interval(sub["auroc"].to_numpy(), cfg.level)
+        ap, ap_lo, ap_hi = t_interval(sub["auprc"].to_numpy(), cfg.level)
+        rows.append({"arm": arm, "kind": "few-shot" if is_fewshot(arm) else "fine-tuned", "n_configs": sub.height,
+                     "n_test": int(sub["n_test"].median()), "auroc": au, "auroc_lo": au_lo, "auroc_hi": au_hi,
+                     "auprc": ap, "auprc_lo": ap_lo, "auprc_hi": ap_hi, "brier": float(sub["brier"].mean()),
+                     "ece": float(sub["ece_quantile"].mean()), "study_auroc": cfg.study_reference.get(arm)})
+    return pl.DataFrame(rows, schema_overrides={"study_auroc": pl.Float64})
+
+
+def arm_order(arms: list[str], cfg: ReportConfig) -> list[str]:
+    """Reference arm, the study's arms, other SFT arms, then few-shot arms.
+
+    >>> arm_order(["fewshot_x", "weighted", "stepwise", "label_only", "freeform"], ReportConfig())
+    ['label_only', 'freeform', 'stepwise', 'weighted', 'fewshot_x']
+    """
+    present = sorted(set(arms))
+    first = [a for a in (cfg.reference_arm, *cfg.study_arms) if a in present]
+    rest = [a for a in present if a not in first]
+    return first + [a for a in rest if not is_fewshot(a)] + [a for a in rest if is_fewshot(a)]
+
+
+def verdict(factors: pl.DataFrame, cfg: ReportConfig) -> dict:
+    """Does the study's effect (study arms worse than the reference) reproduce? Per arm and overall."""
+    arms = {}
+    if factors.height:
+        for row in factors.filter(pl.col("factor") == "overall").iter_rows(named=True):
+            if row["arm"] in cfg.study_arms:
+                arms[row["arm"]] = {**{k: row[k] for k in ("n", "mean", "lo", "hi", "p_wilcoxon", "p_sign",
+                                                            "p_holm", "p_bh")}, "call": _call(row, cfg.alpha)}
+    calls = {a["call"] for a in arms.values()}
+    overall = ("no data" if not arms else "reproduced" if calls == {"reproduced"}
+               else "reversed" if calls == {"reversed"} else "partly reproduced" if "reproduced" in calls
+               else "not reproduced")
+    study = {a: cfg.study_reference[a] - cfg.study_reference[cfg.reference_arm] for a in cfg.study_arms
+             if a in cfg.study_reference and cfg.reference_arm in cfg.study_reference}
+    return {"overall": overall, "arms": arms, "alpha": cfg.alpha, "study_delta": study,
+            "rule": "reproduced: the CI of the mean Delta AUROC lies below 0 and the Holm-adjusted Wilcoxon p < "
+                    "alpha; reversed: CI above 0 and p < alpha; otherwise inconclusive"}
+
+
+def _call(row: dict, alpha: float) -> str:
+    significant = row["p_holm"] is not None and not math.isnan(row["p_holm"]) and row["p_holm"] < alpha
+    if significant and row["hi"] is not None and row["hi"] < 0:
+        return "reproduced"
+    if significant and row["lo"] is not None and row["lo"] > 0:
+        return "reversed"
+    return "inconclusive"
+
+
+def representative(sft: pl.DataFrame, cfg: ReportConfig) -> dict:
+    """The configuration shown in per-subject figures: largest scale, then first by family/model/base/seed,
+    among configurations that have the reference arm and as many study arms as any configuration has."""
+    keys = [k for k in PAIR_KEYS if k in sft.columns]
+    if not sft.height:
+        return {}
+    wanted = [cfg.reference_arm, *cfg.study_arms]
+    groups = sft.group_by(keys).agg(pl.col("arm").filter(pl.col("arm").is_in(wanted)).n_unique().alias("k"))
+    by = ["k", *(["scale"] if "scale" in keys else []), *[k for k in keys if k != "scale"]]
+    desc = [True, *([True] if "scale" in keys else []), *[False] * (len(by) - 1 - ("scale" in keys))]
+    pick = groups.sort(by, descending=desc, nulls_last=True).row(0, named=True)
+    cond = pl.all_horizontal([pl.col(k).eq_missing(pick[k]) for k in keys])
+    runs = sft.filter(cond)
+    return {"keys": {k: pick[k] for k in keys}, "runs": dict(zip(runs["arm"].to_list(), runs["run_id"].to_list()))}

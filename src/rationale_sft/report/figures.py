@@ -1,0 +1,158 @@
+"""The report's figures: matplotlib (Agg, no pyplot state) written as PNGs with fixed metadata.
+
+PNG bytes depend only on the data: the ``Software`` text chunk is dropped, sizes and DPI are fixed, the
+SVG hash salt is pinned, and no figure carries a date, so re-running the report reproduces every file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from rationale_sft.rundir import atomic_path
+from rationale_sft.stats import reliability_curve
+
+RC = {"svg.hashsalt": "rationale-sft", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+      "figure.dpi": 100, "savefig.dpi": 110, "path.simplify": False}
+COLORS = ["#1b6ca8", "#d1495b", "#edae49", "#66a182", "#8d5a97", "#00798c", "#6c757d", "#30362f"]
+
+
+def save(fig: Figure, path: Path) -> str:
+    """Write ``fig`` as a PNG without metadata that varies between runs; return the file name."""
+    with matplotlib.rc_context(RC), atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")
+    return path.name
+
+
+def color(arms: list[str], arm: str) -> str:
+    """A stable colour per arm (its position in the report's arm order)."""
+    return COLORS[arms.index(arm) % len(COLORS)] if arm in arms else COLORS[-1]
+
+
+def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
+    """Mean Delta AUROC with CI per arm, overall and per factor level (one row each)."""
+    rows = factors.sort("arm", maintain_order=True)
+    labels = [f"{r['arm']} | {r['factor']}={r['level']}" if r["factor"] != "overall" else f"{r['arm']} | overall"
+              for r in rows.iter_rows(named=True)]
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(7, 0.28 * len(labels) + 1.2))
+        ax = fig.subplots()
+        y = np.arange(len(labels))[::-1]
+        for yi, r in zip(y, rows.iter_rows(named=True)):
+            c = color(arms, r["arm"])
+            ax.plot([r["lo"], r["hi"]], [yi, yi], color=c, lw=1.5)
+            ax.plot(r["mean"], yi, "D" if r["factor"] == "overall" else "o", color=c, ms=6 if r["factor"] == "overall" else 4)
+        ax.axvline(0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(y, labels)
+        ax.set_xlabel("Delta AUROC (arm - reference), mean and CI over paired configurations")
+        return save(fig, path)
+
+
+def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path) -> str:
+    """Mean AUROC (min-max over seeds as bars) against training-set size, per family and arm."""
+    families = sorted(set(runs["family"].cast(pl.String).fill_null("-").to_list()))
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.6 * len(families), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(families), sharey=True))
+        for ax, fam in zip(axes, families):
+            sub = runs.filter(pl.col("family").cast(pl.String).fill_null("-") == fam)
+            for arm in [a for a in arms if a in set(sub["arm"].to_list())]:
+                agg = sub.filter(pl.col("arm") == arm).group_by("scale").agg(
+                    pl.col("auroc").mean().alias("m"), pl.col("auroc").min().alias("lo"),
+                    pl.col("auroc").max().alias("hi")).sort("scale")
+                x = agg["scale"].to_numpy().astype(float)
+                ax.errorbar(x, agg["m"], yerr=[agg["m"] - agg["lo"], agg["hi"] - agg["m"]], marker="o", ms=4,
+                            capsize=2, label=arm, color=color(arms, arm))
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"family: {fam}")
+            ax.set_xlabel("training subjects (scale)")
+        axes[0].set_ylabel("AUROC (mean over seeds and models; bars: min-max)")
+        axes[-1].legend(frameon=False, fontsize=8)
+        return save(fig, path)
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], arms: list[str], title: str, path: Path) -> str:
+    """ROC curves of several arms on the same subjects."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(4.2, 4.0))
+        ax = fig.subplots()
+        for arm, (y, s) in curves.items():
+            fpr, tpr = roc_points(y, s)
+            ax.plot(fpr, tpr, label=arm, color=color(arms, arm), lw=1.4)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(title, fontsize=8)
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        return save(fig, path)
+
+
+def roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) at every distinct threshold, from (0, 0) to (1, 1).
+
+    >>> [a.tolist() for a in roc_points(np.array([0, 1, 1]), np.array([0.2, 0.9, 0.2]))]
+    [[0.0, 0.0, 1.0], [0.0, 0.5, 1.0]]
+    """
+    y = np.asarray(y, bool)
+    order = np.argsort(-np.asarray(s), kind="stable")
+    s_sorted, y_sorted = np.asarray(s)[order], y[order]
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    tp, fp = np.cumsum(y_sorted)[last], np.cumsum(~y_sorted)[last]
+    return np.r_[0.0, fp / (~y).sum()], np.r_[0.0, tp / y.sum()]
+
+
+def calibration(curves: dict[str, tuple[np.ndarray, np.ndarray]], arms: list[str], n_bins: int, title: str,
+                path: Path) -> str:
+    """Reliability curves (equal-mass bins) of several arms."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(4.2, 4.0))
+        ax = fig.subplots()
+        top = 0.05
+        for arm, (y, s) in curves.items():
+            t = reliability_curve(y, s, n_bins, "quantile")
+            ax.plot(t["mean_pred"], t["frac_pos"], marker="o", ms=3, label=arm, color=color(arms, arm))
+            top = max(top, float(t["mean_pred"].max()), float(t["frac_pos"].max()))
+        ax.plot([0, top], [0, top], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(f"mean predicted risk ({n_bins} equal-mass bins)")
+        ax.set_ylabel("observed rate")
+        ax.set_title(title, fontsize=8)
+        ax.legend(frameon=False, fontsize=8)
+        return save(fig, path)
+
+
+def loss_curves(logs: dict[str, pl.DataFrame], arms: list[str], path: Path) -> str:
+    """Label-token and rationale-token loss per arm over optimizer steps."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(8, 3.2))
+        ax_l, ax_r = fig.subplots(1, 2)
+        for arm, log in logs.items():
+            ax_l.plot(log["step"], log["label_loss"], label=arm, color=color(arms, arm), lw=1.2)
+            if "rationale_loss" in log.columns and log["rationale_loss"].null_count() < log.height:
+                ax_r.plot(log["step"], log["rationale_loss"], label=arm, color=color(arms, arm), lw=1.2)
+        ax_l.set_title("label-token loss")
+        ax_r.set_title("rationale-token loss")
+        for ax in (ax_l, ax_r):
+            ax.set_xlabel("optimizer step")
+            ax.legend(frameon=False, fontsize=8)
+        return save(fig, path)
+
+
+def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str, path: Path) -> str:
+    """Grouped bars: one group per row of ``table``, one bar per value column."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(max(4.0, 0.9 * table.height + 2), 3.2))
+        ax = fig.subplots()
+        x = np.arange(table.height)
+        width = 0.8 / len(value_cols)
+        for i, col in enumerate(value_cols):
+            ax.bar(x + i * width - 0.4 + width / 2, table[col].fill_null(np.nan).to_numpy(), width, label=col,
+                   color=COLORS[i % len(COLORS)])
+        ax.set_xticks(x, table[label_col].to_list(), rotation=20, ha="right")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0.4, 1.0)
+        ax.legend(frameon=False, fontsize=8)
+        return save(fig, path)
