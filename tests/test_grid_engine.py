@@ -13,6 +13,7 @@ from rationale_sft import rundir
 from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.errors import InputError
 from rationale_sft.grid import collect, execute, is_complete, make_job, order
+from rationale_sft.grid.execute import root_lock
 
 SEQ = ExecutorConfig()
 
@@ -158,6 +159,20 @@ def test_live_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
     assert "skipped" in err and "│ skipped │    2 │" in err
 
 
+def test_one_driver_per_root(tmp_path):
+    jobs = diamond_grid(n_shared=1, n_runs=1)
+    with root_lock(tmp_path):
+        with pytest.raises(InputError, match=f"another grid driver is running on {tmp_path} \\(pid {os.getpid()}"):
+            execute(jobs, tmp_path, SEQ, progress=False)
+    assert execute(jobs, tmp_path, SEQ, progress=False).ok
+
+
+def test_numpy_metrics_are_stored_as_numbers(tmp_path):
+    job = make_job(f"{HERE}:numpy_metrics", {"n": 3})
+    execute([job], tmp_path, SEQ, progress=False)
+    assert collect(tmp_path, [job])[0]["mean"] == 1.0 and collect(tmp_path, [job])[0]["values"] == [0, 1, 2]
+
+
 def test_declaration_errors_name_the_problem(tmp_path):
     a = make_job(f"{HERE}:square", {"x": 1})
     b = make_job(f"{HERE}:add", {"inputs": [a.out_dir], "bias": 0}, deps=[a])
@@ -171,6 +186,9 @@ def test_declaration_errors_name_the_problem(tmp_path):
         make_job(f"{HERE}:square", {"x": 1}, resources={"gpus": 1})
     with pytest.raises(InputError, match="declared twice"):
         order([a, make_job(f"{HERE}:square", {"x": 1}, out_dir="other/{id}")])
+    with pytest.raises(InputError, match="share out_dir 'shared/one'"):
+        order([make_job(f"{HERE}:square", {"x": 1}, out_dir="shared/one"),
+               make_job(f"{HERE}:square", {"x": 2}, out_dir="shared/one")])
     with pytest.raises(InputError, match="package.module:function"):
         make_job("square", {})
     assert not Path(tmp_path / "failures.json").exists()

@@ -88,6 +88,15 @@ def forgetful(out_dir: Path, root: Path) -> dict:
     return {"value": 1}
 
 
+def numpy_metrics(out_dir: Path, root: Path, n: int) -> dict:
+    """Return numpy values as metrics (what scoring code naturally produces)."""
+    import numpy as np
+
+    rundir.run_stage(out_dir, lambda d: None)
+    values = np.arange(n)
+    return {"mean": values.mean(), "values": values}
+
+
 def diamond_grid(n_shared: int = 5, n_runs: int = 25, sleep: float = 0.0) -> list:
     """``n_shared`` square jobs and ``n_runs`` add jobs each reading two of them (30 jobs by default)."""
     shared = [make_job(f"{HERE}:square", {"x": i, "sleep": sleep}, out_dir="shared/square-{id}")

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import multiprocessing
+import os
+import socket
 import time
 import traceback
 from collections import defaultdict, deque
@@ -22,11 +25,13 @@ from pathlib import Path
 
 from rationale_sft import rundir
 from rationale_sft.config.grid import ExecutorConfig
+from rationale_sft.errors import InputError
 from rationale_sft.grid import progress as progresslib
 from rationale_sft.grid import tracking
 from rationale_sft.grid.jobs import Job, dependants, is_complete, order, run_job
 
 FAILURES = "failures.json"
+LOCK = ".grid.lock"
 Submit = Callable[[Job], Future]
 
 
@@ -68,6 +73,7 @@ def execute(jobs: Iterable[Job], root: str | Path, cfg: ExecutorConfig = Executo
     report = ExecutionReport(skipped=[j.id for j in jobs if is_complete(root, j)])
     todo = [j for j in jobs if j.id not in set(report.skipped)]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(root_lock(root))
         log = stack.enter_context(tracking.tracker(cfg, root))
         bar = stack.enter_context(progresslib.bar(len(todo), len(report.skipped), progress))
         if todo:
@@ -79,6 +85,28 @@ def execute(jobs: Iterable[Job], root: str | Path, cfg: ExecutorConfig = Executo
     if progress:
         progresslib.summary(report, root)
     return report
+
+
+@contextlib.contextmanager
+def root_lock(root: Path) -> Iterator[None]:
+    """Hold ``ROOT/.grid.lock`` so that two drivers never run the same jobs into the same directories.
+
+    The lock is the kernel's (flock): it is released when the driver exits, even on kill -9.
+    """
+    with open(root / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise InputError(f"another grid driver is running on {root} ({fh.read().strip() or 'unknown pid'}); "
+                             "wait for it to finish or stop it, then relaunch") from None
+        fh.truncate(0)
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def local_submitter(workers: int, root: Path) -> contextlib.AbstractContextManager[tuple[Submit, int]]:

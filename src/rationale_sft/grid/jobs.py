@@ -176,7 +176,28 @@ def _call(fn: str, kwargs: dict, out: Path, root: Path) -> dict:
     if not rundir.is_done(out):
         raise RuntimeError(f"job function {fn} returned without writing {out / rundir.DONE}; write outputs "
                            "then DONE (e.g. with rationale_sft.rundir.run_stage)")
-    return _json_roundtrip(fn, result or {})
+    return plain_metrics(fn, result or {})
+
+
+def plain_metrics(fn: str, metrics: dict) -> dict:
+    """Metrics as plain JSON values: numpy scalars and arrays become Python numbers and lists; NaN stays.
+
+    >>> import numpy as np
+    >>> plain_metrics("m:f", {"auroc": np.float32(0.5), "n": np.int64(3), "v": np.arange(2), "x": float("nan")})
+    {'auroc': 0.5, 'n': 3, 'v': [0, 1], 'x': nan}
+    >>> plain_metrics("m:f", {"model": object()})
+    Traceback (most recent call last):
+    ...
+    TypeError: job function m:f returned metrics that are not JSON-serialisable (object); return numbers, strings, lists or dicts
+    """
+    def plain(obj: Any) -> Any:
+        for attr in ("tolist", "item"):  # numpy arrays / scalars, torch tensors
+            if hasattr(obj, attr):
+                return getattr(obj, attr)()
+        raise TypeError(f"job function {fn} returned metrics that are not JSON-serialisable "
+                        f"({type(obj).__name__}); return numbers, strings, lists or dicts")
+
+    return json.loads(json.dumps(metrics, default=plain))
 
 
 def _check_fn(fn: str) -> None:
@@ -223,10 +244,14 @@ def _first_bad(obj: Any, key: str = "") -> tuple[str, str]:
 
 def _dedupe(jobs: Iterable[Job]) -> dict[str, Job]:
     by_id: dict[str, Job] = {}
+    by_dir: dict[str, str] = {}
     for job in jobs:
         if job.id in by_id and by_id[job.id].out_dir != job.out_dir:
             raise InputError(f"job {job.id} ({job.fn}) declared twice with different out_dir "
                              f"({by_id[job.id].out_dir!r} vs {job.out_dir!r}); one job has one directory")
+        if by_dir.setdefault(job.out_dir, job.id) != job.id:
+            raise InputError(f"jobs {by_dir[job.out_dir]} and {job.id} ({job.fn}) share out_dir {job.out_dir!r}; "
+                             "put '{id}' in out_dir so that different work gets different directories")
         by_id.setdefault(job.id, job)
     return by_id
 
