@@ -68,9 +68,10 @@ def build_features(labels: pl.DataFrame, meds_dir: str | Path, vocab: dict | Non
     rows = labels.select("subject_id", "prediction_time").with_row_index("row")
     stats = stats.join(rows, on=["subject_id", "prediction_time"])
     k = len(vocab["codes"])
-    code_col = pl.DataFrame({"code": vocab["codes"], "col": np.arange(k, dtype=np.int64) * 2 + len(BASE_FEATURES)})
+    schema = {"code": pl.String, "col": pl.Int64}
+    code_col = pl.DataFrame({"code": vocab["codes"], "col": np.arange(k) * 2 + len(BASE_FEATURES)}, schema=schema)
     num_col = pl.DataFrame({"code": vocab["numeric_codes"],
-                            "col": np.arange(len(vocab["numeric_codes"]), dtype=np.int64) + len(BASE_FEATURES) + 2 * k})
+                            "col": np.arange(len(vocab["numeric_codes"])) + len(BASE_FEATURES) + 2 * k}, schema=schema)
     present = stats.join(code_col, on="code")
     valued = stats.join(num_col, on="code").filter(pl.col("last_value").is_not_null())
     r = [present["row"], present["row"], valued["row"]]

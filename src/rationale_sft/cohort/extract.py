@@ -84,7 +84,7 @@ def apply_rules(subjects: pl.DataFrame, splits: pl.DataFrame, task: TaskConfig) 
     }
     excluded = {}
     for rule in RULES:
-        mask = df.select(fails[rule].fill_null(False)).to_series()
+        mask = df.with_columns(_fails=fails[rule].fill_null(False))["_fails"]  # with_columns broadcasts literals
         excluded[rule] = int(mask.sum())
         df = df.filter(~mask)
     labels = df.select(pl.col("subject_id"), pt.cast(pl.Datetime("us")), pl.col("boolean_value"),
