@@ -96,6 +96,7 @@ def ray_address():
     temp = Path(tempfile.mkdtemp(prefix="rg-", dir="/tmp"))  # short: Ray's unix sockets live under it
     saved = os.environ.get("RAY_DISABLE_USAGE_STATS")
     os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
+    # Ray workers do not inherit the driver's sys.path: the job module (tests/) must be on theirs.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc, address, _ = start_head(temp, env)
     try:
