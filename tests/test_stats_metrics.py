@@ -65,8 +65,9 @@ def test_auroc_by_group_and_age_bands():
     y = np.array([0, 1, 0, 1, 0, 0])
     s = np.array([0.1, 0.9, 0.8, 0.2, 0.3, 0.4])
     bands = M.age_bands(np.array([45, 47, 62, 66, 70, 71.0]), (50, 65))
-    table = M.auroc_by_group(y, s, bands)
-    assert table.rows() == [("50-65", 1, 0, None), ("<50", 2, 1, 1.0), (">=65", 3, 1, 0.0)]
+    table = M.auroc_by_group(y, s, bands, M.band_names((50, 65)))
+    assert table.rows() == [("<50", 2, 1, 1.0), ("50-65", 1, 0, None), (">=65", 3, 1, 0.0)]
+    assert M.auroc_by_group(y, s, bands)["group"].to_list() == ["50-65", "<50", ">=65"]
 
 
 def test_input_errors_name_the_problem():

@@ -211,7 +211,7 @@ def _write_metadata(cfg: SynthConfig, cat: Catalog, out_dir: Path) -> None:
     }), out_dir / "metadata" / "codes.parquet")
     rundir.write_json(out_dir / "metadata" / "dataset.json", {
         "dataset_name": "rationale-sft synthetic UK Biobank-like cohort",
-        "dataset_version": f"n{cfg.n_subjects}-seed{cfg.seed}-world{cfg.world_seed}-{config.config_hash(cfg)}",
+        "dataset_version": f"n{cfg.n_subjects}-seed{cfg.seed}-world{cfg.world_seed}-{_content_hash(cfg)}",
         "etl_name": "rationale_sft.cohort.synth", "etl_version": __version__, "meds_version": meds.__version__,
         "created_at": f"{cfg.data_end}T00:00:00+00:00",  # deterministic: the data's own end date
     })
@@ -245,3 +245,8 @@ def _write_truth(truth: dict, out_dir: Path) -> None:
         "logh_hidden": pa.array(truth["logh_hidden"], pa.float64()),
         "prevalent_adrd": pa.array(truth["prevalent_adrd"], pa.bool_()),
     }), out_dir / "truth" / "risk.parquet")
+
+
+def _content_hash(cfg: SynthConfig) -> str:
+    """Config hash without ``workers``, which changes how fast the files are written, not what they hold."""
+    return config.config_hash({k: v for k, v in config.to_dict(cfg).items() if k != "workers"})

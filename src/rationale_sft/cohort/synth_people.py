@@ -26,7 +26,7 @@ SMOKING = ("NEVER", "PREVIOUS", "CURRENT")
 # Anchor code -> (probability of a first occurrence over 1997-2022 for a reference subject, log-rate rise
 # per decade of age, linear predictor of the log rate from measured risk factors and latent health).
 ANCHOR_MODEL = {
-    "I10": (0.28, 0.6, lambda p: 0.04 * (p["sbp"] - 138) + 0.3 * p["z"][:, F["cardiometabolic"]]
+    "I10": (0.22, 0.6, lambda p: 0.04 * (p["sbp"] - 138) + 0.3 * p["z"][:, F["cardiometabolic"]]
             + 0.05 * (p["bmi"] - 27.4)),
     "E78": (0.20, 0.4, lambda p: 0.8 * (p["ldl"] - 3.56) + 0.3 * p["z"][:, F["cardiometabolic"]]),
     "E11": (0.07, 0.3, lambda p: 2.8 * p["diabetic"] - 1.2 + 0.06 * (p["bmi"] - 27.4)),
@@ -38,7 +38,7 @@ ANCHOR_MODEL = {
     "F10": (0.025, 0.0, lambda p: 0.04 * (p["alcohol"] - 16) + 0.4 * p["z"][:, F["mental"]] + 0.4 * ~p["female"]),
     "J44": (0.04, 0.6, lambda p: 2.0 * (p["smoking"] == 2) + 1.0 * (p["smoking"] == 1) - 1.0
             + 0.5 * p["z"][:, F["respiratory"]]),
-    "I25": (0.08, 0.7, lambda p: 0.5 * p["z"][:, F["cardiometabolic"]] + 0.7 * ~p["female"]
+    "I25": (0.045, 0.7, lambda p: 0.5 * p["z"][:, F["cardiometabolic"]] + 0.7 * ~p["female"]
             + 0.5 * (p["smoking"] == 2) + 0.02 * (p["sbp"] - 138)),
     "I48": (0.06, 0.9, lambda p: 0.3 * p["z"][:, F["cardiometabolic"]] + 0.4 * ~p["female"] + 0.04 * (p["bmi"] - 27.4)),
     "I63": (0.02, 0.9, lambda p: 0.4 * p["z"][:, F["cardiometabolic"]] + 0.02 * (p["sbp"] - 138)

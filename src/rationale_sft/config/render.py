@@ -33,6 +33,8 @@ class RenderConfig:
     "Codes starting with one of these are measurements: the last value before the prediction time."
     exclude_codes: tuple[str, ...] = ("UKB//ASSESSMENT", "UKB//LOST_TO_FOLLOWUP")
     "Codes never shown (trigger and censoring events)."
+    description_drop: tuple[str, ...] = (" (baseline assessment)",)
+    "Text removed from the end of measurement descriptions before the name and unit are read."
     show_codes: bool = False
     "Append the code to each diagnosis name, e.g. 'Essential (primary) hypertension [I10]'."
     max_tokens: int | None = None

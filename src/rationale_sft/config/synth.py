@@ -53,7 +53,7 @@ class SynthConfig:
     "Administrative end of data: no event is dated later (YYYY-MM-DD)."
     hidden_share: float = 0.5
     "Share of the non-age log-hazard variance of ADRD carried by the hidden part (0 = textbook only)."
-    covariate_sd: float = 1.5
+    covariate_sd: float = 1.0
     "Standard deviation of the ADRD log-hazard beyond age and sex (textbook + hidden parts together)."
     adrd_rate_at_70: float = 0.0045
     "Annual ADRD incidence at age 70 for an average subject (sets the baseline hazard level)."

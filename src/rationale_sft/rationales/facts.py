@@ -114,7 +114,7 @@ def facts_frame(events: pl.DataFrame, codes: pl.DataFrame, times: pl.DataFrame, 
     is_meas = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in cfg.measurement_prefixes]) \
         if cfg.measurement_prefixes else pl.lit(False)
     meta = code_meta(codes, ev.filter(is_diag | is_meas)["code"].unique().to_list(), cfg.diagnosis_prefixes,
-                     cfg.measurement_prefixes)
+                     cfg.measurement_prefixes, cfg.description_drop)
     diag = (ev.filter(is_diag & (pl.col("before") | pl.lit(include_later))).sort("time")
             .group_by([*_KEYS, "code"]).agg(pl.col("time").first(), pl.col("days").first(), pl.col("before").first())
             .join(meta, on="code", how="left").sort([*_KEYS, "time", "code"]))

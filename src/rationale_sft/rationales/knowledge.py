@@ -10,7 +10,7 @@ with the points model and concludes from that; in conditioned mode it explains t
 >>> kb.factor("hypertension").direction, kb.factor("hypertension").relative_risk
 ('raises', 1.2)
 >>> round(kb.risk(65.0, []), 4)
-0.007
+0.0037
 """
 
 from __future__ import annotations

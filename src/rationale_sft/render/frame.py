@@ -37,7 +37,7 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
         if cfg.measurement_prefixes else pl.lit(False)
     ev = ev.with_columns(is_diag=is_diag, is_meas=is_meas & ~is_diag)
     meta = code_meta(codes, ev.filter(pl.col("is_diag") | pl.col("is_meas"))["code"].unique().to_list(),
-                     cfg.diagnosis_prefixes, cfg.measurement_prefixes)
+                     cfg.diagnosis_prefixes, cfg.measurement_prefixes, cfg.description_drop)
     diag = _diagnoses(ev.filter("is_diag"), meta, cfg, t)
     meas = _measurements(ev.filter("is_meas"), meta, t)
     out = (labels.join(meas, on=KEYS, how="left").join(diag, on=KEYS, how="left")

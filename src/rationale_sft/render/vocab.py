@@ -9,6 +9,12 @@ and the checker speak about codes and timings the same way.
 'Diseases of the nervous system'
 >>> split_unit("LDL cholesterol (mmol/L)"), split_unit("Current smoker (self-reported, at visit)")
 (('LDL cholesterol', 'mmol/L'), ('Current smoker (self-reported, at visit)', ''))
+>>> split_unit("Alcohol intake, UK units per week"), split_unit("Systolic blood pressure, mmHg")
+(('Alcohol intake', 'UK units per week'), ('Systolic blood pressure', 'mmHg'))
+>>> split_unit("Physical activity (IPAQ)"), split_unit("Townsend index, higher is more deprived")
+(('Physical activity (IPAQ)', ''), ('Townsend index, higher is more deprived', ''))
+>>> split_unit("Number of APOE e4 alleles (0, 1, 2)")
+('Number of APOE e4 alleles (0, 1, 2)', '')
 >>> [ago_phrase(d, "assessment") for d in (3, 40, 400, 2600)]
 ['less than a month before assessment', '1 month before assessment', '1 year before assessment', '7 years before assessment']
 >>> format_number(4.599999904632568), format_number(2.0), format_number(None)
@@ -41,6 +47,7 @@ CHAPTERS = tuple(title for _, _, title in _CHAPTER_RANGES) + ("Other",)
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
 _UNIT_RE = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()\s]{1,15})\)\s*$")
+_COMMA_UNIT_RE = re.compile(r"^(?P<name>.+),\s+(?P<unit>[^,]{1,30})$")
 
 
 def icd_chapter(icd: str) -> int:
@@ -54,9 +61,19 @@ def icd_chapter(icd: str) -> int:
 
 
 def split_unit(description: str) -> tuple[str, str]:
-    """(name, unit) of a measurement description ending in a short parenthesised unit without spaces."""
-    m = _UNIT_RE.match(description or "")
-    return (m["name"], m["unit"]) if m else (description, "")
+    """(name, unit) of a measurement description ending in a unit: '(mmol/L)' or ', mmol/L'.
+
+    A parenthesised unit has no spaces and a lower-case letter, '/' or '%' (not an acronym like IPAQ); a unit
+    after the last comma is one short word, or contains '/' or ' per '.
+    """
+    text = description or ""
+    m = _UNIT_RE.match(text)
+    if m and re.search(r"[a-z/%]", m["unit"]):
+        return m["name"], m["unit"]
+    m = _COMMA_UNIT_RE.match(text)
+    if m and m["name"].count("(") == m["name"].count(")") and (" " not in m["unit"] and len(m["unit"]) <= 12 or "/" in m["unit"] or " per " in f" {m['unit']} "):
+        return m["name"], m["unit"]
+    return text, ""
 
 
 def unit_suffix(unit: str) -> str:
@@ -114,10 +131,11 @@ def code_suffix(code: str, prefixes: tuple[str, ...]) -> str:
 
 
 def code_meta(codes: pl.DataFrame, all_codes: list[str], diagnosis_prefixes: tuple[str, ...],
-              measurement_prefixes: tuple[str, ...]) -> pl.DataFrame:
+              measurement_prefixes: tuple[str, ...], drop_suffixes: tuple[str, ...] = ()) -> pl.DataFrame:
     """One row per code: name, unit suffix, display order and ICD-10 chapter (codes.parquet + fallbacks).
 
-    Codes missing from codes.parquet get a readable name from the code itself (prefix stripped).
+    Codes missing from codes.parquet get a readable name from the code itself (prefix stripped);
+    ``drop_suffixes`` are removed from the end of measurement descriptions before the unit is read.
     """
     desc = dict(zip(codes["code"].to_list(), codes["description"].to_list())) if codes.height else {}
     order = {c: i for i, c in enumerate(codes["code"].to_list())} if codes.height else {}
@@ -126,6 +144,8 @@ def code_meta(codes: pl.DataFrame, all_codes: list[str], diagnosis_prefixes: tup
         short = code_suffix(code, diagnosis_prefixes + measurement_prefixes)
         text = desc.get(code) or short.replace("//", " ").replace("_", " ").capitalize()
         is_diag = code.startswith(diagnosis_prefixes)
+        for suffix in () if is_diag else drop_suffixes:
+            text = text[: -len(suffix)] if suffix and text.endswith(suffix) else text
         name, unit = (text, "") if is_diag else split_unit(text)
         rows.append({"code": code, "short": short, "name": name, "unit_suffix": unit_suffix(unit),
                      "order": order.get(code, len(order)), "chapter": icd_chapter(short) if is_diag else -1})

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from rich.console import Console
 from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
-from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary, gap_model,
-                                 holm, paired_bootstrap_diff, paired_deltas, t_interval)
-from rationale_sft.stats.compare import PAIR_KEYS
 from rationale_sft.seeding import rng
+from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
+                                 gap_model, holm, paired_bootstrap_diff, paired_deltas, t_interval)
+from rationale_sft.stats.compare import PAIR_KEYS
 
 SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "n_generated_tokens")
 FACTORS = ("family", "model", "scale", "base")
@@ -68,7 +69,7 @@ def run_metrics(rd: RunDir, cfg: ReportConfig) -> tuple[pl.DataFrame, dict[str, 
     """Per finished run: AUROC/AUPRC/Brier with bootstrap CIs, ECE and readouts, recomputed from scores."""
     rows, scores, notes = [], {}, []
     ok = rd.ok()
-    with Progress(transient=True) as bar:
+    with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("metrics per run", total=ok.height)
         for row in ok.iter_rows(named=True):
             table = read_scores(rd, row)

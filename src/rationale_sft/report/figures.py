@@ -68,9 +68,12 @@ def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path) -> str:
                 ax.errorbar(x, agg["m"], yerr=[agg["m"] - agg["lo"], agg["hi"] - agg["m"]], marker="o", ms=4,
                             capsize=2, label=arm, color=color(arms, arm))
             ax.set_xscale("log", base=2)
+            ticks = sorted(set(sub["scale"].drop_nulls().cast(pl.Float64).to_list()))
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
             ax.set_title(f"family: {fam}")
             ax.set_xlabel("training subjects (scale)")
-        axes[0].set_ylabel("AUROC (mean over seeds and models; bars: min-max)")
+        axes[0].set_ylabel("AUROC (mean; bars: min-max)")
         axes[-1].legend(frameon=False, fontsize=8)
         return save(fig, path)
 
@@ -137,7 +140,8 @@ def loss_curves(logs: dict[str, pl.DataFrame], arms: list[str], path: Path) -> s
         ax_r.set_title("rationale-token loss")
         for ax in (ax_l, ax_r):
             ax.set_xlabel("optimizer step")
-            ax.legend(frameon=False, fontsize=8)
+            if ax.lines:
+                ax.legend(frameon=False, fontsize=8)
         return save(fig, path)
 
 

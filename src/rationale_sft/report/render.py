@@ -65,6 +65,16 @@ def fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_text(p) -> str:
+    """A p-value in a sentence.
+
+    >>> p_text(0.0004), p_text(0.0312)
+    ('p < 0.001', 'p = 0.031')
+    """
+    text = fmt_p(p)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def fmt_ci(est, lo, hi, digits: int = 3) -> str:
     """``estimate [lo, hi]``.
 

@@ -11,8 +11,9 @@ from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
-from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p
+from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
 from rationale_sft.stats import age_bands, auroc_by_group, bootstrap_table, delong_test
+from rationale_sft.stats.metrics import band_names
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
 CALL_TEXT = {"reproduced": "Yes: the study's effect reproduces here",
@@ -30,9 +31,8 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
         study = v["study_delta"].get(arm)
         blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
                             f"mean Delta AUROC {fmt_ci(a['mean'], a['lo'], a['hi'])} over {a['n']} paired "
-                            f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank p = "
-                            f"{fmt_p(a['p_wilcoxon'])}, Holm-adjusted {fmt_p(a['p_holm'])}; sign test p = "
-                            f"{fmt_p(a['p_sign'])}. Verdict for this arm: {a['call']}"
+                            f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank {p_text(a['p_wilcoxon'])}, "
+                            f"Holm-adjusted {p_text(a['p_holm'])}; sign test {p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
                             + (f" (study: {study:+.3f})." if study is not None else ".")))
     blocks.append(("p", f"Rule: {v['rule']} (alpha = {v['alpha']})."))
     n_sub = int(an.runs["n_test"].median()) if an.runs.height else 0
@@ -78,8 +78,8 @@ def delta_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
     blocks: list[tuple] = [
         ("img", figures.forest(f, arms, out / "delta_forest.png"),
          "Delta AUROC (arm - reference) by factor: mean and CI over paired configurations"),
-        ("table", _cap(table, cfg), f"{f['method'][0]}. Holm/BH adjust within the overall rows and within the "
-                                    "per-level rows separately.")]
+        ("table", _cap(table, cfg), _capped(f"{f['method'][0]}. Holm/BH adjust within the overall rows and within "
+                                            "the per-level rows separately.", table, cfg))]
     blocks += _model_blocks(an)
     blocks += _pairs_blocks(an, cfg)
     return Section("delta", "Delta AUROC by factor", blocks)
@@ -113,8 +113,8 @@ def _pairs_blocks(an: Analysis, cfg: ReportConfig) -> list[tuple]:
     return [("p", f"Per configuration (paired on the same test subjects): {sig_lower} of {p.height} arm runs are "
                   f"significantly below their reference run and {sig_higher} above (DeLong test, Holm-adjusted over "
                   f"all {p.height} pairs, alpha {cfg.alpha})."),
-            ("table", _cap(table, cfg), f"Paired percentile bootstrap ({cfg.n_boot} replicates, seed {cfg.seed}) and "
-                                        "DeLong test per configuration.")]
+            ("table", _cap(table, cfg), _capped(f"Paired percentile bootstrap ({cfg.n_boot} replicates, seed "
+                                                f"{cfg.seed}) and DeLong test per configuration.", table, cfg))]
 
 
 def scale_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
@@ -169,9 +169,10 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
     for arm in curves:
         s = an.scores[rep["runs"][arm]].join(labels.select("subject_id", "age", "sex"), on="subject_id", how="left")
         y, p = _ys(s)
-        for name, groups in (("age", age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), cfg.age_edges)),
-                             ("sex", s["sex"].fill_null("unknown").to_numpy())):
-            for g in auroc_by_group(y, p, groups).iter_rows(named=True):
+        ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), cfg.age_edges)
+        for name, groups, order in (("age", ages, band_names(cfg.age_edges)),
+                                    ("sex", s["sex"].fill_null("unknown").to_numpy(), None)):
+            for g in auroc_by_group(y, p, groups, order).iter_rows(named=True):
                 rows.append({"arm": arm, "group": f"{name} {g['group']}", "n": str(g["n"]), "n_pos": str(g["n_pos"]),
                              "AUROC": fmt(g["auroc"])})
     return [("table", pl.DataFrame(rows), "AUROC by age band and sex, representative configuration (no interval; "
@@ -246,3 +247,9 @@ def _baseline_row(scale, model, p, test_ids, ref_mean, an, rep_ref, cfg) -> dict
 
 def _cap(table: pl.DataFrame, cfg: ReportConfig) -> pl.DataFrame:
     return table.head(cfg.max_rows)
+
+
+def _capped(caption: str, table: pl.DataFrame, cfg: ReportConfig) -> str:
+    if table.height <= cfg.max_rows:
+        return caption
+    return f"{caption} First {cfg.max_rows} of {table.height} rows (report.max_rows); all are in results.parquet and stats.json."

@@ -161,8 +161,9 @@ def expected_calibration_error(y: np.ndarray, score: np.ndarray, n_bins: int = 1
     return float(round(gap.sum() / table["n"].sum(), 15))
 
 
-def auroc_by_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray) -> pl.DataFrame:
-    """AUROC within each group (e.g. age band, sex); a group with one class gets a null AUROC.
+def auroc_by_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray,
+                   order: list[str] | None = None) -> pl.DataFrame:
+    """AUROC within each group (e.g. age band, sex), in ``order`` (default: sorted); one class -> null AUROC.
 
     >>> t = auroc_by_group(np.array([0, 1, 0, 1, 1]), np.array([.1, .9, .2, .3, .5]), np.array(list("FFMMM")))
     >>> t.rows()
@@ -170,12 +171,22 @@ def auroc_by_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray) -> pl.D
     """
     groups = np.asarray(groups).astype(str)
     rows = []
-    for g in sorted(set(groups.tolist())):
+    present = set(groups.tolist())
+    for g in [g for g in (order or []) if g in present] + sorted(present - set(order or [])):
         m = groups == g
         yy = np.asarray(y, bool)[m]
         value = auroc(yy, np.asarray(score)[m]) if 0 < yy.sum() < yy.size else None
         rows.append({"group": g, "n": int(m.sum()), "n_pos": int(yy.sum()), "auroc": value})
     return pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "n_pos": pl.Int64, "auroc": pl.Float64})
+
+
+def band_names(edges: tuple[float, ...]) -> list[str]:
+    """Names of the age bands cut at ``edges``, youngest first.
+
+    >>> band_names((50, 60))
+    ['<50', '50-60', '>=60']
+    """
+    return [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]:g}"]
 
 
 def age_bands(age: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
@@ -185,6 +196,6 @@ def age_bands(age: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     ['<50', '50-60', '>=60', 'unknown']
     """
     age = np.asarray(age, np.float64)
-    names = [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]:g}"]
+    names = band_names(edges)
     idx = np.searchsorted(np.asarray(edges, np.float64), age, side="right")
     return np.where(np.isnan(age), "unknown", np.asarray(names)[np.minimum(idx, len(names) - 1)])
