@@ -142,6 +142,14 @@ def test_process_pool_retries_and_reports(tmp_path):
     assert [f["kwargs"] for f in report.failed] == [{"x": 4}]
 
 
+def test_process_pool_survives_a_killed_worker(tmp_path):
+    jobs = [make_job(f"{HERE}:crashing", {"x": 1}), *diamond_grid(n_shared=2, n_runs=3)]
+    report = execute(jobs, tmp_path, ExecutorConfig(workers=2, retries=2), progress=False)
+    assert report.ok and len(report.done) == 6
+    assert [c["fn"] for c in calls(tmp_path)].count("crashing") == 2
+    assert collect(tmp_path, jobs[:1])[0]["value"] == 1
+
+
 def test_summary_is_printed(tmp_path, capsys):
     (tmp_path / "BROKEN").write_text("")
     execute([make_job(f"{HERE}:fragile", {"x": 5})], tmp_path, ExecutorConfig(retries=0), progress=True)

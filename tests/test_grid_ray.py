@@ -112,14 +112,15 @@ def ray_address():
 
 def test_ray_matches_local_including_retries_and_failures(ray_address, tmp_path):
     jobs = [*diamond_grid(n_shared=3, n_runs=4), make_job(f"{HERE}:flaky", {"x": 9}),
+            make_job(f"{HERE}:crashing", {"x": 7}),  # its worker process dies on the first attempt
             make_job(f"{HERE}:fragile", {"x": 8}, resources={"num_cpus": 0.5})]
     for name in ("local", "ray"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "BROKEN").write_text("")
-    local = execute(jobs, tmp_path / "local", ExecutorConfig(retries=1), progress=False)
-    cfg = ExecutorConfig(kind="ray", ray_address=ray_address, retries=1)
+    local = execute(jobs, tmp_path / "local", ExecutorConfig(workers=2, retries=2), progress=False)
+    cfg = ExecutorConfig(kind="ray", ray_address=ray_address, retries=2)
     on_ray = execute(jobs, tmp_path / "ray", cfg, progress=False)
-    assert on_ray.counts() == local.counts() == {"done": 8, "skipped": 0, "failed": 1, "blocked": 0}
+    assert on_ray.counts() == local.counts() == {"done": 9, "skipped": 0, "failed": 1, "blocked": 0}
     assert collect(tmp_path / "ray", jobs) == collect(tmp_path / "local", jobs)
     assert [(f["job_id"], len(f["attempts"])) for f in on_ray.failed] == \
         [(f["job_id"], len(f["attempts"])) for f in local.failed]
@@ -127,4 +128,4 @@ def test_ray_matches_local_including_retries_and_failures(ray_address, tmp_path)
     assert os.getpid() not in {c.get("pid") for c in calls(tmp_path / "ray") if c["fn"] == "square"}
 
     again = execute(jobs, tmp_path / "ray", cfg, progress=False)  # resume: only the failed job runs again
-    assert again.counts() == {"done": 0, "skipped": 8, "failed": 1, "blocked": 0}
+    assert again.counts() == {"done": 0, "skipped": 9, "failed": 1, "blocked": 0}

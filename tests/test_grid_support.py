@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,17 @@ def flaky(out_dir: Path, root: Path, x: int) -> dict:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "part.txt").write_text("partial")
         raise RuntimeError(f"flaky job {x}: first attempt fails")
+    rundir.run_stage(out_dir, lambda d: rundir.write_json(d / "value.json", {"value": x}) and None)
+    return {"value": x}
+
+
+def crashing(out_dir: Path, root: Path, x: int) -> dict:
+    """SIGKILL its own worker process on the first call (never use it with workers=1), then succeed."""
+    log_call(root, "crashing", x=x)
+    marker = root / f"crashing-{x}.marker"
+    if not marker.exists():
+        marker.write_text("killed once\n")
+        os.kill(os.getpid(), signal.SIGKILL)
     rundir.run_stage(out_dir, lambda d: rundir.write_json(d / "value.json", {"value": x}) and None)
     return {"value": x}
 
