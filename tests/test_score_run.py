@@ -1,0 +1,81 @@
+"""Scoring on real tiny checkpoints: batch-size invariance (direct and generated), files, marker handling."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rationale_sft.config import build
+from rationale_sft.config.score import ScoreConfig
+from rationale_sft.config.train import TrainConfig
+from rationale_sft.score import score
+from rationale_sft.score.generate import cut_at_marker, finish
+from rationale_sft.score.run import SCORE_SCHEMA
+from rationale_sft.train.loop import train
+from rationale_sft.train.toy import toy_data, toy_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ex, rat = toy_data(n=40, seed=7)
+    root = tmp_path_factory.mktemp("score")
+    base = toy_model(root / "base", ex["prompt"].to_list() + rat["text"].to_list(), vocab_size=500)
+    runs = {}
+    for arm in ("label_only", "freeform"):
+        cfg = build(TrainConfig, {"arm": arm, "steps": 6, "micro_batch": 4, "lr": 3e-3})
+        train(cfg, root / arm, ex, rat, base)
+        runs[arm] = root / arm
+    return ex, runs
+
+
+@pytest.mark.parametrize("arm", ["label_only", "freeform"])
+def test_scores_do_not_depend_on_batch_size(trained, tmp_path, arm):
+    ex, runs = trained
+    tables = []
+    for bs in (1, 7):
+        cfg = ScoreConfig(batch_size=bs, max_new_tokens=12)
+        score(cfg, tmp_path / str(bs), ex, runs[arm] / "checkpoint")
+        tables.append(pl.read_parquet(tmp_path / str(bs) / "scores.parquet"))
+    a, b = tables
+    assert a["subject_id"].to_list() == b["subject_id"].to_list()
+    np.testing.assert_allclose(a["p_yes"].to_numpy(), b["p_yes"].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(a["p_direct"].to_numpy(), b["p_direct"].to_numpy(), atol=1e-5)
+    assert a["generated_text"].to_list() == b["generated_text"].to_list()
+    assert a["p_yes"].n_unique() > 1  # the scores vary across subjects: the comparison is not vacuous
+
+
+def test_score_files_follow_the_contract(trained, tmp_path):
+    ex, runs = trained
+    out = score(ScoreConfig(max_new_tokens=8, save_states=True), tmp_path, ex, runs["freeform"] / "checkpoint")
+    scores = pl.read_parquet(tmp_path / "scores.parquet")
+    assert dict(scores.schema) == SCORE_SCHEMA
+    held = ex.filter(pl.col("split") == "held_out")
+    assert scores.height == held.height == out["n"]
+    assert ((scores["p_yes"] > 0) & (scores["p_yes"] < 1)).all() and (scores["label_mass"] <= 1 + 1e-6).all()
+    assert out["mode"] == "generate" and (scores["n_generated_tokens"] > 0).all()
+    preds = pl.read_parquet(tmp_path / "predictions.parquet")
+    assert preds.columns == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_value",
+                             "predicted_boolean_probability"]
+    states = np.load(tmp_path / "answer_states.npy")
+    assert states.shape[0] == scores.height and states.shape[1] == 128
+    assert np.load(tmp_path / "answer_states_subjects.npy").tolist() == scores["subject_id"].to_list()
+
+
+def test_label_only_direct_scores_equal_p_direct(trained, tmp_path):
+    ex, runs = trained
+    score(ScoreConfig(), tmp_path, ex, runs["label_only"] / "checkpoint")
+    s = pl.read_parquet(tmp_path / "scores.parquet")
+    assert s["p_yes"].to_list() == s["p_direct"].to_list() and s["marker_found"].null_count() == s.height
+
+
+def test_marker_cut_and_append(trained):
+    from rationale_sft.models import load_tokenizer
+
+    ex, runs = trained
+    tok = load_tokenizer(runs["freeform"] / "checkpoint")
+    ids = tok("Old age.\nAnswer: Yes", add_special_tokens=False)["input_ids"]
+    cut = cut_at_marker(tok, ids, "\nAnswer:")
+    assert tok.decode(ids[:cut]).endswith("\nAnswer:") and cut < len(ids)
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    g = finish(tok, tok("no marker here", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] * 2,
+               "\nAnswer:", marker, {tok.eos_token_id})
+    assert not g.marker_found and g.ids[-len(marker):] == marker and g.text == "no marker here"
