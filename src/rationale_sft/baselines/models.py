@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.metrics import log_loss
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
 from rationale_sft.config.baselines import BaselinesConfig
 from rationale_sft.seeding import derive_seed
@@ -27,23 +28,34 @@ class Split:
     y: np.ndarray
 
 
-def _logistic(cfg: BaselinesConfig, C: float, dense: bool):
-    # sparse input can only be scaled, not centred; the age+sex model is small enough to centre
-    scaler = StandardScaler(with_mean=dense)
-    return make_pipeline(scaler, LogisticRegression(C=C, max_iter=cfg.lr_max_iter))
+def _both_classes(y: np.ndarray) -> bool:
+    return bool(0 < y.sum() < y.size)
 
 
 def fit_age_sex_lr(train: Split, tuning: Split, test: Split, cfg: BaselinesConfig) -> tuple[np.ndarray, dict]:
-    """Logistic regression on age and sex only (the first three feature columns)."""
-    model = _logistic(cfg, C=1.0, dense=True).fit(train.X[:, :3].toarray(), train.y)
+    """Logistic regression on age and sex only (the first three feature columns), standardised."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=cfg.lr_max_iter))
+    model.fit(train.X[:, :3].toarray(), train.y)
     return model.predict_proba(test.X[:, :3].toarray())[:, 1], {}
 
 
 def fit_lr(train: Split, tuning: Split, test: Split, cfg: BaselinesConfig) -> tuple[np.ndarray, dict]:
-    """L2 logistic regression on all features, scaled to unit variance."""
-    model = _logistic(cfg, C=cfg.lr_c, dense=False).fit(train.X, train.y)
-    n_iter = int(model[-1].n_iter_[0])
-    return model.predict_proba(test.X)[:, 1], {"n_iter": n_iter, "converged": n_iter < cfg.lr_max_iter}
+    """L2 logistic regression on all features; C chosen by tuning-split log loss.
+
+    Features are scaled by their maximum absolute value: sparsity is kept and code indicators stay 0/1,
+    whereas unit-variance scaling would blow rare codes up and let them escape the penalty.
+    """
+    scaler = MaxAbsScaler().fit(train.X)
+    Xtr, Xtu, Xte = (scaler.transform(s.X) for s in (train, tuning, test))
+    fits = {c: LogisticRegression(C=c, max_iter=cfg.lr_max_iter).fit(Xtr, train.y) for c in cfg.lr_c_grid}
+    if _both_classes(tuning.y) and len(fits) > 1:
+        losses = {c: log_loss(tuning.y, m.predict_proba(Xtu)[:, 1], labels=[False, True]) for c, m in fits.items()}
+        best = min(losses, key=losses.get)
+    else:  # nothing to choose on: the middle of the grid
+        losses, best = {}, sorted(fits)[len(fits) // 2]
+    n_iter = int(fits[best].n_iter_[0])
+    return fits[best].predict_proba(Xte)[:, 1], {"C": best, "tuning_log_loss": losses, "n_iter": n_iter,
+                                                 "converged": n_iter < cfg.lr_max_iter}
 
 
 def fit_lightgbm(train: Split, tuning: Split, test: Split, cfg: BaselinesConfig) -> tuple[np.ndarray, dict]:
@@ -56,7 +68,7 @@ def fit_lightgbm(train: Split, tuning: Split, test: Split, cfg: BaselinesConfig)
         min_child_samples=g.min_child_samples, colsample_bytree=g.feature_fraction, reg_lambda=g.reg_lambda,
         n_jobs=g.n_jobs, random_state=derive_seed(cfg.seed, "lightgbm"), deterministic=True,
         force_row_wise=True, verbose=-1)
-    stop = bool(g.early_stopping_rounds > 0 and 0 < tuning.y.sum() < tuning.y.size)
+    stop = g.early_stopping_rounds > 0 and _both_classes(tuning.y)
     kwargs = {"eval_X": (tuning.X.astype(np.float32),), "eval_y": (tuning.y,), "eval_metric": "binary_logloss",
               "callbacks": [lgb.early_stopping(g.early_stopping_rounds, verbose=False)]} if stop else {}
     model.fit(train.X.astype(np.float32), train.y, **kwargs)

@@ -52,8 +52,8 @@ class BaselinesConfig:
     "Models to fit: age_sex_lr, lr, lightgbm, oracle (the oracle only where truth/risk.parquet exists)."
     min_code_count: int = 10
     "A code becomes a feature when at least this many training subjects have it before prediction time."
-    lr_c: float = 0.05
-    "Inverse L2 strength of the logistic regression on standardised features."
+    lr_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    "Inverse L2 strengths tried for the logistic regression; the best tuning-split log loss wins."
     lr_max_iter: int = 2000
     "Maximum solver iterations of the logistic regressions."
     lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
@@ -63,5 +63,6 @@ class BaselinesConfig:
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
-        if self.min_code_count < 1 or not self.lr_c > 0:
-            raise ValueError(f"min_code_count must be >= 1 and lr_c > 0, got {self.min_code_count}, {self.lr_c}")
+        if self.min_code_count < 1 or not self.lr_c_grid or min(self.lr_c_grid) <= 0:
+            raise ValueError(f"min_code_count must be >= 1 and lr_c_grid positive values, got "
+                             f"{self.min_code_count}, {list(self.lr_c_grid)}")
