@@ -132,7 +132,7 @@ def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool
                   "rationale_quality": "shared/rationales-1/quality.json",
                   "baselines": {str(s): _baselines(root, g, labels, z, s) for s in SCALES}}
     write_json(root / "index.json", index)
-    write_json(root / "failures.json", [{"run_id": "zz-failed", "error": "CUDA out of memory"}])
+    write_json(root / "failures.json", [{"job_id": "zz-failed", "error": "CUDA out of memory"}])
     write_text(root / "DONE", "")
     return root
 
