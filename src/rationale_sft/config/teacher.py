@@ -1,7 +1,7 @@
 """Teacher configuration: which backend writes rationales, for which examples, and how it is called.
 
 >>> from rationale_sft.config import build
->>> cfg = build(TeacherConfig, {}, ["backend=openai", "styles=[stepwise]", "rps=2"])
+>>> cfg = build(TeacherConfig, {}, ["backend=openai", "model=m", "styles=[stepwise]", "rps=2"])
 >>> cfg.backend, cfg.styles, cfg.rps, cfg.mode
 ('openai', ('stepwise',), 2.0, 'conditioned')
 >>> build(TeacherConfig, {}, ["styles=[essay]"])
@@ -12,6 +12,10 @@ rationale_sft.config.ConfigError: 'styles[0]' must be one of 'freeform', 'stepwi
 Traceback (most recent call last):
 ...
 rationale_sft.config.ConfigError: config: concurrency must be >= 1, got 0
+>>> build(TeacherConfig, {"backend": "hf"})
+Traceback (most recent call last):
+...
+rationale_sft.config.ConfigError: config: backend 'hf' needs model=... (openai: the served model name; hf: a model dir or alias such as smollm2-135m-instruct)
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ class TeacherConfig:
 
     backend: Literal["knowledge", "openai", "hf"] = "knowledge"
     "Teacher: 'knowledge' (offline rule-based writer), 'openai' (any OpenAI-compatible server), 'hf' (local model)."
-    model: str = "knowledge-v1"
-    "Model name: sent as `model` to the server (openai), a local dir or known name (hf), a label (knowledge)."
+    model: str | None = None
+    "Model: sent as `model` to the server (openai); a local dir or alias like smollm2-135m-instruct (hf); unused (knowledge)."
     styles: tuple[Literal["freeform", "stepwise"], ...] = ("freeform", "stepwise")
     "Rationale styles to generate, one rationale per example and style."
     mode: Literal["conditioned", "blind"] = "conditioned"
@@ -66,6 +70,11 @@ class TeacherConfig:
     device: str = "cpu"
     "hf: torch device ('cpu', 'cuda', 'cuda:1', ...)."
 
+    @property
+    def model_name(self) -> str:
+        """The model recorded with every rationale (the knowledge writer is 'knowledge')."""
+        return self.model or "knowledge"
+
     def __post_init__(self) -> None:
         for name in ("concurrency", "batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
@@ -73,6 +82,9 @@ class TeacherConfig:
         for name in ("timeout_s", "rps", "backoff_s", "temperature", "max_retries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.backend != "knowledge" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs model=... (openai: the served model name; hf: a "
+                             "model dir or alias such as smollm2-135m-instruct)")
         if not self.styles:
             raise ValueError("styles must name at least one style (freeform, stepwise)")
         if not self.splits:

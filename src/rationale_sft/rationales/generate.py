@@ -24,7 +24,7 @@ from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.cache import RationaleCache, cache_key
 from rationale_sft.rationales.specs import SPEC_VERSION, ParsedRationale, parse_reply, spec_hash
-from rationale_sft.rundir import run_stage, write_json, write_parquet
+from rationale_sft.rundir import hash_path, run_stage, write_json, write_parquet
 
 EXAMPLE_COLUMNS = ("subject_id", "prediction_time", "split", "label", "prompt", "prompt_hash")
 OUTPUT_SCHEMA = {
@@ -122,7 +122,7 @@ def plan_items(cfg: TeacherConfig, examples: pl.DataFrame) -> list[Item]:
     items: dict[str, Item] = {}
     for row in rows.iter_rows(named=True):
         for style in cfg.styles:
-            key = cache_key(cfg.backend, cfg.model, {**params, "spec": spec_hash(style, cfg.mode)}, SPEC_VERSION,
+            key = cache_key(cfg.backend, cfg.model_name, {**params, "spec": spec_hash(style, cfg.mode)}, SPEC_VERSION,
                             row["subject_id"], row["prompt_hash"], style, cfg.mode, row["label"])
             items.setdefault(key, Item(key, row["subject_id"], row["prediction_time"], row["split"],
                                        bool(row["label"]), row["prompt"], row["prompt_hash"], style, cfg.mode))
@@ -131,8 +131,9 @@ def plan_items(cfg: TeacherConfig, examples: pl.DataFrame) -> list[Item]:
 
 def backend_params(cfg: TeacherConfig) -> dict:
     """The generation settings that change a backend's output (part of every cache key)."""
-    if cfg.backend == "knowledge":
-        return {"seed": cfg.seed}
+    if cfg.backend == "knowledge":  # a changed knowledge base must not reuse old rationales
+        from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE
+        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE)}
     sampled = {"seed": cfg.seed} if cfg.temperature > 0 else {}
     return {"temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens, **sampled}
 
@@ -140,7 +141,7 @@ def backend_params(cfg: TeacherConfig) -> dict:
 def rationale_table(cfg: TeacherConfig, items: list[Item], records: dict[str, dict]) -> pl.DataFrame:
     """The ``rationales.parquet`` rows of the finished items, in plan order."""
     rows = [{"subject_id": i.subject_id, "prediction_time": i.prediction_time, "prompt_hash": i.prompt_hash,
-             "split": i.split, "style": i.style, "mode": i.mode, "backend": cfg.backend, "model": cfg.model,
+             "split": i.split, "style": i.style, "mode": i.mode, "backend": cfg.backend, "model": cfg.model_name,
              "spec_version": records[i.key]["spec_version"], "text": records[i.key]["text"],
              "conclusion": records[i.key]["conclusion"], "teacher_risk": records[i.key]["teacher_risk"],
              "cache_key": i.key} for i in items if i.key in records]
@@ -159,7 +160,7 @@ def parse_item_reply(item: Item, text: str) -> ParsedRationale:
 def _record(cfg: TeacherConfig, out: Outcome) -> dict:
     p = out.parsed
     return {"spec_version": SPEC_VERSION, "text": p.text, "conclusion": p.conclusion,
-            "teacher_risk": p.teacher_risk, "raw": out.raw, "backend": cfg.backend, "model": cfg.model,
+            "teacher_risk": p.teacher_risk, "raw": out.raw, "backend": cfg.backend, "model": cfg.model_name,
             "subject_id": out.item.subject_id, "style": out.item.style, "mode": out.item.mode,
             "attempts": out.attempts, "n_tokens": out.n_tokens, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -173,7 +174,7 @@ def _run_backend(cfg: TeacherConfig, pending: list[Item], cache: RationaleCache,
     runner = _backend(cfg.backend)
     started = time.perf_counter()
     with _progress() as progress:
-        task = progress.add_task(f"{cfg.backend} rationales", total=len(pending), failed=0, tokens=0)
+        task = progress.add_task(cfg.backend, total=len(pending), failed=0, tokens=0)
 
         def emit(out: Outcome) -> None:
             if out.parsed is not None:
@@ -224,12 +225,12 @@ class _RateColumn(ProgressColumn):
         elapsed = task.elapsed or 0.0
         if not elapsed:
             return Text("-- it/s")
-        text = f"{task.completed / elapsed:.2f} it/s"
+        text = f"{task.completed / elapsed:.1f} it/s"
         if task.fields.get("tokens"):
-            text += f", {task.fields['tokens'] / elapsed:.1f} tok/s"
-        return Text(text + f", {task.fields.get('failed', 0)} failed")
+            text += f" {task.fields['tokens'] / elapsed:.0f} tok/s"
+        return Text(text + f" {task.fields.get('failed', 0)} failed")
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), _RateColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console)
