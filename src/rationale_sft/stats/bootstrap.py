@@ -22,7 +22,8 @@ import polars as pl
 
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import rng as make_rng
-from rationale_sft.stats.metrics import brier, check_binary, weighted_auroc, weighted_average_precision
+from rationale_sft.stats.metrics import (brier, check_binary, weighted_auroc, weighted_average_precision,
+                                         weighted_rank_metrics)
 
 CHUNK = 256  # replicates per pass: bounds memory at CHUNK x n floats; fixed so draws never depend on it
 
@@ -121,8 +122,9 @@ def bootstrap_table(y: np.ndarray, score: np.ndarray, *, seed: int, n_boot: int 
     reps = {m: np.empty(n_boot) for m in metrics}
     for start in range(0, n_boot, CHUNK):
         w = stratified_weights(y, min(CHUNK, n_boot - start), rng)
+        ranked = dict(zip(("auroc", "auprc"), weighted_rank_metrics(y, score, w)))  # one pass for both
         for m in metrics:
-            reps[m][start:start + w.shape[0]] = METRICS[m](y, score, w)
+            reps[m][start:start + w.shape[0]] = ranked[m] if m in ranked else METRICS[m](y, score, w)
     for m in metrics:
         est = brier(y, score) if m == "brier" else float(METRICS[m](y, score, np.ones(y.size)))
         lo, hi = percentile_ci(reps[m], level)

@@ -57,27 +57,38 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def weighted_auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """AUROC under subject weights ``w`` of shape (n,) or (B, n): one value per row, O(B n) after one sort.
-
-    For each positive, the weighted count of negatives scored below it (plus half of those tied) comes from
-    cumulative sums over the negatives sorted once, so B bootstrap replicates cost no further sorting.
+    """AUROC under subject weights ``w`` of shape (n,) or (B, n): one value per row.
 
     >>> y = np.array([0, 1, 0, 1]); s = np.array([0.5, 0.5, 0.2, 0.9])
     >>> float(weighted_auroc(y, s, np.ones(4))), weighted_auroc(y, s, np.array([[1, 1, 1, 1], [0, 2, 1, 1]]))
     (0.875, array([0.875, 1.   ]))
     """
+    return weighted_rank_metrics(y, score, w)[0]
+
+
+def weighted_rank_metrics(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(AUROC, average precision) under weights of shape (n,) or (B, n), O(B n) after one sort per class.
+
+    Both come from cumulative weights of each class sorted once: for every positive j, the weighted count
+    of negatives below it (plus half of those tied) gives AUROC; the weighted positives and negatives
+    scored at or above it give the precision at its threshold, and AP = sum_j w_j * precision_j / P,
+    which equals the step-wise sum over distinct thresholds (tied positives share one precision).
+    """
     y, score = np.asarray(y, bool), np.asarray(score, np.float64)
     w = np.asarray(w, np.float64)
-    neg_order = np.argsort(score[~y], kind="stable")
-    neg_sorted = score[~y][neg_order]
-    lo = np.searchsorted(neg_sorted, score[y], side="left")
-    hi = np.searchsorted(neg_sorted, score[y], side="right")
-    cum = np.concatenate([np.zeros(w.shape[:-1] + (1,)), np.cumsum(w[..., ~y][..., neg_order], -1)], -1)
-    below = np.take(cum, lo, axis=-1)
-    tied = np.take(cum, hi, axis=-1) - below
-    wpos = w[..., y]
-    num = (wpos * (below + 0.5 * tied)).sum(-1)
-    return num / (wpos.sum(-1) * cum[..., -1])
+    pos, neg = score[y], score[~y]
+    pos_order, neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
+    zero = np.zeros(w.shape[:-1] + (1,))
+    cneg = np.concatenate([zero, np.cumsum(w[..., ~y][..., neg_order], -1)], -1)
+    cpos = np.concatenate([zero, np.cumsum(w[..., y][..., pos_order], -1)], -1)
+    below = np.take(cneg, np.searchsorted(neg[neg_order], pos, side="left"), axis=-1)
+    tied = np.take(cneg, np.searchsorted(neg[neg_order], pos, side="right"), axis=-1) - below
+    wpos, n_pos, n_neg = w[..., y], cpos[..., -1:], cneg[..., -1:]
+    auc = (wpos * (below + 0.5 * tied)).sum(-1) / (n_pos[..., 0] * n_neg[..., 0])
+    tp = n_pos - np.take(cpos, np.searchsorted(pos[pos_order], pos, side="left"), axis=-1)
+    fp = n_neg - below
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    return auc, (wpos * precision).sum(-1) / n_pos[..., 0]
 
 
 def average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:
@@ -92,20 +103,7 @@ def average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = N
 
 def weighted_average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Average precision under weights of shape (n,) or (B, n); tied scores form one threshold."""
-    y, score = np.asarray(y, bool), np.asarray(score, np.float64)
-    w = np.asarray(w, np.float64)
-    order = np.argsort(-score, kind="stable")
-    s_sorted = score[order]
-    # the last index of each run of equal scores: precision/recall are read only at distinct thresholds
-    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
-    tp = np.cumsum(w[..., order] * y[order], -1)[..., last]
-    fp = np.cumsum(w[..., order] * ~y[order], -1)[..., last]
-    total_pos = tp[..., -1:]
-    recall = tp / total_pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-    d_recall = np.diff(np.concatenate([np.zeros(recall.shape[:-1] + (1,)), recall], -1), axis=-1)
-    return (d_recall * precision).sum(-1)
+    return weighted_rank_metrics(y, score, w)[1]
 
 
 def brier(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:
