@@ -185,7 +185,7 @@ def test_missing_api_key_and_remote_host_are_refused_before_sending(tmp_path, mo
     with FaultServer() as server:
         with pytest.raises(InputError, match="NO_SUCH_KEY_VAR"):
             generate(_cfg(server, "api_key_env=NO_SUCH_KEY_VAR"), examples, tmp_path / "a")
-        remote = build(TeacherConfig, {"backend": "openai", "base_url": "http://192.0.2.10:8000/v1"})
+        remote = build(TeacherConfig, {"backend": "openai", "model": "m", "base_url": "http://192.0.2.10:8000/v1"})
         with pytest.raises(InputError, match="not a loopback address"):
             generate(remote, examples, tmp_path / "b")
         assert sum(server.calls.values()) == 0
