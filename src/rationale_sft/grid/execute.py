@@ -70,21 +70,27 @@ def execute(jobs: Iterable[Job], root: str | Path, cfg: ExecutorConfig = Executo
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     jobs = order(jobs)
-    report = ExecutionReport(skipped=[j.id for j in jobs if is_complete(root, j)])
-    todo = [j for j in jobs if j.id not in set(report.skipped)]
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(root_lock(root))
-        log = stack.enter_context(tracking.tracker(cfg, root))
-        bar = stack.enter_context(progresslib.bar(len(todo), len(report.skipped), progress))
-        if todo:
-            submit, limit = stack.enter_context(_submitter(cfg, root))
-            _schedule(todo, set(report.skipped), submit, limit, cfg.retries, report,
-                      lambda job, outcome, final: _on_finish(job, outcome, final, report, log, bar))
-    report.seconds = time.time() - start
-    _write_failures(root, jobs, report)
+    with root_lock(root):
+        report = ExecutionReport(skipped=[j.id for j in jobs if is_complete(root, j)])
+        _run_incomplete(jobs, root, cfg, progress, report)
+        report.seconds = time.time() - start
+        _write_failures(root, jobs, report)
     if progress:
         progresslib.summary(report, root)
     return report
+
+
+def _run_incomplete(jobs: list[Job], root: Path, cfg: ExecutorConfig, progress: bool,
+                    report: ExecutionReport) -> None:
+    complete = set(report.skipped)
+    todo = [j for j in jobs if j.id not in complete]
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(tracking.tracker(cfg, root))
+        bar = stack.enter_context(progresslib.bar(len(todo), len(complete), progress))
+        if todo:
+            submit, limit = stack.enter_context(_submitter(cfg, root))
+            _schedule(todo, complete, submit, limit, cfg.retries, report,
+                      lambda job, outcome, final: _on_finish(job, outcome, final, report, log, bar))
 
 
 @contextlib.contextmanager
