@@ -1,0 +1,76 @@
+"""validate: several problems reported at once, before any weights are loaded; a good job passes."""
+
+import json
+
+import pytest
+import yaml
+
+from rationale_sft.cli import main
+from rationale_sft.config import build
+from rationale_sft.config.train import JobConfig
+from rationale_sft.train.toy import toy_data, toy_model
+from rationale_sft.validate import validate
+
+
+@pytest.fixture(scope="module")
+def job_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("val")
+    ex, rat = toy_data(n=30, seed=4)
+    ex.write_parquet(root / "examples.parquet")
+    rat.write_parquet(root / "rationales.parquet")
+    base = toy_model(root / "base", ex["prompt"].to_list() + rat["text"].to_list(), vocab_size=500)
+    return root, base
+
+
+def job(root, base, **train):
+    return build(JobConfig, {"examples": str(root / "examples.parquet"), "rationales": str(root / "rationales.parquet"),
+                             "model": str(base), "train": train})
+
+
+def test_a_good_job_has_no_problems(job_files):
+    root, base = job_files
+    report = validate(job(root, base, arm="stepwise"))
+    assert report["problems"] == [] and report["n_sequences"] == report["n_examples"] > 0
+    assert report["target_tokens"]["min"] > 1
+
+
+def test_several_problems_at_once(job_files, tmp_path):
+    root, base = job_files
+    no_weights = tmp_path / "ckpt"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text((base / "config.json").read_text())
+    report = validate(job(root, no_weights, arm="freeform", rationale_mode="blind"))
+    assert any("no weights" in p for p in report["problems"])
+    assert any("no freeform/blind rationale" in p for p in report["problems"])
+    report = validate(job(root, base, arm="freeform", max_len=40,
+                          lora={"enabled": True, "target_modules": ["q_proj", "w_up"]}))
+    text = "\n".join(report["problems"])
+    assert "['w_up'] match no linear layer" in text and "prompt does not fit" in text and "more examples" in text
+
+
+def test_unknown_architecture_and_colliding_label_words(job_files, tmp_path):
+    root, base = job_files
+    weird = tmp_path / "weird"
+    weird.mkdir()
+    for f in base.iterdir():
+        (weird / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((base / "config.json").read_text())
+    (weird / "config.json").write_text(json.dumps({**cfg, "model_type": "brainformer", "architectures": ["Brain"]}))
+    tok = json.loads((base / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["ĠNo"], vocab["ĠYes"] = vocab["ĠYes"], vocab["ĠNo"]  # make both words decode from one id
+    vocab["ĠNo"] = vocab["ĠYes"]
+    (weird / "tokenizer.json").write_text(json.dumps(tok))
+    problems = "\n".join(validate(job(root, weird))["problems"])
+    assert "unknown architecture" in problems and "collide" in problems
+
+
+def test_cli_exit_codes(job_files, tmp_path, capsys):
+    root, base = job_files
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"examples": str(root / "examples.parquet"), "model": str(base)}))
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "train.arm=freeform", "train.max_len=20"]) == 1
+    out = capsys.readouterr().out
+    assert "no rationales.parquet was given" in out and "problem(s)" in out
+    assert main(["validate", str(path), "train.arm=freefrom"]) == 2
