@@ -80,6 +80,8 @@ class Scales:
     code_sd: float
     visit_mean: float
     visit_sd: float
+    hidden_mean: float
+    hidden_sd: float
     offset: float
     "Minus log of the mean hazard multiplier of the covariates (keeps the age curve calibrated)."
     death_offset: float
@@ -136,19 +138,37 @@ def fit_scales(raw: dict, cfg: SynthConfig) -> Scales:
     """Standardisation and centring constants from a calibration sample's raw scores."""
     sd = {k: float(np.std(raw[k])) or 1.0 for k in ("textbook", "code", "visit")}
     mean = {k: float(np.mean(raw[k])) for k in ("textbook", "code", "visit")}
-    pre = Scales(mean["textbook"], sd["textbook"], mean["code"], sd["code"], mean["visit"], sd["visit"], 0.0, 0.0)
+    pre = Scales(mean["textbook"], sd["textbook"], mean["code"], sd["code"], mean["visit"], sd["visit"],
+                 0.0, 1.0, 0.0, 0.0)
+    hidden = _hidden_score(raw, pre, cfg)
+    pre = Scales(**{**pre.__dict__, "hidden_mean": float(np.mean(hidden)), "hidden_sd": float(np.std(hidden)) or 1.0})
     tb, hid = covariate_parts(raw, pre, cfg)
     return Scales(**{**pre.__dict__, "offset": -float(np.log(np.mean(np.exp(tb + hid)))),
                      "death_offset": -float(np.log(np.mean(np.exp(raw["death"]))))})
 
 
+def _hidden_score(raw: dict, sc: Scales, cfg: SynthConfig) -> np.ndarray:
+    """Weighted codes and visit counts, each standardised and soft-clipped, mixed by visit_share."""
+    v = cfg.visit_share
+    return (np.sqrt(1 - v) * soft_clip((raw["code"] - sc.code_mean) / sc.code_sd)
+            + np.sqrt(v) * soft_clip((raw["visit"] - sc.visit_mean) / sc.visit_sd))
+
+
 def covariate_parts(raw: dict, sc: Scales, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     """Scaled textbook-covariate and hidden log-hazard parts (variance split set by hidden_share)."""
-    h, v = cfg.hidden_share, cfg.visit_share
+    h = cfg.hidden_share
     tb = (raw["textbook"] - sc.textbook_mean) / sc.textbook_sd * np.sqrt(1 - h) * cfg.covariate_sd
-    hidden = (np.sqrt(1 - v) * (raw["code"] - sc.code_mean) / sc.code_sd
-              + np.sqrt(v) * (raw["visit"] - sc.visit_mean) / sc.visit_sd)
+    hidden = (_hidden_score(raw, sc, cfg) - sc.hidden_mean) / sc.hidden_sd
     return tb, hidden * np.sqrt(h) * cfg.covariate_sd
+
+
+def soft_clip(x: np.ndarray, bound: float = 3.0) -> np.ndarray:
+    """``bound * tanh(x / bound)``: linear in the bulk, so a few people with many weighted codes stay plausible.
+
+    >>> soft_clip(np.array([0.1, 10.0])).round(3).tolist()
+    [0.1, 2.99]
+    """
+    return bound * np.tanh(x / bound)
 
 
 def log_hazards(raw: dict, p: People, sc: Scales, cfg: SynthConfig) -> dict[str, np.ndarray]:

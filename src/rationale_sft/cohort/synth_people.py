@@ -110,7 +110,7 @@ def _measurements(p: People, g: np.random.Generator) -> People:
     diabetic = g.random(n) < _sigmoid(-3.6 + 1.0 * zc + 0.08 * (bmi - 27.4) + 0.02 * age)
     hba1c = 35.5 + 0.08 * age + 1.2 * zc + 2.8 * g.normal(size=n) + diabetic * g.gamma(2.5, 6.0, n)
     drinker = g.random(n) > 0.08
-    alcohol = drinker * np.exp(np.log(10.0) + 0.4 * male + 0.9 * g.normal(size=n))
+    alcohol = drinker * np.exp(np.log(8.0) + 0.4 * male + 0.8 * g.normal(size=n))
     isolation = sum(g.random(n) < _sigmoid(base + 0.5 * p["z"][:, F["mental"]] + 0.2 * dep)
                     for base in (-1.5, -2.8, -1.0))
     return {
