@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rationale_sft.cli import main
 from rationale_sft.config import build
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.errors import InputError
@@ -86,16 +87,18 @@ def _row(run_id, arm, model, scale, seed, scores):
 
 
 def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool = False, extras: bool = True,
-                  n: int = 300, arms: tuple[str, ...] = ("label_only", "freeform", "stepwise")) -> Path:
+                  n: int = 300, arms: tuple[str, ...] = ("label_only", "freeform", "stepwise"),
+                  scales: tuple[int, ...] = SCALES) -> Path:
     """Write a finished grid run directory with a planted effect; return its path."""
     from rationale_sft.stats import auroc, average_precision, brier
 
     g = np.random.default_rng(20260 + effect)
     labels, z = _cohort(g, n)
-    strength = {a: STRENGTH[a] if effect > 0 else STRENGTH[a] * -1 + 1.75 for a in STRENGTH}
+    # effect -1 swaps the order (rationale arms best); effect 0 gives every arm the same signal
+    strength = {a: STRENGTH[a] if effect > 0 else 1.75 - STRENGTH[a] if effect < 0 else 0.9 for a in STRENGTH}
     rows = []
     for model in MODELS:
-        for scale in SCALES:
+        for scale in scales:
             for seed in SEEDS:
                 for arm in arms:
                     run_id = f"{arm[:4]}-{model[2]}-{scale}-{seed}"
@@ -107,7 +110,7 @@ def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool
             if fewshot:
                 for demos in ("label_only", "freeform"):
                     run_id = f"fs-{demos[:4]}-{model[2]}"
-                    if scale == SCALES[0]:
+                    if scale == scales[0]:
                         sc = _scores(g, labels, z, 0.6 if demos == "label_only" else 0.9, f"fewshot_{demos}")
                         write_parquet(sc, root / "runs" / run_id / "scores.parquet")
                         rows.append({**_row(run_id, f"fewshot_{demos}", model, None, 0, sc), "k_shot": 4})
@@ -130,7 +133,7 @@ def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool
                     "mean_words": {"freeform": 140.2, "stepwise": 201.5}, "faithfulness": {"kappa": 0.55}})
         index |= {"labels": "shared/labels-1", "examples": "shared/render-1/examples.parquet",
                   "rationale_quality": "shared/rationales-1/quality.json",
-                  "baselines": {str(s): _baselines(root, g, labels, z, s) for s in SCALES}}
+                  "baselines": {str(s): _baselines(root, g, labels, z, s) for s in scales}}
     write_json(root / "index.json", index)
     write_json(root / "failures.json", [{"job_id": "zz-failed", "error": "CUDA out of memory"}])
     write_text(root / "DONE", "")
@@ -203,3 +206,47 @@ def test_bad_run_dir_raises_input_error_naming_the_file(tmp_path):
     (root / "DONE").unlink()
     with pytest.raises(InputError, match="DONE"):
         write_report(CFG, root)
+
+
+def test_no_planted_effect_is_not_called_reproduced(tmp_path):
+    root = make_grid_run(tmp_path / "null", effect=0, fewshot=False, extras=False, scales=(400,))
+    write_report(CFG, root)
+    stats = json.loads((root / "report" / "stats.json").read_text())
+    assert stats["verdict"]["overall"] == "not reproduced"
+    assert {a["call"] for a in stats["verdict"]["arms"].values()} == {"inconclusive"}
+    assert "Fewer than two data scales" in (root / "report" / "index.html").read_text()
+
+
+def test_inconsistent_or_missing_run_files_become_notes(tmp_path):
+    root = make_grid_run(tmp_path / "g", fewshot=False, extras=False, scales=(400,))
+    results = pl.read_parquet(root / "results.parquet")
+    tampered = results.with_columns(pl.when(pl.col("run_id") == results["run_id"][1]).then(0.99)
+                                    .otherwise(pl.col("auroc")).alias("auroc"))
+    write_parquet(tampered, root / "results.parquet")
+    (root / results["run_path"][2] / "scores.parquet").unlink()
+    write_report(CFG, root)
+    stats = json.loads((root / "report" / "stats.json").read_text())
+    notes = " ".join(stats["notes"])
+    assert "1 run(s) whose results.parquet AUROC differs" in notes and "scores.parquet missing" in notes
+    assert pl.read_parquet(root / "report" / "results.parquet").height == results.height - 2  # failed + missing
+
+
+def test_grid_without_reference_arm_reports_no_comparison(tmp_path):
+    root = make_grid_run(tmp_path / "g", fewshot=False, extras=False, scales=(400,), arms=("freeform", "stepwise"))
+    write_report(CFG, root)
+    stats = json.loads((root / "report" / "stats.json").read_text())
+    assert stats["verdict"]["overall"] == "no data"
+    html = (root / "report" / "index.html").read_text()
+    assert "No paired comparisons" in html and "no runs of the reference arm" in html
+
+
+def test_stale_figures_are_removed_and_cli_runs(tmp_path, capsys):
+    root = make_grid_run(tmp_path / "g", fewshot=False, extras=False)
+    (root / "report").mkdir()
+    (root / "report" / "old_figure.png").write_bytes(b"not a figure")
+    assert main(["report", str(root), "n_boot=150", "seed=3"]) == 0
+    assert capsys.readouterr().out.strip() == str(root / "report" / "index.html")
+    assert not (root / "report" / "old_figure.png").exists()
+    assert json.loads((root / "report" / "stats.json").read_text())["config"]["seed"] == 3
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "results.parquet not found" in capsys.readouterr().err

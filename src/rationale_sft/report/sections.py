@@ -12,7 +12,8 @@ from rationale_sft.report import figures
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
-from rationale_sft.stats import age_bands, auroc_by_group, bootstrap_table, delong_test
+from rationale_sft.stats import (age_bands, auroc_by_group, bootstrap_table, delong_test, paired_deltas, signed_tests,
+                                 t_interval)
 from rationale_sft.stats.metrics import band_names
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
@@ -196,7 +197,24 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
     return Section("fewshot", "Few-shot vs fine-tuned", [
         ("table", shown, f"Mean AUROC per {key} and arm (few-shot arms: untrained model with in-context "
                          "demonstrations; fine-tuned arms averaged over scales and seeds)."),
-        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model")])
+        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model"), *_demo_blocks(fs, cfg)])
+
+
+def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
+    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k."""
+    ref = "fewshot_label_only"
+    if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
+        return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
+    keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot") if k in fs.columns)
+    d = paired_deltas(fs, ref, keys=keys)
+    texts = []
+    for arm in sorted(set(d["arm"].to_list())):
+        delta = d.filter(pl.col("arm") == arm)["delta"].to_numpy()
+        mean, lo, hi = t_interval(delta, cfg.level)
+        texts.append(f"{arm}: Delta AUROC {fmt_ci(mean, lo, hi)} over {delta.size} pairs, Wilcoxon "
+                     f"{p_text(signed_tests(delta)[0])}")
+    return [("p", "Rationale demonstrations vs label-only demonstrations (the study found rationales help as "
+                  f"demonstrations), paired by {', '.join(keys)}: " + "; ".join(texts) + ".")]
 
 
 def baselines_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:
