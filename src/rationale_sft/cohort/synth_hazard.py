@@ -166,7 +166,7 @@ def soft_clip(x: np.ndarray, bound: float = 3.0) -> np.ndarray:
     """``bound * tanh(x / bound)``: linear in the bulk, so a few people with many weighted codes stay plausible.
 
     >>> soft_clip(np.array([0.1, 10.0])).round(3).tolist()
-    [0.1, 2.99]
+    [0.1, 2.992]
     """
     return bound * np.tanh(x / bound)
 
