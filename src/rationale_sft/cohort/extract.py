@@ -121,7 +121,9 @@ def extract_labels(task: TaskConfig, meds_dir: str | Path) -> tuple[pl.DataFrame
     splits = meds_io.read_splits(meds_dir)
     events = meds_io.scan_events(meds_dir)
     unseen = _check_codes(events, task, meds_dir)
-    labels, excluded = apply_rules(subject_table(events, task).collect(), splits, task)
+    # a subject lives in one shard, so the per-subject pass runs shard by shard with bounded memory
+    subjects = pl.concat([subject_table(meds_io.scan_shard(p), task).collect() for p in meds_io.data_files(meds_dir)])
+    labels, excluded = apply_rules(subjects, splits, task)
     if labels.height == 0:
         raise InputError(f"{meds_dir}: empty cohort for task {task.name!r}: every subject was excluded "
                          f"({excluded}); check trigger, horizon, data_end and censoring in the task YAML")

@@ -67,48 +67,58 @@ def check_data_schema(path: Path) -> list[str]:
     return list(schema.names)
 
 
-def scan_events(meds_dir: str | Path, with_file: bool = False) -> pl.LazyFrame:
-    """All events as one lazy frame in the contract's types: subject_id, time, code, numeric_value."""
-    frames = []
-    for path in data_files(meds_dir):
-        names = check_data_schema(path)
-        lf = pl.scan_parquet(path)
-        value = pl.col("numeric_value").cast(pl.Float64) if "numeric_value" in names \
-            else pl.lit(None, dtype=pl.Float64).alias("numeric_value")
-        cols = [pl.col("subject_id").cast(pl.Int64), pl.col("time").cast(pl.Datetime("us")),
-                pl.col("code").cast(pl.String), value]
-        if with_file:
-            cols.append(pl.lit(str(path)).alias("file"))
-        frames.append(lf.select(cols))
-    return pl.concat(frames, how="vertical")
+def scan_shard(path: Path) -> pl.LazyFrame:
+    """One checked shard as a lazy frame in the contract's types: subject_id, time, code, numeric_value."""
+    names = check_data_schema(path)
+    value = pl.col("numeric_value").cast(pl.Float64) if "numeric_value" in names \
+        else pl.lit(None, dtype=pl.Float64).alias("numeric_value")
+    return pl.scan_parquet(path).select(pl.col("subject_id").cast(pl.Int64), pl.col("time").cast(pl.Datetime("us")),
+                                        pl.col("code").cast(pl.String), value)
+
+
+def scan_events(meds_dir: str | Path) -> pl.LazyFrame:
+    """All events of a MEDS directory as one lazy frame (see ``scan_shard``)."""
+    return pl.concat([scan_shard(path) for path in data_files(meds_dir)], how="vertical")
+
+
+def _check_shard(path: Path) -> tuple[pl.DataFrame, dict]:
+    """Order and duplicates of one shard (both are per-shard properties, so memory stays per shard)."""
+    ev = scan_shard(path)
+    prev_sid, prev_t = pl.col("subject_id").shift(1), pl.col("time").shift(1)
+    bad = (pl.col("subject_id") < prev_sid) | ((pl.col("subject_id") == prev_sid) & prev_t.is_not_null()
+                                               & (pl.col("time").is_null() | (pl.col("time") < prev_t)))
+    order = ev.filter(bad).select("subject_id").head(1)
+    dups = ev.group_by("subject_id", "time", "code", "numeric_value").len().filter(pl.col("len") > 1)
+    ids = ev.select(pl.col("subject_id").unique())
+    n = ev.select(pl.len())
+    order, dups, ids, n = pl.collect_all([order, dups, ids, n])
+    if order.height:
+        raise InputError(f"{path}: events of subject {order['subject_id'][0]} are not sorted by subject_id then "
+                         "time (static null-time events first); sort each shard by subject_id, time")
+    first = dups.sort("subject_id", "time").row(0, named=True) if dups.height else None
+    return ids.with_columns(file=pl.lit(str(path))), {"n_events": n.item(), "n_duplicates": int((dups["len"] - 1).sum()),
+                                                      "first_duplicate": first}
 
 
 def validate_events(meds_dir: str | Path) -> dict:
     """Check shard order (subject, then time; static events first), one shard per subject, duplicates.
 
-    Returns ``{"n_events", "n_subjects", "n_duplicates"}``; raises InputError on the first violation,
-    naming the file and subject.
+    Returns ``{"n_events", "n_subjects", "n_duplicates", "first_duplicate"}``; raises InputError on the
+    first violation, naming the file and subject.
     """
-    ev = scan_events(meds_dir, with_file=True)
-    same_file = pl.col("file") == pl.col("file").shift(1)
-    prev_sid, prev_t = pl.col("subject_id").shift(1), pl.col("time").shift(1)
-    bad_order = same_file & ((pl.col("subject_id") < prev_sid) | (
-        (pl.col("subject_id") == prev_sid) & (prev_t.is_not_null() & (pl.col("time").is_null() | (pl.col("time") < prev_t)))))
-    order = ev.with_columns(bad=bad_order).filter(pl.col("bad")).select("file", "subject_id").head(1)
-    files_per = ev.group_by("subject_id").agg(pl.col("file").n_unique().alias("n")).filter(pl.col("n") > 1).head(1)
-    dups = ev.group_by("subject_id", "time", "code", "numeric_value").len().filter(pl.col("len") > 1)
-    counts = ev.select(pl.len().alias("n_events"), pl.col("subject_id").n_unique().alias("n_subjects"))
-    order, files_per, dups, counts = pl.collect_all([order, files_per, dups, counts])
-    if order.height:
-        raise InputError(f"{order['file'][0]}: events of subject {order['subject_id'][0]} are not sorted by "
-                         "subject_id then time (static null-time events first); sort each shard by "
-                         "subject_id, time")
-    if files_per.height:
-        raise InputError(f"{meds_dir}: subject {files_per['subject_id'][0]} appears in more than one data "
-                         "shard; MEDS keeps each subject in exactly one shard")
-    out = counts.row(0, named=True)
-    out["n_duplicates"] = int((dups["len"] - 1).sum()) if dups.height else 0
-    out["first_duplicate"] = dups.sort("subject_id").row(0, named=True) if dups.height else None
+    ids, out = [], {"n_events": 0, "n_duplicates": 0, "first_duplicate": None}
+    for path in data_files(meds_dir):
+        shard_ids, stats = _check_shard(path)
+        ids.append(shard_ids)
+        out["n_events"] += stats["n_events"]
+        out["n_duplicates"] += stats["n_duplicates"]
+        out["first_duplicate"] = out["first_duplicate"] or stats["first_duplicate"]
+    ids = pl.concat(ids)
+    twice = ids.filter(pl.col("subject_id").is_duplicated())
+    if twice.height:
+        raise InputError(f"{meds_dir}: subject {twice['subject_id'][0]} appears in more than one data shard "
+                         f"({', '.join(twice['file'].head(2))}); MEDS keeps each subject in exactly one shard")
+    out["n_subjects"] = ids.height
     return out
 
 
