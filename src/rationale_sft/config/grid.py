@@ -7,6 +7,10 @@
 Traceback (most recent call last):
 ...
 rationale_sft.config.ConfigError: 'kind' must be one of 'local', 'ray', got 'slurm'
+>>> config.build(ExecutorConfig, {}, ["workers=0"])
+Traceback (most recent call last):
+...
+rationale_sft.config.ConfigError: config: workers must be >= 1 (1 runs jobs in this process), got 0
 >>> config.build(ExecutorConfig, {"mlflow_uri": "http://localhost:5000"})
 Traceback (most recent call last):
 ...

@@ -132,15 +132,15 @@ def _schedule(todo: Sequence[Job], complete: set[str], submit: Submit, limit: in
             children[dep].append(job.id)
     ready = deque(j for j in todo if not waiting[j.id])
     attempts: dict[str, list[dict]] = defaultdict(list)
-    in_flight: dict[Future, Job] = {}
+    in_flight: dict[Future, tuple[Job, float]] = {}
     while ready or in_flight:
         while ready and len(in_flight) < limit:
             job = ready.popleft()
-            in_flight[submit(job)] = job
+            in_flight[submit(job)] = (job, time.time())
         finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for fut in finished:
-            job = in_flight.pop(fut)
-            outcome = _outcome(fut)
+            job, submitted = in_flight.pop(fut)
+            outcome = _outcome(fut, submitted)
             if outcome["ok"]:
                 _release(job, outcome, children, waiting, by_id, ready, report)
             else:
@@ -175,14 +175,13 @@ def _fail(job: Job, attempts: list[dict], todo: Sequence[Job], report: Execution
     })
 
 
-def _outcome(fut: Future) -> dict:
+def _outcome(fut: Future, submitted: float) -> dict:
     """The worker's outcome dict, or a failed one when the worker itself died (pool broken, Ray error)."""
-    start = time.time()
     try:
         return fut.result()
     except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed attempt like any other
         return {"ok": False, "metrics": {}, "error": f"{type(exc).__name__}: {exc}",
-                "traceback": "".join(traceback.format_exception(exc)), "seconds": time.time() - start}
+                "traceback": "".join(traceback.format_exception(exc)), "seconds": time.time() - submitted}
 
 
 def _on_finish(job: Job, outcome: dict, final: bool, report: ExecutionReport, log: Callable | None,
