@@ -206,6 +206,16 @@ def test_bad_run_dir_raises_input_error_naming_the_file(tmp_path):
     (root / "DONE").unlink()
     with pytest.raises(InputError, match="DONE"):
         write_report(CFG, root)
+    write_text(root / "DONE", "")
+    results = pl.read_parquet(root / "results.parquet")
+    scores_path = root / results["run_path"][0] / "scores.parquet"
+    scores = pl.read_parquet(scores_path)
+    write_parquet(scores.with_columns(pl.lit(None, pl.Float64).alias("p_yes")), scores_path)
+    with pytest.raises(InputError, match=r"scores.parquet: 300 scores are NaN"):
+        write_report(CFG, root)
+    write_parquet(results.with_columns(pl.lit("failed").alias("status")), root / "results.parquet")
+    with pytest.raises(InputError, match="no run with status 'ok' .statuses present: failed"):
+        write_report(CFG, root)
 
 
 def test_no_planted_effect_is_not_called_reproduced(tmp_path):

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
+from rationale_sft.errors import InputError
 from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
 from rationale_sft.seeding import rng
 from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
@@ -79,7 +80,10 @@ def run_metrics(rd: RunDir, cfg: ReportConfig) -> tuple[pl.DataFrame, dict[str, 
                 continue
             table = table.select([c for c in SCORE_COLUMNS if c in table.columns])
             scores[row["run_id"]] = table
-            rows.append({**row, **_metrics(table, cfg)})
+            try:
+                rows.append({**row, **_metrics(table, cfg)})
+            except InputError as exc:
+                raise InputError(f"{rd.path(row['run_path']) / 'scores.parquet'}: {exc}") from None
     mismatched = [r["run_id"] for r in rows if r.get("auroc") is not None
                   and abs(r["auroc"] - r["auroc_recomputed"]) > 1e-6]
     if mismatched:

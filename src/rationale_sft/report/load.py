@@ -60,6 +60,10 @@ def open_run_dir(run_dir: str | Path) -> RunDir:
     if missing:
         raise InputError(f"{results_path} lacks column(s) {', '.join(missing)}; it has {', '.join(results.columns)} "
                          "(see docs/contracts.md section 8)")
+    if not results.filter(pl.col("status") == "ok").height:
+        statuses = ", ".join(sorted({str(s) for s in results["status"].to_list()})) or "none"
+        raise InputError(f"{results_path} has no run with status 'ok' (statuses present: {statuses}); "
+                         "finish or resume the grid before reporting")
     index = _read_json(root / "index.json", {})
     failures = _read_json(root / "failures.json", [])
     return RunDir(root, results, index, failures if isinstance(failures, list) else [failures])

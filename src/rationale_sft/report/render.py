@@ -86,6 +86,15 @@ def fmt_ci(est, lo, hi, digits: int = 3) -> str:
     return f"{fmt(est, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
+def cell(v) -> str:
+    """Table cell text: preformatted strings as they are, missing values as an en dash, numbers via fmt.
+
+    >>> cell(None), cell("0.7 [0.6, 0.8]"), cell(0.71234)
+    ('–', '0.7 [0.6, 0.8]', '0.712')
+    """
+    return v if isinstance(v, str) else fmt(v)
+
+
 def to_html(sections: list[Section], title: str) -> str:
     """The whole report as one HTML document."""
     nav = "".join(f'<li><a href="#{s.key}">{html.escape(s.title)}</a></li>' for s in sections)
@@ -118,7 +127,7 @@ def _section_html(s: Section) -> str:
 
 def _table_html(df: pl.DataFrame, caption: str) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in df.rows())
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in df.rows())
     return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
@@ -143,5 +152,5 @@ def _block_md(block: tuple) -> list[str]:
     if kind == "img":
         return [f"![{block[2]}]({block[1]})"]
     df, caption = block[1], block[2]
-    cells = lambda vals: "| " + " | ".join(str(v).replace("|", "\\|") for v in vals) + " |"  # noqa: E731
+    cells = lambda vals: "| " + " | ".join(cell(v).replace("|", "\\|") for v in vals) + " |"  # noqa: E731
     return [f"*{caption}*", "", cells(df.columns), "|" + "---|" * len(df.columns)] + [cells(r) for r in df.rows()]

@@ -166,18 +166,21 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
     if labels is None or not {"age", "sex"} <= set(labels.columns):
         return [("absent", "No labelled cohort with age and sex in index.json ('labels'): AUROC by age band and "
                            "sex is not shown.")]
-    rows = []
+    tables = []
     for arm in curves:
         s = an.scores[rep["runs"][arm]].join(labels.select("subject_id", "age", "sex"), on="subject_id", how="left")
         y, p = _ys(s)
         ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), cfg.age_edges)
         for name, groups, order in (("age", ages, band_names(cfg.age_edges)),
                                     ("sex", s["sex"].fill_null("unknown").to_numpy(), None)):
-            for g in auroc_by_group(y, p, groups, order).iter_rows(named=True):
-                rows.append({"arm": arm, "group": f"{name} {g['group']}", "n": str(g["n"]), "n_pos": str(g["n_pos"]),
-                             "AUROC": fmt(g["auroc"])})
-    return [("table", pl.DataFrame(rows), "AUROC by age band and sex, representative configuration (no interval; "
-                                          "a group with one class shows a dash).")]
+            t = auroc_by_group(y, p, groups, order).with_columns(pl.lit(name).alias("by"), pl.lit(arm).alias("arm"))
+            tables.append(t)
+    long = pl.concat(tables).with_columns((pl.col("by") + " " + pl.col("group")).alias("group"))
+    wide = long.pivot("arm", index=["group", "n", "n_pos"], values="auroc")
+    shown = wide.with_columns(pl.col("n").cast(pl.String), pl.col("n_pos").cast(pl.String),
+                              *[pl.col(a).map_elements(fmt, return_dtype=pl.String) for a in curves])
+    return [("table", shown, "AUROC by age band and sex per arm, representative configuration (same subjects for "
+                             "every arm; no interval; a group with one class shows a dash).")]
 
 
 def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
