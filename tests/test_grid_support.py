@@ -109,6 +109,12 @@ def numpy_metrics(out_dir: Path, root: Path, n: int) -> dict:
     return {"mean": values.mean(), "values": values}
 
 
+def wide(out_dir: Path, root: Path, values: list[float]) -> dict:
+    """Many params and many metrics (more than one MLflow request holds)."""
+    rundir.run_stage(out_dir, lambda d: None)
+    return {"m": {str(i): v for i, v in enumerate(values)}}
+
+
 def diamond_grid(n_shared: int = 5, n_runs: int = 25, sleep: float = 0.0) -> list:
     """``n_shared`` square jobs and ``n_runs`` add jobs each reading two of them (30 jobs by default)."""
     shared = [make_job(f"{HERE}:square", {"x": i, "sleep": sleep}, out_dir="shared/square-{id}")

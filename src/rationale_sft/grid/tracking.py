@@ -16,7 +16,7 @@ from typing import Any
 from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.grid.jobs import Job
 
-MAX_PARAMS_PER_BATCH = 100  # MLflow's LogBatch limit
+BATCH = 100  # MLflow's LogBatch takes at most 100 params and 1000 items per request
 MAX_PARAM_CHARS = 6000
 
 
@@ -74,8 +74,7 @@ def log_job(client: Any, experiment_id: str, job: Job, outcome: dict) -> str:
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in numeric_metrics(outcome["metrics"]).items()]
     metrics.append(Metric("job_seconds", float(outcome["seconds"]), now, 0))
-    for i in range(0, max(len(params), 1), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run.info.run_id, params=params[i:i + MAX_PARAMS_PER_BATCH],
-                         metrics=metrics if i == 0 else [])
+    for i in range(0, max(len(params), len(metrics)), BATCH):  # within MLflow's per-request limits
+        client.log_batch(run.info.run_id, params=params[i:i + BATCH], metrics=metrics[i:i + BATCH])
     client.set_terminated(run.info.run_id, status="FINISHED" if outcome["ok"] else "FAILED")
     return run.info.run_id
