@@ -46,7 +46,8 @@ def _scores(g, labels, z, strength, arm):
     return pl.DataFrame({
         "subject_id": labels["subject_id"], "prediction_time": labels["prediction_time"],
         "label": labels["boolean_value"], "p_yes": p, "label_mass": g.uniform(0.6, 1.0, n),
-        "p_direct": 1 / (1 + np.exp(-(0.8 * z + g.normal(size=n) - 1.5))), "conclusion": conclusion,
+        "p_direct": np.full(n, np.nan) if arm == "label_only" else 1 / (1 + np.exp(-(0.8 * z + g.normal(size=n) - 1.5))),
+        "conclusion": conclusion,
         "marker_found": [rationale] * n,
         "generated_text": [f"History shows items; risk {'elevated' if c == 'Yes' else 'low'}." if rationale else ""
                            for c in conclusion],

@@ -112,8 +112,9 @@ def _metrics(table: pl.DataFrame, cfg: ReportConfig) -> dict:
 
 def _readouts(table: pl.DataFrame, y: np.ndarray) -> dict:
     out = {"auroc_direct": None, "conclusion_yes_rate": None, "mean_generated_tokens": None}
-    if "p_direct" in table.columns and table["p_direct"].null_count() == 0:
-        out["auroc_direct"] = auroc(y, table["p_direct"].cast(pl.Float64).to_numpy())
+    direct = table["p_direct"].cast(pl.Float64).fill_nan(None) if "p_direct" in table.columns else None
+    if direct is not None and direct.null_count() == 0:  # NaN/null: the run did not score the direct slot
+        out["auroc_direct"] = auroc(y, direct.to_numpy())
     if "conclusion" in table.columns and table["conclusion"].null_count() < table.height:
         out["conclusion_yes_rate"] = float((table["conclusion"] == "Yes").sum() / table.height)
     if "n_generated_tokens" in table.columns:
