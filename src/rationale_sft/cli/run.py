@@ -1,0 +1,49 @@
+"""``rationale-sft run CONFIG.yaml [key=value ...]``: the whole experiment grid, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rationale_sft import config
+
+
+def add_parser(subparsers, help_text: str) -> None:
+    """Register ``run``."""
+    parser = subparsers.add_parser(
+        "run", help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=help_text + "\n\nBuilds the shared artifacts once (cohort, labels, prompts, rationales, "
+        "baselines, base models), then one run per arm x model x scale x seed and the few-shot arm, then "
+        "RUN_DIR/results.parquet, index.json, DONE and RUN_DIR/report/. Re-running skips every finished job; "
+        "a killed grid resumes where it stopped. Presets: configs/smoke.yaml (seconds), configs/quick.yaml "
+        "(the demo), configs/cpu_full.yaml (504 runs), configs/paper.yaml (GPUs, real checkpoints).",
+        epilog="Any setting can be overridden with dotted keys, e.g. grid.seeds=[0,1] executor.kind=ray "
+               "executor.ray_address=HOST:6379 train.lr=1e-4. `rationale-sft validate` lists the SFT keys.")
+    parser.add_argument("config", metavar="CONFIG.yaml", help="experiment config (see configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the config")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>-<config hash>)")
+    parser.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report/")
+    parser.add_argument("--plan", action="store_true", help="print the planned jobs and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, run (or list) the grid, print a summary; exit 1 when any run failed."""
+    from rationale_sft.config.experiment import ExperimentConfig
+    from rationale_sft.experiment.driver import default_out, run_experiment
+
+    cfg = config.load(ExperimentConfig, args.config, args.overrides)
+    config_dir = Path(args.config).resolve().parent
+    if args.plan:
+        from rationale_sft.experiment.plan import plan
+
+        p = plan(cfg, config_dir)
+        kinds = {}
+        for job in p.jobs:
+            kinds[job.fn.split(":")[1]] = kinds.get(job.fn.split(":")[1], 0) + 1
+        print(json.dumps({"jobs": len(p.jobs), "runs": len(p.runs), "by_kind": kinds}, indent=2))
+        return 0
+    summary = run_experiment(cfg, args.out or default_out(cfg), config_dir, report=not args.no_report)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["runs_failed"] else 0

@@ -1,0 +1,86 @@
+"""Run a whole experiment: plan the grid, execute it (resumably), gather results, write the report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.config.experiment import ExperimentConfig
+from rationale_sft.experiment.plan import Plan, plan
+from rationale_sft.grid.jobs import collect
+
+RESULT_KEYS = ("run_id", "arm", "family", "size", "model", "base", "scale", "seed", "status", "n_test", "n_pos",
+               "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "marker_found_rate",
+               "mean_label_mass", "auroc_probe", "k_shot", "n_train", "train_seconds", "train_tokens_per_s",
+               "score_seconds", "run_path", "error")
+
+
+def default_out(cfg: ExperimentConfig) -> Path:
+    """``runs/<name>-<config hash>``: the same config always lands in the same directory."""
+    return Path("runs") / f"{cfg.name}-{cfglib.config_hash(cfg)}"
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, config_dir: str | Path = ".",
+                   report: bool = True, progress: bool = True) -> dict:
+    """Execute every missing job of the grid under ``out_dir``; write results, index, DONE and the report."""
+    from rationale_sft.grid.execute import execute
+
+    started, root = time.time(), Path(out_dir).resolve()
+    the_plan = plan(cfg, config_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / rundir.DONE).unlink(missing_ok=True)
+    rundir.write_text(root / rundir.CONFIG, cfglib.to_yaml(cfg))
+    outcome = execute(the_plan.jobs, root, cfg.executor, progress=progress)
+    table = results_table(root, the_plan, failures(root))
+    rundir.write_parquet(table, root / "results.parquet")
+    rundir.write_json(root / "index.json", the_plan.index)
+    rundir.write_manifest(root, cfg=cfg, seeds={"master": cfg.seed, "runs": list(cfg.grid.seeds)},
+                          started=started, extra={"jobs": outcome.counts(), "n_runs": len(the_plan.runs)})
+    rundir.mark_done(root)
+    summary = {"root": str(root), "jobs": outcome.counts(), "runs_ok": int((table["status"] == "ok").sum()),
+               "runs_failed": int((table["status"] != "ok").sum()), "seconds": round(time.time() - started, 1)}
+    if report and summary["runs_ok"]:
+        from rationale_sft.report import write_report
+
+        summary["report"] = str(write_report(cfg.report, root))
+    return summary
+
+
+def failures(root: Path) -> dict[str, str]:
+    """``{job id: last error}`` from the engine's failures.json (empty when nothing failed)."""
+    path = root / "failures.json"
+    if not path.is_file():
+        return {}
+    data = rundir.read_json(path)
+    items = data if isinstance(data, list) else data.get("failures", [])
+    return {item.get("job_id") or item.get("id"): str(item.get("error") or item.get("traceback") or "")[-500:]
+            for item in items}
+
+
+def results_table(root: Path, the_plan: Plan, failed: dict[str, str]) -> pl.DataFrame:
+    """One row per planned run: its metrics when complete, its error when it failed or was blocked."""
+    done = {row["job_id"]: row for row in collect(root, the_plan.runs)}
+    rows = []
+    for job in the_plan.runs:
+        meta = job.kwargs["meta"]
+        base = {"run_id": job.id, "run_path": job.out_dir, "scale": job.kwargs.get("scale"),
+                "seed": job.kwargs.get("seed", job.kwargs.get("settings", {}).get("seed")), **meta}
+        if job.id in done:
+            rows.append({**base, **_pick(done[job.id]), "status": "ok"})
+        else:
+            rows.append({**base, "status": "failed", "error": failed.get(job.id, "not run: a dependency failed")})
+    return pl.DataFrame([{k: r.get(k) for k in RESULT_KEYS} for r in rows], schema=_schema())
+
+
+def _pick(row: dict) -> dict:
+    return {k: row[k] for k in RESULT_KEYS if k in row and k not in ("run_id", "run_path", "status")}
+
+
+def _schema() -> dict:
+    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train"}
+    strs = {"run_id", "arm", "family", "size", "model", "base", "status", "run_path", "error"}
+    return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in RESULT_KEYS}

@@ -1,0 +1,207 @@
+"""The experiment's job functions: each builds one artifact of the grid from its dependencies' directories.
+
+Every function is called by the grid engine as ``fn(out_dir=ROOT/<dir>, root=ROOT, **kwargs)`` with JSON
+keyword arguments (configs arrive as plain dicts; paths of other jobs' directories are relative to
+ROOT). Each writes its outputs, then ``DONE`` (directly or through the stage function it wraps) and
+returns the metrics the engine stores in ``result.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.seeding import rng
+
+LABELS, USED, SUBSETS, TEST = "labels.parquet", "labels_used.parquet", "subsets.parquet", "test.parquet"
+CORPUS = "corpus.parquet"
+
+
+def cohort(out_dir: str, root: str, synth: dict) -> dict:
+    """The synthetic MEDS cohort."""
+    from rationale_sft.cohort.synth import synthesize
+    from rationale_sft.config.synth import SynthConfig
+
+    cfg = cfglib.build(SynthConfig, synth)
+    rundir.run_stage(out_dir, lambda d: synthesize(cfg, d), cfg=cfg, seeds={"seed": cfg.seed})
+    return rundir.read_json(Path(out_dir) / "summary.json")
+
+
+def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: list,
+           controls_per_case: float | None, test_controls_per_case: float | None, test_max: int,
+           seed: int) -> dict:
+    """Labelled cohort, the fixed test set, nested training subsets per seed, and the subjects used."""
+    from rationale_sft.cohort.extract import extract_labels
+    from rationale_sft.cohort.scales import nested_subsets
+    from rationale_sft.config.task import TaskConfig
+
+    task_cfg = cfglib.build(TaskConfig, task)
+
+    def work(d: Path) -> dict:
+        table, summary = extract_labels(task_cfg, _path(root, meds))
+        test = test_set(table, test_controls_per_case, test_max, seed)
+        subsets = pl.concat([nested_subsets(table, scales, s, controls_per_case).with_columns(
+            seed=pl.lit(s, pl.Int64)) for s in seeds])
+        rundir.write_parquet(table, d / LABELS)
+        rundir.write_parquet(test, d / TEST)
+        rundir.write_parquet(subsets, d / SUBSETS)
+        rundir.write_parquet(used_labels(table, subsets, test), d / USED)
+        return {"extract": summary, "n_test": test.height, "n_test_pos": int(test["boolean_value"].sum())}
+
+    rundir.run_stage(out_dir, work, cfg={"task": task, "scales": scales, "seeds": seeds, "seed": seed,
+                                         "controls_per_case": controls_per_case,
+                                         "test_controls_per_case": test_controls_per_case, "test_max": test_max})
+    return rundir.read_json(Path(out_dir) / rundir.MANIFEST)["extract"] | {"n_test": _count(out_dir, TEST)}
+
+
+def test_set(table: pl.DataFrame, controls_per_case: float | None, cap: int, seed: int) -> pl.DataFrame:
+    """The fixed test subjects: every held-out case plus sampled held-out controls, at most ``cap``.
+
+    The same labels and seed give the same subjects for every run, scale and run seed.
+    """
+    held = table.filter(pl.col("split") == "held_out").sort("subject_id")
+    cases, controls = held.filter(pl.col("boolean_value")), held.filter(~pl.col("boolean_value"))
+    n_ctrl = controls.height if controls_per_case is None else min(controls.height,
+                                                                   round(cases.height * controls_per_case))
+    shrink = min(1.0, cap / max(cases.height + n_ctrl, 1))
+    n_case, n_ctrl = max(1, int(cases.height * shrink)), max(1, int(n_ctrl * shrink))
+    g = rng(seed, "test_set")
+    pick = lambda df, n: df[sorted(g.choice(df.height, size=min(n, df.height), replace=False).tolist())]
+    return pl.concat([pick(cases, n_case), pick(controls, n_ctrl)]).sort("subject_id")
+
+
+def used_labels(table: pl.DataFrame, subsets: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
+    """Labels of the subjects any stage touches: training-subset members (train), the tuning split (early
+    stopping of the baselines) and the test subjects (held_out)."""
+    train_ids = subsets["subject_id"].unique()
+    train = table.filter(pl.col("subject_id").is_in(train_ids.implode()) & (pl.col("split") == "train"))
+    tuning = table.filter(pl.col("split") == "tuning")
+    return pl.concat([train, tuning, test.with_columns(split=pl.lit("held_out"))]).sort("subject_id")
+
+
+def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict) -> dict:
+    """Prompts for every subject used, identical across arms."""
+    from rationale_sft.config.render import RenderConfig
+    from rationale_sft.render.stage import render as render_stage
+
+    path = render_stage(cfglib.build(RenderConfig, render), _path(root, meds), _path(root, labels_dir) / USED,
+                        out_dir)
+    table = pl.read_parquet(path, columns=["split", "truncated"])
+    return {"n_examples": table.height, "n_truncated": int(table["truncated"].sum())}
+
+
+def rationales(out_dir: str, root: str, meds: str, render_dir: str, teacher: dict) -> dict:
+    """Teacher rationales for the training subjects."""
+    from rationale_sft.config.teacher import TeacherConfig
+    from rationale_sft.rationales.generate import generate
+
+    path = generate(cfglib.build(TeacherConfig, teacher), _path(root, render_dir) / "examples.parquet",
+                    out_dir, meds=_path(root, meds))
+    table = pl.read_parquet(path, columns=["style", "text"])
+    words = table.with_columns(n=pl.col("text").str.split(" ").list.len()).group_by("style").agg(
+        pl.col("n").mean().alias("mean_words"))
+    return {"n_rationales": table.height, **{f"mean_words_{r['style']}": r["mean_words"] for r in words.to_dicts()}}
+
+
+def quality(out_dir: str, root: str, meds: str, labels_dir: str, rationales_dir: str) -> dict:
+    """Rationale quality report (grounding, accuracy, consistency, length, diversity)."""
+    from rationale_sft.rationales.check import check_rationales
+
+    table = pl.read_parquet(_path(root, rationales_dir) / "rationales.parquet")
+    labels_table = pl.read_parquet(_path(root, labels_dir) / USED)
+    rundir.run_stage(out_dir, lambda d: {"quality": check_rationales(table, _path(root, meds), labels_table, d)})
+    return _numeric(rundir.read_json(Path(out_dir) / "quality.json"))
+
+
+def baselines(out_dir: str, root: str, meds: str, labels_dir: str, scale: int, seed: int, cfg: dict) -> dict:
+    """Classical baselines and the oracle, trained on the same subset as the language models."""
+    from rationale_sft.baselines.fit import fit_baselines
+    from rationale_sft.config.baselines import BaselinesConfig
+
+    ids = subset_ids(_path(root, labels_dir), scale, seed)
+    metrics = fit_baselines(cfglib.build(BaselinesConfig, cfg), _path(root, labels_dir) / USED, _path(root, meds),
+                            out_dir, train_ids=ids)
+    return {f"{model}_{k}": v for model, m in metrics.items() for k, v in m.items()}
+
+
+def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
+    """Subject ids of the training subset of ``scale`` subjects drawn with ``seed``."""
+    subsets = pl.read_parquet(labels_dir / SUBSETS)
+    return subsets.filter((pl.col("scale") == scale) & (pl.col("seed") == seed))["subject_id"].sort().to_list()
+
+
+def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int) -> dict:
+    """Pretraining texts from a second synthetic cohort (disjoint from every task split) and the knowledge base.
+
+    ``base`` texts: serialized histories (without answers) and knowledge-base sentences. ``reasoning``
+    texts: the knowledge teacher's label-blind step-by-step reasoning about those subjects (it knows no
+    outcome), for the reasoning-oriented base.
+    """
+    from rationale_sft.experiment.corpus import build_corpus
+
+    rundir.run_stage(out_dir, lambda d: build_corpus(d, synth, task, render, seed))
+    table = pl.read_parquet(Path(out_dir) / CORPUS)
+    return {f"n_{k}": int(v) for k, v in table.group_by("kind").len().iter_rows()}
+
+
+def base(out_dir: str, root: str, corpus_dir: str, model: dict, pretrain: dict) -> dict:
+    """A base model: a from-scratch tiny model pretrained on the corpus, or a resolved real checkpoint."""
+    from rationale_sft.config.model import BaseModelConfig
+    from rationale_sft.models.pretrain import ensure_base
+
+    cfg = cfglib.build(BaseModelConfig, {"model": model, "pretrain": pretrain})
+    table = pl.read_parquet(_path(root, corpus_dir) / CORPUS) if corpus_dir else None
+    texts = lambda kind: [] if table is None else table.filter(pl.col("kind") == kind)["text"].to_list()
+    path = ensure_base(cfg, texts, Path(root) / "shared" / "models")
+
+    def work(d: Path) -> dict:
+        rundir.write_json(d / "base.json", {"path": str(Path(path).resolve())})
+        return {}
+
+    rundir.run_stage(out_dir, work, cfg=cfg)
+    return {"base_dir": str(path)}
+
+
+def base_dir(root: str, base_job_dir: str) -> Path:
+    """The model directory a ``base`` job resolved."""
+    return Path(rundir.read_json(_path(root, base_job_dir) / "base.json")["path"])
+
+
+def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
+        scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict) -> dict:
+    """One configuration: fine-tune the base in one arm on one subset, score the test set, probe its states."""
+    from rationale_sft.experiment.run import run_sft
+
+    return run_sft(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, scale, seed,
+                   train, score, probe, meta)
+
+
+def fewshot(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
+            settings: dict, score: dict, meta: dict) -> dict:
+    """The few-shot arm: the untrained base with k demonstrations from the training subjects."""
+    from rationale_sft.experiment.run import run_fewshot
+
+    return run_fewshot(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, settings,
+                       score, meta)
+
+
+def _path(root: str | Path, rel: str) -> Path:
+    path = Path(rel)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def _count(out_dir: str, name: str) -> int:
+    return pl.scan_parquet(Path(out_dir) / name).select(pl.len()).collect().item()
+
+
+def _numeric(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_numeric(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,173 @@
+"""Turn an experiment config into grid jobs: shared artifacts once, then one job per configuration.
+
+Job ids are content hashes of each job's resolved settings and inputs, so shared artifacts (cohort,
+labels, prompts, rationales, base models) are built once and reused by every run that needs them, and
+relaunching the same grid runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rationale_sft import config as cfglib
+from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
+from rationale_sft.grid.jobs import Job, make_job
+
+JOBS = "rationale_sft.experiment.jobs"
+PRETRAIN_SEED_OFFSET = 1_000_003
+"Seed offset of the pretraining cohort: same synthetic world, other people."
+
+
+@dataclass
+class Plan:
+    """Every job of a grid, the run jobs among them (one results row each) and the artifact index."""
+
+    jobs: list[Job] = field(default_factory=list)
+    runs: list[Job] = field(default_factory=list)
+    index: dict = field(default_factory=dict)
+
+    def add(self, job: Job) -> Job:
+        """Add a job (once) and return it."""
+        if job.id not in {j.id for j in self.jobs}:
+            self.jobs.append(job)
+        return job
+
+
+def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
+    """All jobs of the experiment ``cfg`` (relative paths in it are read relative to ``config_dir``)."""
+    p, task = Plan(), load_task(cfg, Path(config_dir))
+    meds_job, meds = cohort_job(p, cfg, Path(config_dir))
+    labels = p.add(_job("labels", {
+        "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
+        "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
+        "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
+    render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir,
+                                   "render": cfglib.to_dict(cfg.render)}, [meds_job, labels], "render"))
+    rationales = rationale_jobs(p, cfg, meds, meds_job, labels, render)
+    baseline_jobs(p, cfg, meds, meds_job, labels)
+    bases = base_jobs(p, cfg, task)
+    shared = {"labels": labels, "render": render, "rationales": rationales}
+    for spec in cfg.grid.models:
+        for arm in cfg.grid.arms:
+            for scale in cfg.grid.scales:
+                for seed in cfg.grid.seeds:
+                    p.runs.append(p.add(sft_job(cfg, spec, arm, scale, seed, shared, bases[_base_key(spec)])))
+    if cfg.fewshot.enabled:
+        fewshot_jobs(p, cfg, shared, bases)
+    p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})
+    return p
+
+
+def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
+    """The task YAML named by ``data.task``, resolved and validated, as a plain dict (hashed by content)."""
+    from rationale_sft.cohort.task import load_task as load
+
+    path = Path(cfg.data.task)
+    return cfglib.to_dict(load(path if path.is_absolute() else config_dir / path))
+
+
+def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path) -> tuple[Job | None, str]:
+    """The synthetic cohort job (none for an existing MEDS dataset) and the MEDS path runs read."""
+    if cfg.data.meds_dir:
+        path = Path(cfg.data.meds_dir)
+        return None, str((path if path.is_absolute() else config_dir / path).resolve())
+    job = p.add(_job("cohort", {"synth": cfglib.to_dict(cfg.data.synth)}, [], "cohort"))
+    return job, job.out_dir
+
+
+def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job, render: Job) -> Job | None:
+    """Teacher rationales and their quality report, when any arm or few-shot demonstration uses them."""
+    demos = cfg.fewshot.demos if cfg.fewshot.enabled else ()
+    if all(a == "label_only" for a in cfg.grid.arms) and all(d == "label_only" for d in demos):
+        return None
+    job = p.add(_job("rationales", {"meds": meds, "render_dir": render.out_dir,
+                                    "teacher": cfglib.to_dict(cfg.teacher)}, [meds_job, render], "rationales"))
+    quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir},
+                         [meds_job, labels, job], "quality"))
+    p.index.update({"rationales": job.out_dir, "rationale_quality": quality.out_dir})
+    return job
+
+
+def baseline_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job) -> None:
+    """Baselines and the oracle at every scale and seed (the index lists the first seed's per scale)."""
+    p.index["baselines"], p.index["baselines_by_seed"] = {}, {}
+    for scale in cfg.grid.scales:
+        for seed in cfg.grid.seeds:
+            job = p.add(_job("baselines", {"meds": meds, "labels_dir": labels.out_dir, "scale": scale, "seed": seed,
+                                           "cfg": cfglib.to_dict(cfg.baselines)}, [meds_job, labels], "baselines"))
+            p.index["baselines"].setdefault(str(scale), job.out_dir)
+            p.index["baselines_by_seed"][f"{scale}/{seed}"] = job.out_dir
+
+
+def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
+    """One base-model job per distinct model level (and the pretraining corpus they share)."""
+    specs = list(cfg.grid.models) + (list(cfg.fewshot.models) if cfg.fewshot.enabled else [])
+    corpus = None
+    if any(not s.checkpoint or s.reasoning_base for s in specs):
+        synth = dataclasses.replace(cfg.data.synth, seed=cfg.data.synth.seed + PRETRAIN_SEED_OFFSET,
+                                    n_subjects=cfg.data.pretrain_subjects)
+        corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
+                                       "render": cfglib.to_dict(cfg.render), "seed": cfg.seed}, [], "corpus"))
+    out = {}
+    for spec in specs:
+        model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,
+                 "vocab_size": cfg.vocab_size, "bf16_autocast": cfg.bf16_autocast,
+                 "reasoning_base": spec.reasoning_base}
+        kwargs = {"corpus_dir": corpus.out_dir if corpus else "", "model": model,
+                  "pretrain": cfglib.to_dict(cfg.pretrain)}
+        out[_base_key(spec)] = p.add(_job("base", kwargs, [corpus] if corpus else [], "base"))
+    return out
+
+
+def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: int, shared: dict,
+            base: Job) -> Job:
+    """One configuration: arm x model x scale x seed."""
+    train = {**cfglib.to_dict(cfg.train), "arm": arm}
+    if spec.lora:
+        train["lora"] = {**cfglib.to_dict(cfg.lora), "enabled": True}
+    rationales = shared["rationales"] if arm != "label_only" else None
+    kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
+              "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
+              "scale": scale, "seed": seed, "train": train, "score": cfglib.to_dict(cfg.score), "probe": cfg.probe,
+              "meta": _meta(spec, arm)}
+    deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
+    return _job("sft", kwargs, deps, None, resources=_resources(cfg))
+
+
+def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> None:
+    """Few-shot runs: every few-shot model x demonstration kind (x seed)."""
+    for spec in cfg.fewshot.models:
+        for demo in cfg.fewshot.demos:
+            for seed in cfg.grid.seeds:
+                settings = {**cfglib.to_dict(cfg.fewshot.settings), "with_rationales": demo != "label_only",
+                            "seed": seed}
+                if demo != "label_only":
+                    settings["rationale_style"] = demo
+                rationales = shared["rationales"] if demo != "label_only" else None
+                base = bases[_base_key(spec)]
+                kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
+                          "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
+                          "settings": settings, "score": cfglib.to_dict(cfg.score),
+                          "meta": _meta(spec, f"fewshot_{demo}")}
+                deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
+                p.runs.append(p.add(_job("fewshot", kwargs, deps, None, resources=_resources(cfg))))
+
+
+def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None) -> Job:
+    out_dir = f"shared/{kind}-{{id}}" if kind else "runs/{id}"
+    return make_job(f"{JOBS}:{fn}", kwargs, [d for d in deps if d is not None], out_dir=out_dir,
+                    resources=resources)
+
+
+def _meta(spec: ModelSpec, arm: str) -> dict:
+    return {"arm": arm, "family": spec.family, "size": spec.size, "model": spec.name, "base": spec.base}
+
+
+def _base_key(spec: ModelSpec) -> tuple:
+    return (spec.family, spec.size, spec.checkpoint, spec.reasoning_base)
+
+
+def _resources(cfg: ExperimentConfig) -> dict:
+    return {"num_cpus": cfg.executor.num_cpus, "num_gpus": cfg.executor.num_gpus}

@@ -1,0 +1,133 @@
+"""One grid configuration end to end: fine-tune (or prompt) a base model, score the fixed test set, probe.
+
+A run directory holds the training checkpoint and log, the per-subject scores, the predictions in the
+meds-evaluation schema, the answer-slot states with their probe, and ``run.json`` (the row this run
+contributes to ``results.parquet``). It is done only when ``DONE`` exists; a killed run resumes from its
+last training checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rationale_sft import config as cfglib
+from rationale_sft import rundir
+from rationale_sft.experiment import jobs
+
+RUN_JSON = "run.json"
+
+
+def run_examples(root: Path, labels_dir: str, render_dir: str, scale: int | None, seed: int | None) -> pl.DataFrame:
+    """The rendered examples of one run: its training subset (split train) and the fixed test set (held_out).
+
+    ``scale=None`` keeps every training subject rendered (the few-shot demonstration pool).
+    """
+    examples = pl.read_parquet(jobs._path(root, render_dir) / "examples.parquet")
+    test = pl.read_parquet(jobs._path(root, labels_dir) / jobs.TEST)["subject_id"]
+    keep = pl.col("subject_id").is_in(test.implode()) & (pl.col("split") == "held_out")
+    if scale is None:
+        keep = keep | (pl.col("split") == "train")
+    else:
+        ids = pl.Series(jobs.subset_ids(jobs._path(root, labels_dir), scale, seed), dtype=pl.Int64)
+        keep = keep | (pl.col("subject_id").is_in(ids.implode()) & (pl.col("split") == "train"))
+    return examples.filter(keep).sort("split", "subject_id")
+
+
+def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
+            scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict) -> dict:
+    """Train one arm on one subset, score the test set, probe the answer-slot states; return the result row."""
+    from rationale_sft.config.score import ScoreConfig
+    from rationale_sft.config.train import TrainConfig
+    from rationale_sft.score.run import score as score_stage
+    from rationale_sft.train.loop import train as train_stage
+
+    train_cfg = cfglib.build(TrainConfig, {**train, "seed": seed})
+    score_cfg = cfglib.build(ScoreConfig, {**score, "seed": seed, "split": "held_out", "save_states": probe})
+    rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
+    base = jobs.base_dir(str(root), base_job)
+
+    def work(d: Path) -> dict:
+        examples = run_examples(root, labels_dir, render_dir, scale, seed)
+        summary = train_stage(train_cfg, d, examples, rationales, base)
+        scored = score_stage(score_cfg, d, examples, d / "checkpoint")
+        row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
+               "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
+               "score_seconds": scored["seconds"], "n_train": summary["n_examples"]}
+        rundir.write_json(d / RUN_JSON, row)
+        return {"run": row}
+
+    rundir.run_stage(out_dir, work, cfg={"train": train_cfg, "score": score_cfg, "meta": meta, "scale": scale,
+                                         "base": str(base)}, seeds=_seeds(seed))
+    return flat_row(rundir.read_json(out_dir / RUN_JSON))
+
+
+def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None,
+                base_job: str, settings: dict, score: dict, meta: dict) -> dict:
+    """Prompt an untrained base with k demonstrations from the training subjects; score the test set."""
+    from rationale_sft.config.fewshot import FewshotConfig
+    from rationale_sft.config.score import ScoreConfig
+    from rationale_sft.fewshot.run import fewshot as fewshot_stage
+
+    cfg = cfglib.build(FewshotConfig, settings)
+    score_cfg = cfglib.build(ScoreConfig, {**score, "split": "held_out", "seed": cfg.seed})
+    rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
+    base = jobs.base_dir(str(root), base_job)
+
+    def work(d: Path) -> dict:
+        examples = run_examples(root, labels_dir, render_dir, None, None)
+        fewshot_stage(cfg, d, examples, rationales, base, score_cfg)
+        row = {**meta, "scale": None, "seed": cfg.seed, "k_shot": cfg.k, **result_metrics(d), "probe": {}}
+        rundir.write_json(d / RUN_JSON, row)
+        return {"run": row}
+
+    rundir.run_stage(out_dir, work, cfg={"fewshot": cfg, "score": score_cfg, "meta": meta, "base": str(base)},
+                     seeds=_seeds(cfg.seed))
+    return flat_row(rundir.read_json(out_dir / RUN_JSON))
+
+
+def result_metrics(run_dir: Path) -> dict:
+    """Headline metrics recomputed from the run's scores.parquet."""
+    from rationale_sft.stats.metrics import auroc, average_precision, brier
+
+    table = pl.read_parquet(run_dir / "scores.parquet")
+    y, p = table["label"].to_numpy().astype(int), table["p_yes"].to_numpy()
+    direct = table["p_direct"].to_numpy()
+    concl = table["conclusion"].drop_nulls()
+    gen = table["n_generated_tokens"].to_numpy()
+    return {"n_test": table.height, "n_pos": int(y.sum()), "auroc": auroc(y, p), "auprc": average_precision(y, p),
+            "brier": brier(y, p), "auroc_direct": None if np.isnan(direct).all() else auroc(y, direct),
+            "conclusion_yes_rate": float((concl == "Yes").mean()) if gen.sum() and len(concl) else None,
+            "marker_found_rate": float(table["marker_found"].mean()) if gen.sum() else None,
+            "mean_label_mass": float(table["label_mass"].mean())}
+
+
+def probe_row(run_dir: Path, seed: int) -> dict:
+    """Linear-probe AUROC on the saved answer-slot states (empty when there are none or too few cases)."""
+    from rationale_sft.diagnostics.probe import probe_auroc
+    from rationale_sft.errors import InputError
+
+    states_path = run_dir / "answer_states.npy"
+    if not states_path.is_file():
+        return {}
+    ids = np.load(run_dir / "answer_states_subjects.npy")
+    labels = pl.read_parquet(run_dir / "scores.parquet").select("subject_id", "label")
+    y = pl.DataFrame({"subject_id": ids}).join(labels, on="subject_id", how="left")["label"].to_numpy()
+    try:
+        return probe_auroc(np.load(states_path), y.astype(int), seed)
+    except InputError as exc:
+        return {"error": str(exc)}
+
+
+def flat_row(row: dict) -> dict:
+    """A result row with the probe's AUROC lifted to ``auroc_probe`` (the only nested part)."""
+    probe = row.get("probe") or {}
+    return {**{k: v for k, v in row.items() if k != "probe"}, "auroc_probe": probe.get("auroc")}
+
+
+def _seeds(seed: int) -> dict:
+    from rationale_sft.train.loop import seeds_of
+
+    return {"master": seed, **seeds_of(seed)}
