@@ -29,6 +29,7 @@ def reference(rows: list[tuple], splits: dict, task: TaskConfig) -> tuple[dict, 
     for sid, t, code in rows:
         by_sid.setdefault(sid, []).append((t, code))
     h = dt.timedelta(microseconds=round(task.horizon_years * 365.25 * 86_400 * 1e6))
+    admin_end = task.data_end_time()
     labels, excl = {}, dict.fromkeys(("no_split", "no_prediction_time", "age_out_of_range", "prior_outcome",
                                       "no_followup", "censored"), 0)
     for sid, evs in by_sid.items():
@@ -37,8 +38,9 @@ def reference(rows: list[tuple], splits: dict, task: TaskConfig) -> tuple[dict, 
         pt = min(pts) if pts else None
         timed = [t for t, _ in evs if t is not None]
         censor = [t for t, c in evs if c in task.censor_codes]
-        end = min([max(timed)] + censor) if timed else None
-        label = pt is not None and any(t is not None and pt < t <= pt + h for t, _ in is_out)
+        end = min([admin_end if admin_end else max(timed)] + censor) if timed else None
+        window_end = None if pt is None else min(pt + h, admin_end) if admin_end else pt + h
+        label = pt is not None and any(t is not None and pt < t <= window_end for t, _ in is_out)
         rule = ("no_split" if sid not in splits else "no_prediction_time" if pt is None
                 else "prior_outcome" if task.exclude_prior_outcome and any(t is None or t <= pt for t, _ in is_out)
                 else "no_followup" if end is None or end <= pt or any(t <= pt for t in censor)
@@ -82,10 +84,11 @@ def write(tmp: Path, rows: list[tuple], split_of) -> Path:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=cohorts(), drop_censored=st.booleans(), exclude_prior=st.booleans())
-def test_extraction_matches_reference_and_never_leaks(rows, drop_censored, exclude_prior):
+@given(rows=cohorts(), drop_censored=st.booleans(), exclude_prior=st.booleans(),
+       data_end=st.sampled_from([None, "2012-06-30", "2016-01-01"]))
+def test_extraction_matches_reference_and_never_leaks(rows, drop_censored, exclude_prior, data_end):
     task = TaskConfig(trigger_code="VISIT", outcome_prefixes=("OUT//",), censor_codes=("DEATH",),
-                      drop_censored=drop_censored, exclude_prior_outcome=exclude_prior)
+                      drop_censored=drop_censored, exclude_prior_outcome=exclude_prior, data_end=data_end)
     split_of = lambda s: None if s == 7 else ("train", "tuning", "held_out")[s % 3]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         meds_dir, df = write(Path(tmp), rows, split_of)

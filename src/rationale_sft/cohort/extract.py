@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from rationale_sft import rundir
@@ -57,38 +58,45 @@ def subject_table(events: pl.LazyFrame, task: TaskConfig) -> pl.LazyFrame:
     )
 
 
-def apply_rules(subjects: pl.DataFrame, splits: pl.DataFrame, task: TaskConfig) -> tuple[pl.DataFrame, dict]:
-    """Label each subject and drop those failing a rule; return (labels, excluded counts per rule)."""
-    end = task.data_end_time()
-    pt = pl.col("prediction_time")
+def _with_windows(subjects: pl.DataFrame, splits: pl.DataFrame, task: TaskConfig) -> pl.DataFrame:
+    """Add split, age, end of follow-up, end of the observed outcome window and the label."""
+    end, pt = task.data_end_time(), pl.col("prediction_time")
+    horizon_end = pt + years(task.horizon_years)
     df = subjects.join(splits, on="subject_id", how="left").with_columns(
-        age=((pt - pl.col("birth")).dt.total_microseconds() / YEAR_US),
+        age=(pt - pl.col("birth")).dt.total_microseconds() / YEAR_US,
         follow_end=pl.min_horizontal(pl.col("censor_time"), pl.lit(end) if end else pl.col("last_time")),
-        window_end=pl.min_horizontal(pt + years(task.horizon_years), pl.lit(end) if end else pt + years(
-            task.horizon_years)))
-    df = df.with_columns(
+        window_end=pl.min_horizontal(horizon_end, pl.lit(end)) if end else horizon_end)
+    return df.with_columns(
         boolean_value=pl.col("outcome_time").is_not_null() & (pl.col("outcome_time") <= pl.col("window_end")))
-    lo = task.min_age_years if task.min_age_years is not None else float("-inf")
-    hi = task.max_age_years if task.max_age_years is not None else float("inf")
-    age_ok = pl.col("age").is_between(lo, hi) if (task.min_age_years, task.max_age_years) != (None, None) \
-        else pl.lit(True)
-    fails = {
+
+
+def _rule_failures(task: TaskConfig) -> dict[str, pl.Expr]:
+    """For each rule in RULES, the expression that is true where a subject fails it."""
+    pt = pl.col("prediction_time")
+    lo, hi = task.min_age_years, task.max_age_years
+    age_ok = pl.col("age").is_between(-np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return {
         "no_split": pl.col("split").is_null(),
         "no_prediction_time": pt.is_null(),
-        "age_out_of_range": ~age_ok.fill_null(False),
+        "age_out_of_range": ~age_ok.fill_null(False) & pl.lit(lo is not None or hi is not None),
         "prior_outcome": pl.col("prior_outcome") & pl.lit(task.exclude_prior_outcome),
         "no_followup": pl.col("follow_end").is_null() | (pl.col("follow_end") <= pt)
         | (pl.col("censor_time") <= pt).fill_null(False),
         "censored": ~pl.col("boolean_value") & (pl.col("follow_end") < pt + years(task.horizon_years))
         & pl.lit(task.drop_censored),
     }
-    excluded = {}
+
+
+def apply_rules(subjects: pl.DataFrame, splits: pl.DataFrame, task: TaskConfig) -> tuple[pl.DataFrame, dict]:
+    """Label each subject and drop those failing a rule; return (labels, excluded counts per rule)."""
+    df, fails, excluded = _with_windows(subjects, splits, task), _rule_failures(task), {}
     for rule in RULES:
         mask = df.with_columns(_fails=fails[rule].fill_null(False))["_fails"]  # with_columns broadcasts literals
         excluded[rule] = int(mask.sum())
         df = df.filter(~mask)
-    labels = df.select(pl.col("subject_id"), pt.cast(pl.Datetime("us")), pl.col("boolean_value"),
-                       pl.col("split"), pl.col("age").cast(pl.Float64), pl.col("sex").cast(pl.String))
+    labels = df.select(pl.col("subject_id"), pl.col("prediction_time").cast(pl.Datetime("us")),
+                       pl.col("boolean_value"), pl.col("split"), pl.col("age").cast(pl.Float64),
+                       pl.col("sex").cast(pl.String))
     return labels.sort("subject_id"), excluded
 
 
