@@ -108,9 +108,16 @@ class Lexicon:
         return out
 
 
-def negated(sentence: str, start: int) -> bool:
-    """Whether a negation cue precedes position ``start`` within its clause."""
+def negated(sentence: str, start: int, spans: list | tuple = ()) -> bool:
+    """Whether a negation cue precedes position ``start`` within its clause (outside other mentions' text).
+
+    >>> negated("Stroke, not specified as haemorrhage, and stroke", 42, [(0, 35, "dx:I64")])
+    False
+    """
     low = sentence.lower()[:start]
+    for s, e, _ in spans:  # a 'not' inside a diagnosis name ('Stroke, not specified ...') negates nothing
+        if s < start:
+            low = low[:s] + " " * (min(e, start) - s) + low[min(e, start):]
     cuts = [m.end() for m in _CLAUSE.finditer(low)]
     return bool(_NEG.search(low[cuts[-1] if cuts else 0:]))
 
@@ -185,7 +192,7 @@ def _sentence_claims(sentence: str, ments: list, view: SubjectView) -> list[Clai
                 out.append(Claim("outcome", span, "future" if ident[:3] in view.later else "ungrounded",
                                  "the outcome stated as a fact about this subject"))
             continue
-        if negated(sentence, s):
+        if negated(sentence, s, ments):
             present = kind == "dx" and ident[:3] in view.before or kind == "factor" and ident in view.factors
             if present:
                 out.append(Claim("negation", span, "contradicted", "denied, but the record shows it"))
@@ -259,7 +266,8 @@ def _directions(clause: str, lex: Lexicon, view: SubjectView, counts: dict) -> N
     if raise_ == lower_:
         return  # no cue, or both: nothing to check
     said = "raises" if raise_ else "lowers"
-    dirs = {view.direction_of(k) for s, _, k in lex.mentions(clause) if not negated(clause, s)} - {None}
+    ments = lex.mentions(clause)
+    dirs = {view.direction_of(k) for s, _, k in ments if not negated(clause, s, ments)} - {None}
     if len(dirs) == 1:
         counts["checked"] += 1
         counts["wrong"] += int(dirs.pop() != said)

@@ -288,7 +288,7 @@ def _freeform(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool
               g: np.random.Generator, kb: KnowledgeBase) -> str:
     """One paragraph: baseline, each factor with its evidence, absences, weighing; then the conclusion."""
     sentences = [_opening(facts, g)]
-    sentences += [_factor_sentence(e, g, facts.anchor, kb) for e in evidence[:6]] or [choose(g, _NOTHING)]
+    sentences += [_factor_sentence(e, g, facts.anchor, kb) for e in evidence[:5]] or [choose(g, _NOTHING)]
     sentences += [_absent(facts, evidence, g, kb), _weigh(facts, evidence, risk, outcome, mode, g)]
     return " ".join(s for s in sentences if s) + f"\nConclusion: {'likely' if outcome else 'unlikely'}"
 

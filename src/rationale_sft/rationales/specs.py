@@ -52,7 +52,7 @@ _SYSTEM = (
 
 _STYLE = {
     "freeform": (
-        "Write one short clinical paragraph (about 60 to 150 words) that names the relevant evidence from "
+        "Write one short clinical paragraph (about 80 to 180 words) that names the relevant evidence from "
         "the record with its values and timing, says which findings raise or lower risk, and weighs them."),
     "stepwise": (
         "Reason in numbered steps, exactly in this order:\n"
