@@ -102,6 +102,8 @@ def test_dates_are_sane(cohort):
     death = timed.filter(pl.col("code") == "MEDS_DEATH").select("subject_id", death="time")
     after = timed.join(death, on="subject_id").filter(pl.col("time") > pl.col("death"))
     assert death.height > 0 and after.height == 0
+    lost = timed.filter(pl.col("code") == "UKB//LOST_TO_FOLLOWUP").select("subject_id", lost="time")
+    assert timed.join(lost, on="subject_id").filter(pl.col("time") > pl.col("lost")).height == 0
     ages = (truth["prediction_time"] - timed.filter(pl.col("code") == "MEDS_BIRTH")["time"]).dt.total_days() / 365.25
     assert ages.min() >= 40 - 1e-6 and ages.max() <= 70 + 1e-6
     pred = truth["prediction_time"]

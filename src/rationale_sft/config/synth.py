@@ -55,7 +55,7 @@ class SynthConfig:
     "Share of the non-age log-hazard variance of ADRD carried by the hidden part (0 = textbook only)."
     covariate_sd: float = 1.0
     "Standard deviation of the ADRD log-hazard beyond age and sex (textbook + hidden parts together)."
-    adrd_rate_at_70: float = 0.0045
+    adrd_rate_at_70: float = 0.003
     "Annual ADRD incidence at age 70 for an average subject (sets the baseline hazard level)."
     adrd_age_slope: float = 0.125
     "Log hazard ratio of ADRD per year of age (0.125: incidence doubles every ~5.5 years)."
