@@ -115,6 +115,16 @@ def wide(out_dir: Path, root: Path, values: list[float]) -> dict:
     return {"m": {str(i): v for i, v in enumerate(values)}}
 
 
+def node(out_dir: Path, root: Path, k: int) -> dict:
+    """Fail while ``ROOT/fail-<k>`` exists, else write k."""
+    log_call(root, "node", k=k)
+    if (root / f"fail-{k}").exists():
+        raise RuntimeError(f"node {k} told to fail")
+    rundir.write_json(Path(out_dir) / "value.json", {"value": k})
+    rundir.mark_done(out_dir)  # DONE without a manifest: cheap enough for many hypothesis examples
+    return {"k": k}
+
+
 def diamond_grid(n_shared: int = 5, n_runs: int = 25, sleep: float = 0.0) -> list:
     """``n_shared`` square jobs and ``n_runs`` add jobs each reading two of them (30 jobs by default)."""
     shared = [make_job(f"{HERE}:square", {"x": i, "sleep": sleep}, out_dir="shared/square-{id}")

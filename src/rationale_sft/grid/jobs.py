@@ -124,6 +124,18 @@ def is_complete(root: str | Path, job: Job) -> bool:
     return rundir.is_done(out) and (out / RESULT).is_file()
 
 
+def plan(root: str | Path, jobs: Iterable[Job]) -> dict[str, list[str]]:
+    """What ``execute`` would do now: job ids that are ``complete`` (skipped), ``partial`` (a directory
+    without DONE or result.json: run again from scratch) and ``missing`` (never started).
+    """
+    out: dict[str, list[str]] = {"complete": [], "partial": [], "missing": []}
+    for job in order(jobs):
+        state = "complete" if is_complete(root, job) else "partial" if (Path(root) / job.out_dir).exists() \
+            else "missing"
+        out[state].append(job.id)
+    return out
+
+
 def collect(root: str | Path, jobs: Iterable[Job]) -> list[dict]:
     """One row per complete job (``job_id``, ``fn``, ``out_dir`` and its returned metrics), in the order given.
 
