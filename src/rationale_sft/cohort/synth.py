@@ -120,16 +120,17 @@ def _events(cfg: SynthConfig, cat: Catalog, p: People, dx: tuple, out: dict, g: 
              _adrd(cfg, p, out, at["adrd"], end, voc, g),
              (np.flatnonzero(died), at["death"][died], voc["MEDS_DEATH"]),
              (np.flatnonzero(lost), at["ltfu"][lost], voc["UKB//LOST_TO_FOLLOWUP"])]
-    subj, time, code, value = [], [], [], []
+    return {**_concat(parts), "died": died}
+
+
+def _concat(parts: list[tuple]) -> dict[str, np.ndarray]:
+    """Stack (subjects, times, codes[, values]) parts; scalars broadcast, a missing value is NaN."""
+    cols = {"subj": [], "time": [], "code": [], "value": []}
     for part in parts:
-        s, t, c = part[:3]
-        subj.append(s)
-        time.append(np.broadcast_to(t, s.shape))
-        code.append(np.broadcast_to(c, s.shape))
-        value.append(np.broadcast_to(part[3] if len(part) > 3 else np.nan, s.shape))
-    ev = {k: np.concatenate(v) for k, v in zip(("subj", "time", "code", "value"), (subj, time, code, value))}
-    ev["died"] = died
-    return ev
+        subj = part[0]
+        for key, item in zip(cols, (subj, part[1], part[2], part[3] if len(part) > 3 else np.nan)):
+            cols[key].append(np.broadcast_to(item, subj.shape))
+    return {k: np.concatenate(v) for k, v in cols.items()}
 
 
 def _after(pred: np.ndarray, years: np.ndarray) -> np.ndarray:
@@ -173,19 +174,22 @@ def _adrd(cfg: SynthConfig, p: People, out: dict, onset: np.ndarray, end: np.nda
     prev_day = first + np.floor(g.random(len(prev)) * (p["assess_day"][prev] - first)).astype(np.int64)
     inc = np.flatnonzero((onset <= end) & ~out["prevalent"])
     subjects = np.concatenate([prev, inc])
-    times = np.concatenate([prev_day * DAY_US, onset[inc]])
-    u = out["subtype_u"][subjects]
-    # subtype mix of recorded dementia: Alzheimer (G30 with F00), vascular, other, unspecified
-    kind = np.searchsorted([0.55, 0.75, 0.80], u)
-    codes = np.array([voc["ICD10//F00"], voc["ICD10//F01"], voc["ICD10//F02"], voc["ICD10//F03"]])[kind]
+    return _adrd_codes(subjects, np.concatenate([prev_day * DAY_US, onset[inc]]), out, end, voc)
+
+
+def _adrd_codes(subjects: np.ndarray, times: np.ndarray, out: dict, end: np.ndarray, voc: dict) -> tuple:
+    """Recorded subtype mix: Alzheimer (G30 with F00; a quarter get F03 a year later), vascular, other,
+    unspecified."""
+    assert set(ADRD_CODES) == {"F00", "F01", "F02", "F03", "G30"}
+    kind = np.searchsorted([0.55, 0.75, 0.80], out["subtype_u"][subjects])
+    codes = np.array([voc[f"ICD10//{c}"] for c in ("F00", "F01", "F02", "F03")])[kind]
     ad = kind == 0
     later = ad & (out["later_u"][subjects] < 0.25)
     later_time = times[later] + int(YEAR * DAY_US)
-    later_ok = later_time <= end[subjects[later]]
-    assert set(ADRD_CODES) == {"F00", "F01", "F02", "F03", "G30"}
-    return (np.concatenate([subjects, subjects[ad], subjects[later][later_ok]]),
-            np.concatenate([times, times[ad], later_time[later_ok]]),
-            np.concatenate([codes, np.full(ad.sum(), voc["ICD10//G30"]), np.full(later_ok.sum(), voc["ICD10//F03"])]))
+    ok = later_time <= end[subjects[later]]
+    return (np.concatenate([subjects, subjects[ad], subjects[later][ok]]),
+            np.concatenate([times, times[ad], later_time[ok]]),
+            np.concatenate([codes, np.full(ad.sum(), voc["ICD10//G30"]), np.full(ok.sum(), voc["ICD10//F03"])]))
 
 
 def _table(ev: dict, start: int, vocab: tuple[str, ...]) -> pa.Table:
@@ -215,13 +219,17 @@ def _write_metadata(cfg: SynthConfig, cat: Catalog, out_dir: Path) -> None:
         "etl_name": "rationale_sft.cohort.synth", "etl_version": __version__, "meds_version": meds.__version__,
         "created_at": f"{cfg.data_end}T00:00:00+00:00",  # deterministic: the data's own end date
     })
+    rundir.write_parquet(_splits(cfg), out_dir / "metadata" / "subject_splits.parquet")
+
+
+def _splits(cfg: SynthConfig) -> pa.Table:
+    """Seeded train/tuning/held_out assignment with the configured shares."""
     order = rng(cfg.seed, "splits").permutation(cfg.n_subjects)
     cuts = np.round(np.array([cfg.train_share, cfg.train_share + cfg.tuning_share]) * cfg.n_subjects).astype(int)
     split = np.empty(cfg.n_subjects, object)
     split[order] = np.array(["train", "tuning", "held_out"])[np.searchsorted(cuts, np.arange(cfg.n_subjects), "right")]
-    rundir.write_parquet(pa.table({"subject_id": pa.array(np.arange(1, cfg.n_subjects + 1), pa.int64()),
-                                   "split": pa.array(split.tolist(), pa.string())}),
-                         out_dir / "metadata" / "subject_splits.parquet")
+    return pa.table({"subject_id": pa.array(np.arange(1, cfg.n_subjects + 1), pa.int64()),
+                     "split": pa.array(split.tolist(), pa.string())})
 
 
 def _describe(code: str) -> str:

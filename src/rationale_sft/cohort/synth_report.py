@@ -55,17 +55,20 @@ def summarize(cfg: SynthConfig, truth: dict, counts: np.ndarray, vocab: tuple[st
         "incidence_5y": round(float(label.mean()), 5), "mean_risk_5y": round(float(risk.mean()), 5),
         "n_cases_5y": int(label.sum()), "n_prevalent_adrd": int(truth["prevalent_adrd"].sum()),
         "died_by_data_end": round(float(truth["died"].mean()), 4),
-        "oracle_auroc": _round(auroc(risk, label)),
-        "textbook_auroc": _round(auroc(truth["logh_textbook"][ok], label)),
-        "hidden_auroc": _round(auroc(truth["logh_hidden"][ok], label)),
-        "age_auroc": _round(auroc(truth["age"][ok], label)),
-        "hidden_share": cfg.hidden_share,
+        **_aurocs(truth, ok), "hidden_share": cfg.hidden_share,
         "hidden_share_realised": round(float(np.var(truth["logh_hidden"]) / (
             np.var(truth["logh_hidden"]) + np.var(truth["textbook_covariates"]))), 3),
         "by_age": _by_age(truth, ok),
         "top_codes": [[vocab[i], round(float(counts[i]) / n, 4)] for i in np.argsort(-np.where(icd, counts, -1))[:12]],
         "codes_by_prevalence": {f">={t:g}": int((counts[icd] >= t * n).sum()) for t in (0.01, 0.001, 0.0001)},
     }
+
+
+def _aurocs(truth: dict, ok: np.ndarray) -> dict:
+    """AUROC of the true risk (oracle), of each log-hazard part and of age alone, prevalent cases left out."""
+    scores = {"oracle": truth["risk"], "textbook": truth["logh_textbook"], "hidden": truth["logh_hidden"],
+              "age": truth["age"]}
+    return {f"{k}_auroc": _round(auroc(v[ok], truth["label"][ok])) for k, v in scores.items()}
 
 
 def _by_age(truth: dict, ok: np.ndarray) -> dict:

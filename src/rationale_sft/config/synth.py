@@ -96,6 +96,10 @@ class SynthConfig:
         if not 0.0 <= self.hidden_share <= 1.0:
             raise ValueError(f"hidden_share must lie in [0, 1], got {self.hidden_share} "
                              "(0 = textbook factors only, 1 = hidden signal only)")
+        self._check_ranges()
+        self._check_dates()
+
+    def _check_ranges(self) -> None:
         for name in _UNIT:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -112,7 +116,6 @@ class SynthConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.ltfu_rate < 0:
             raise ValueError(f"ltfu_rate must be >= 0, got {self.ltfu_rate}")
-        self._check_dates()
 
     def _check_dates(self) -> None:
         for name in _DATES:  # YAML reads an unquoted date as a date: keep the text form
