@@ -41,15 +41,15 @@ class ModelConfig:
 class PretrainConfig:
     """Causal-LM pretraining of a from-scratch base model (and its reasoning-oriented continuation)."""
 
-    steps: int = 300
+    steps: int = 200
     "Optimizer steps of base pretraining."
-    batch_size: int = 16
+    batch_size: int = 8
     "Packed sequences per optimizer step."
     seq_len: int = 256
     "Tokens per packed sequence."
     lr: float = 3e-3
     "Peak learning rate (AdamW)."
-    warmup_steps: int = 30
+    warmup_steps: int = 20
     "Linear warmup steps before the cosine decay."
     min_lr_ratio: float = 0.1
     "Final learning rate as a fraction of the peak (end of the cosine)."
@@ -61,7 +61,7 @@ class PretrainConfig:
     "Seed of model initialisation and data order."
     log_every: int = 10
     "Write a loss row to pretrain_log.parquet every this many steps."
-    reasoning_steps: int = 150
+    reasoning_steps: int = 100
     "Optimizer steps of continued pretraining on reasoning text (reasoning_base only)."
     reasoning_lr: float = 1e-3
     "Peak learning rate of the continued pretraining on reasoning text."
