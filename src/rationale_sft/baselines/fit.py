@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from rich.progress import Progress, TimeElapsedColumn
 
 from rationale_sft import rundir
 from rationale_sft.baselines.features import build_features
@@ -89,16 +90,20 @@ def _fit_all(cfg: BaselinesConfig, parts: dict, meds_dir: Path) -> tuple[dict, d
         X = build_features(parts[name], meds_dir, vocab)[0] if parts[name].height else X_train[:0]
         data[name] = Split(X, parts[name]["boolean_value"].to_numpy())
     probs, info = {}, {"n_features": len(names)}
-    for model in cfg.models:
-        t0 = time.perf_counter()
-        if model == "oracle":
-            p, why = oracle_probabilities(meds_dir, parts["held_out"])
-            info[model] = {"source": why}
-        else:
-            p, info[model] = FITTERS[model](data["train"], data["tuning"], data["held_out"], cfg)
-        if p is not None:
-            probs[model] = p
-            info[model]["seconds"] = round(time.perf_counter() - t0, 3)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("baselines", total=len(cfg.models))
+        for model in cfg.models:
+            bar.update(task, description=f"fitting {model}")
+            t0 = time.perf_counter()
+            if model == "oracle":
+                p, why = oracle_probabilities(meds_dir, parts["held_out"])
+                info[model] = {"source": why}
+            else:
+                p, info[model] = FITTERS[model](data["train"], data["tuning"], data["held_out"], cfg)
+            if p is not None:
+                probs[model] = p
+                info[model]["seconds"] = round(time.perf_counter() - t0, 3)
+            bar.advance(task)
     return probs, info, {"vocab": vocab, "feature_names": names}
 
 
