@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 
 import polars as pl
@@ -11,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from rationale_sft.cli import main
-from rationale_sft.cohort import meds_io
 from rationale_sft.cohort.extract import extract
 from rationale_sft.cohort.task import load_task
 from rationale_sft.config import ConfigError
@@ -149,4 +147,3 @@ def test_timestamps_of_other_units_are_accepted(meds_dir, tmp_path):
         rewrite(shard(meds_dir, i), to_ns)
     assert pq.read_schema(shard(meds_dir)).field("time").type == pa.timestamp("ns")
     assert run_extract(meds_dir, tmp_path / "l.parquet")["n"] == 5
-    assert dt.datetime  # module used by fixtures
