@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rationale_sft.errors import InputError
+from rationale_sft.models.tokenizer import MAX_LENGTH as MAX_POSITIONS
 from rationale_sft.seeding import derive_seed
-
-MAX_POSITIONS = 2048
 
 
 @dataclass(frozen=True)

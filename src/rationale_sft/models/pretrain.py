@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from rationale_sft import rundir
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
 
-TOKENIZER_VERSION = 1  # bump when train_tokenizer changes what it produces for the same corpus
+TOKENIZER_VERSION = 2  # bump when train_tokenizer changes what it produces for the same corpus
 CORPORA = ("base", "reasoning")
 
 
@@ -95,7 +96,8 @@ def pretrain(cfg, texts: list[str], tokenizer, out_dir: str | Path, init_dir: st
 
 def _publish(out_dir: Path, work: Callable[[Path], dict], **stage_kw) -> None:
     """Run a stage in a temporary sibling dir, then rename it onto ``out_dir`` (replacing an unfinished one)."""
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    # unique per process and host: workers of a cluster may build the same base into a shared dir
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         rundir.run_stage(tmp, work, **stage_kw)

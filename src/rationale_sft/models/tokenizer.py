@@ -19,7 +19,7 @@ from rationale_sft.errors import InputError
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 SPECIAL_TOKENS = (PAD, BOS, EOS)
 LABEL_WORDS = (" Yes", " No")
-MAX_LENGTH = 4096
+MAX_LENGTH = 2048  # = the families' max_position_embeddings
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
