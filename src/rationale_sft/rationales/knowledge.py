@@ -265,13 +265,28 @@ def _absent(facts: Facts, evidence: list[Evidence], g: np.random.Generator, kb: 
     return choose(g, _ABSENT).format(items=items)
 
 
+_DRIVER = ("The main drivers are {top}.", "{top_cap} weigh most heavily.", "Most of the excess risk comes from {top}.")
+_OFFSET = {True: ("Protective factors ({prot}) only partly offset this.",
+                  "On the other side, {prot} lower risk somewhat, but not enough to change the picture."),
+           False: ("{prot_cap} also lower risk.", "In addition, {prot} count in this person's favour.")}
+
+
 def _weigh(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool, mode: str,
            g: np.random.Generator) -> str:
+    """Weigh the evidence: main drivers, protective factors, then the verdict (own risk, or the given label)."""
+    raising = [e.factor.label for e in evidence if e.factor.direction == "raises"]
+    prot = [e.factor.label for e in evidence if e.factor.direction == "lowers"]
+    top, lower = " and ".join(raising[:2]), " and ".join(prot[:2])
+    parts = []
+    if len(raising) >= 2 and g.random() < 0.5:
+        parts.append(choose(g, _DRIVER).format(top=top, top_cap=top[:1].upper() + top[1:]))
+    if prot and (raising or not outcome) and g.random() < 0.7:
+        parts.append(choose(g, _OFFSET[bool(raising) and outcome]).format(prot=lower, prot_cap=lower[:1].upper() + lower[1:]))
     if mode == "blind":
-        return choose(g, _BLIND[outcome]).format(pct=_pct(risk))
-    raising = [e for e in evidence if e.factor.direction == "raises"]
-    top = " and ".join(e.factor.label for e in raising[:2])
-    return choose(g, _GIVEN[(outcome, bool(raising))]).format(top=top, anchor=facts.anchor)
+        parts.append(choose(g, _BLIND[outcome]).format(pct=_pct(risk)))
+    else:
+        parts.append(choose(g, _GIVEN[(outcome, bool(raising))]).format(top=top, anchor=facts.anchor))
+    return " ".join(parts)
 
 
 def _pct(risk: float) -> str:
