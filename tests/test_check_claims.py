@@ -163,3 +163,20 @@ def test_lengths_in_tokenizer_tokens(world, tmp_path):
                          tokenizer=str(Path(pkg.__file__).parent / "model"))
     overall = q["overall"]
     assert overall["tokens_mean"] > overall["words_mean"] and overall["tokens_p90"] >= overall["tokens_median"]
+
+
+def test_free_text_from_another_teacher(world):
+    reply = ("**Assessment.** The patient is a 67 year old woman. Her history includes hypertension (I10), "
+             "diagnosed about 7 years before the assessment, and type 2 diabetes since 2005. Her LDL is 4.6 and "
+             "her BMI of 31.2 puts her in the obese range, which raises risk. She carries one APOE e4 allele, a "
+             "strong genetic risk factor. She also has a history of stroke. There are no signs of depression.\n"
+             "**Conclusion:** likely\nRisk: 0.2")
+    from rationale_sft.rationales.specs import parse_reply
+
+    parsed = parse_reply(reply, "freeform", "blind")
+    _, claims, dirs = _claims(world, 1, parsed.text)
+    bad = [(c.kind, c.text, c.status) for c in claims if c.status != "grounded"]
+    assert bad == [("factor", "stroke", "ungrounded")]
+    kinds = {c.kind for c in claims}
+    assert {"age", "factor", "diagnosis", "timing", "year", "measurement"} <= kinds
+    assert dirs["wrong"] == 0 and dirs["checked"] >= 2
