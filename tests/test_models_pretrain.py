@@ -97,3 +97,17 @@ def test_ensure_base_caches_tokenizer_base_and_reasoning_base(tmp_path):
 def test_ensure_base_rejects_an_empty_corpus(tmp_path):
     with pytest.raises(InputError, match="'base' pretraining corpus is empty"):
         ensure_base(cfg(), lambda corpus: [], tmp_path)
+
+
+def test_checkpoint_bases_are_resolved_not_trained(tok, tmp_path):
+    pretrain(cfg("pretrain.steps=2"), texts(), tok, tmp_path / "ckpt")
+    called = []
+    out = ensure_base(cfg(f"model.checkpoint={tmp_path / 'ckpt'}"), called.append, tmp_path / "cache")
+    assert out == tmp_path / "ckpt" and called == [] and not (tmp_path / "cache").exists()
+
+
+def test_continuing_with_a_different_tokenizer_is_rejected(tok, tmp_path):
+    pretrain(cfg("pretrain.steps=2"), texts(), tok, tmp_path / "a")
+    other = train_tokenizer(texts(seed=3), 330, tmp_path / "other_tok")
+    with pytest.raises(InputError, match="differs from the one saved"):
+        pretrain(cfg("pretrain.steps=2"), texts(), other, tmp_path / "b", init_dir=tmp_path / "a")
