@@ -39,7 +39,8 @@ def run_extract(meds_dir, out, *overrides, scales=()):
     (lambda df: df.with_columns(pl.col("time").cast(pl.String)), r"column 'time' is (large_)?string, must be a timestamp"),
     (lambda df: df.with_columns(pl.col("code").cast(pl.Categorical).to_physical()), r"column 'code' is uint32"),
     (lambda df: df.with_columns(pl.col("numeric_value").cast(pl.String)), r"'numeric_value' is (large_)?string, must be a float"),
-    (lambda df: df.reverse(), r"0\.parquet: events of subject \d+ are not sorted"),
+    (lambda df: df.reverse(), r"0\.parquet: events of subject \d+ are not sorted by time"),
+    (lambda df: pl.concat([df.tail(2), df.head(df.height - 2)]), r"0\.parquet: events of subject \d+ are not contiguous"),
     (lambda df: pl.concat([df, df.head(3).tail(1)]).sort("subject_id", "time", nulls_last=False),
      r"repeated event\(s\), e\.g\. subject \d+ code 'LAB//LDL' at 2010-05-02"),
 ])
@@ -147,3 +148,10 @@ def test_timestamps_of_other_units_are_accepted(meds_dir, tmp_path):
         rewrite(shard(meds_dir, i), to_ns)
     assert pq.read_schema(shard(meds_dir)).field("time").type == pa.timestamp("ns")
     assert run_extract(meds_dir, tmp_path / "l.parquet")["n"] == 5
+
+
+def test_subjects_may_come_in_any_order_within_a_shard(meds_dir, tmp_path):
+    before = run_extract(meds_dir, tmp_path / "a.parquet")
+    rewrite(shard(meds_dir), lambda df: df.sort("subject_id", descending=True, maintain_order=True))
+    assert run_extract(meds_dir, tmp_path / "b.parquet")["n"] == before["n"]
+    assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))

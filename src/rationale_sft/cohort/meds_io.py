@@ -1,9 +1,9 @@
 """Reading and validating MEDS input: data shards, subject splits and (synthetic only) true risks.
 
 The ``meds`` package's schemas are the contract: ``subject_id`` Int64, ``time`` Datetime(us) (null for
-static events), ``code`` String, ``numeric_value`` Float32 (optional), one subject per shard, rows sorted
-by subject and time within a shard. Everything is read through polars lazy scans so that validation
-and extraction stream over millions of events without loading them whole.
+static events), ``code`` String, ``numeric_value`` Float32 (optional); each subject in one shard, its
+rows contiguous and sorted by time. Everything is read through polars lazy scans, one shard at a time
+where a check allows it, so that millions of events never sit in memory whole.
 """
 
 from __future__ import annotations
@@ -82,19 +82,25 @@ def scan_events(meds_dir: str | Path) -> pl.LazyFrame:
 
 
 def _check_shard(path: Path) -> tuple[pl.DataFrame, dict]:
-    """Order and duplicates of one shard (both are per-shard properties, so memory stays per shard)."""
+    """Order and duplicates of one shard (both are per-shard properties, so memory stays per shard).
+
+    MEDS asks for each subject's rows to be contiguous and sorted by time (static rows first); the
+    subjects themselves may come in any order.
+    """
     ev = scan_shard(path)
-    prev_sid, prev_t = pl.col("subject_id").shift(1), pl.col("time").shift(1)
-    bad = (pl.col("subject_id") < prev_sid) | ((pl.col("subject_id") == prev_sid) & prev_t.is_not_null()
-                                               & (pl.col("time").is_null() | (pl.col("time") < prev_t)))
-    order = ev.filter(bad).select("subject_id").head(1)
+    same, prev_t = pl.col("subject_id") == pl.col("subject_id").shift(1), pl.col("time").shift(1)
+    unsorted = ev.filter(same & prev_t.is_not_null() & (pl.col("time").is_null() | (pl.col("time") < prev_t)))
+    runs = ev.select("subject_id", run=(~same.fill_null(False)).cum_sum())
+    split_up = runs.group_by("subject_id").agg(pl.col("run").n_unique()).filter(pl.col("run") > 1)
     dups = ev.group_by("subject_id", "time", "code", "numeric_value").len().filter(pl.col("len") > 1)
-    ids = ev.select(pl.col("subject_id").unique())
-    n = ev.select(pl.len())
-    order, dups, ids, n = pl.collect_all([order, dups, ids, n])
-    if order.height:
-        raise InputError(f"{path}: events of subject {order['subject_id'][0]} are not sorted by subject_id then "
-                         "time (static null-time events first); sort each shard by subject_id, time")
+    ids, n = ev.select(pl.col("subject_id").unique()), ev.select(pl.len())
+    unsorted, split_up, dups, ids, n = pl.collect_all([unsorted.select("subject_id").head(1),
+                                                       split_up.sort("subject_id").head(1), dups, ids, n])
+    for bad, what in ((unsorted, "not sorted by time (static null-time events first)"),
+                      (split_up, "not contiguous")):
+        if bad.height:
+            raise InputError(f"{path}: events of subject {bad['subject_id'][0]} are {what}; sort each shard "
+                             "by subject_id, time")
     first = dups.sort("subject_id", "time").row(0, named=True) if dups.height else None
     return ids.with_columns(file=pl.lit(str(path))), {"n_events": n.item(), "n_duplicates": int((dups["len"] - 1).sum()),
                                                       "first_duplicate": first}
