@@ -79,6 +79,7 @@ def ensure_single_tokens(tok, words: Sequence[str]):
             next_id = max([*vocab.values(), *(t["id"] for t in spec["added_tokens"])]) + 1
             vocab.setdefault(joined, next_id)
         tok = Tokenizer.from_str(json.dumps(spec))
+        assert len(tok.encode(word, add_special_tokens=False).ids) == 1, f"could not make {word!r} one token"
     _check_ids_unique(tok)
     return tok
 
