@@ -18,6 +18,7 @@ from rationale_sft.render import (PROMPT_END, PromptParts, assemble, get_templat
                                   render_parts, template_hash)
 from rationale_sft.render.frame import render_frame
 from rationale_sft.render.vocab import ago_expr, ago_phrase, format_number, format_number_expr
+from rationale_sft.rundir import hash_text
 from test_render_fixtures import write_labels, write_meds
 
 
@@ -38,7 +39,11 @@ def test_prompts_end_with_answer_slot_and_hash_is_stable(cohort, template):
     assert all(p.endswith(PROMPT_END) for p in a["prompt"])
     assert a["prompt_hash"].n_unique() == a.height
     assert a.columns == ["subject_id", "prediction_time", "split", "label", "template", "template_version",
-                         "template_hash", "prompt", "prompt_hash", "n_history_items", "n_history_dropped", "truncated"]
+                         "template_hash", "prompt", "prompt_hash", "n_history_items", "n_history_dropped", "truncated",
+                         "header", "items", "group_ids", "question"]
+    assert a["prompt_hash"].to_list() == [hash_text(p) for p in a["prompt"]]
+    for row in a.iter_rows(named=True):  # the stored parts re-assemble the stored prompt
+        assert assemble(PromptParts.from_row(row, template)) == (row["prompt"], 0)
 
 
 def test_template_hash_changes_with_any_text():

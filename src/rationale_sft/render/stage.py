@@ -18,7 +18,9 @@ from rationale_sft.render.templates import get_template, template_hash
 
 EXAMPLES = "examples.parquet"
 EXAMPLE_COLUMNS = ["subject_id", "prediction_time", "split", "label", "template", "template_version",
-                   "template_hash", "prompt", "prompt_hash", "n_history_items", "n_history_dropped", "truncated"]
+                   "template_hash", "prompt", "prompt_hash", "n_history_items", "n_history_dropped", "truncated",
+                   "header", "items", "group_ids", "question"]
+"""Contract columns, then the prompt parts (``PromptParts.from_row(row, template)`` re-assembles a prompt)."""
 
 
 def read_codes(meds_dir: str | Path) -> pl.DataFrame:
@@ -75,7 +77,7 @@ def examples_frame(frame: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
         pl.lit(template_hash(t, cfg.question, cfg.anchor)).alias("template_hash"),
         pl.Series("prompt", prompts, dtype=pl.String), pl.Series("prompt_hash", hash_prompts(prompts)),
         "n_history_items", pl.Series("n_history_dropped", dropped, dtype=pl.Int64),
-        pl.Series("truncated", [d > 0 for d in dropped], dtype=pl.Boolean))
+        pl.Series("truncated", [d > 0 for d in dropped], dtype=pl.Boolean), "header", "items", "group_ids", "question")
 
 
 def render_examples(meds_dir: str | Path, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
