@@ -1,0 +1,109 @@
+"""The smoke grid end to end through the CLI: exact run-dir file set, idempotent resume, kill -9 resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke.yaml"
+METRICS = ["run_id", "arm", "model", "scale", "seed", "status", "n_test", "n_pos", "auroc", "auprc", "brier",
+           "auroc_direct", "conclusion_yes_rate", "mean_label_mass"]
+ROOT_FILES = {".grid.lock", "DONE", "config.yaml", "index.json", "manifest.json", "results.parquet"}
+REPORT_FILES = {"index.html", "report.md", "results.parquet", "stats.json"}
+SFT_FILES = {"DONE", "answer_states.npy", "answer_states_subjects.npy", "config.yaml", "manifest.json",
+             "predictions.parquet", "result.json", "run.json", "score.json", "scores.parquet", "train.json",
+             "train_examples.parquet", "train_log.parquet", "checkpoint/config.json",
+             "checkpoint/generation_config.json", "checkpoint/model.safetensors", "checkpoint/tokenizer.json",
+             "checkpoint/tokenizer_config.json", "checkpoint/training.json"}
+FEWSHOT_FILES = {"DONE", "config.yaml", "manifest.json", "predictions.parquet", "result.json", "run.json",
+                 "fewshot.json", "fewshot_demos.parquet", "scores.parquet"}
+
+pytestmark = pytest.mark.slow
+
+
+def grid(out: Path, *extra: str, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "rationale_sft.cli", "run", str(SMOKE), "--out", str(out), *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("grid") / "smoke"
+    proc = grid(out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+
+
+def test_run_dir_holds_exactly_the_expected_files(smoke):
+    assert {p.name for p in smoke.iterdir() if p.is_file()} == ROOT_FILES
+    assert {p.name for p in smoke.iterdir() if p.is_dir()} == {"report", "runs", "shared"}
+    report = files_under(smoke / "report")
+    assert REPORT_FILES <= report and all(f.endswith(".png") for f in report - REPORT_FILES)
+    results = pl.read_parquet(smoke / "results.parquet")
+    assert results["status"].to_list() == ["ok"] * 3
+    assert sorted(results["arm"].to_list()) == ["fewshot_label_only", "freeform", "label_only"]
+    for row in results.iter_rows(named=True):
+        expected = FEWSHOT_FILES if row["arm"].startswith("fewshot") else SFT_FILES
+        assert files_under(smoke / row["run_path"]) == expected, row["arm"]
+    kinds = sorted(p.name.rsplit("-", 1)[0] for p in (smoke / "shared").iterdir())
+    assert kinds == ["base", "baselines", "cohort", "corpus", "labels", "models", "quality", "rationales",
+                     "render"]
+
+
+def test_results_agree_with_per_subject_scores(smoke):
+    from rationale_sft.stats.metrics import auroc
+
+    results = pl.read_parquet(smoke / "results.parquet")
+    test_ids = None
+    for row in results.iter_rows(named=True):
+        scores = pl.read_parquet(smoke / row["run_path"] / "scores.parquet")
+        assert scores.height == row["n_test"] and int(scores["label"].sum()) == row["n_pos"]
+        assert auroc(scores["label"].to_numpy().astype(int), scores["p_yes"].to_numpy()) == pytest.approx(row["auroc"])
+        ids = scores["subject_id"].sort().to_list()
+        assert test_ids is None or ids == test_ids  # every model is scored on the same test subjects
+        test_ids = ids
+
+
+def test_rerun_is_idempotent_and_byte_identical(smoke):
+    before = {f: (smoke / f).read_bytes() for f in ("results.parquet", "index.json", "report/index.html",
+                                                    "report/stats.json")}
+    mtimes = {p: p.stat().st_mtime for p in (smoke / "runs").rglob("DONE")}
+    proc = grid(smoke)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p: p.stat().st_mtime for p in (smoke / "runs").rglob("DONE")} == mtimes
+    for name, data in before.items():
+        assert (smoke / name).read_bytes() == data, name
+
+
+def test_kill_9_resumes_to_the_same_results(smoke, tmp_path):
+    out = tmp_path / "killed"
+    proc = grid(out, popen=True)
+    deadline = time.time() + 900
+    while time.time() < deadline and not any((out / "runs").glob("*/DONE")):
+        assert proc.poll() is None, "the grid ended before it could be killed"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "DONE").exists()
+    resumed = grid(out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    want = pl.read_parquet(smoke / "results.parquet").select(METRICS).sort("run_id")
+    got = pl.read_parquet(out / "results.parquet").select(METRICS).sort("run_id")
+    assert got.height == want.height == 3
+    assert got.equals(want), (got, want)
