@@ -94,8 +94,11 @@ def ray_address():
     """One real Ray head node for the whole module, torn down with all its processes."""
     pytest.importorskip("ray")
     temp = Path(tempfile.mkdtemp(prefix="rg-", dir="/tmp"))  # short: Ray's unix sockets live under it
-    saved = os.environ.get("RAY_DISABLE_USAGE_STATS")
-    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
+    # A private cluster on 127.0.0.1 without token auth, whatever ~/.ray/auth_token another tool left:
+    # with that file present `ray start` turns token auth on while a driver does not send the token.
+    settings = {"RAY_DISABLE_USAGE_STATS": "1", "RAY_AUTH_MODE": "disabled"}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     # Ray workers do not inherit the driver's sys.path: the job module (tests/) must be on theirs.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc, address, _ = start_head(temp, env)
@@ -103,8 +106,11 @@ def ray_address():
         yield address
     finally:
         stop_head(proc)
-        if saved is None:
-            os.environ.pop("RAY_DISABLE_USAGE_STATS", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         left = session_members(proc.pid)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"Ray processes left behind: {left}"
