@@ -57,6 +57,7 @@ def test_retry_after_a_failed_attempt(tmp_path):
     job = make_job(f"{HERE}:flaky", {"x": 7})
     report = execute([job], tmp_path, ExecutorConfig(retries=1), progress=False)
     assert report.ok and report.done == [job.id]
+    assert report.retried == {job.id: ["RuntimeError: flaky job 7: first attempt fails"]}
     assert [c["fn"] for c in calls(tmp_path)] == ["flaky", "flaky"]
     assert not (tmp_path / "failures.json").exists()
     assert collect(tmp_path, [job])[0]["value"] == 7
@@ -189,6 +190,8 @@ def test_declaration_errors_name_the_problem(tmp_path):
     b = make_job(f"{HERE}:add", {"inputs": [a.out_dir], "bias": 0}, deps=[a])
     with pytest.raises(InputError, match="not among the jobs given"):
         execute([b], tmp_path, SEQ, progress=False)
+    with pytest.raises(InputError, match="got NaN for key 'cfg.lr'"):
+        make_job(f"{HERE}:square", {"x": 1, "cfg": {"lr": float("nan")}})
     with pytest.raises(InputError, match="reserved names"):
         make_job(f"{HERE}:square", {"x": 1, "out_dir": "elsewhere"})
     with pytest.raises(InputError, match="inside the grid root"):

@@ -49,6 +49,8 @@ class ExecutionReport:
     "Jobs not run because a job they depend on failed: job id -> id of the failed job."
     metrics: dict[str, dict] = dataclasses.field(default_factory=dict)
     "Metrics returned by the jobs run by this call, by job id."
+    retried: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    "Jobs done only after failed attempts: job id -> the error of each failed attempt."
     seconds: float = 0.0
     "Wall time of the call."
 
@@ -143,6 +145,8 @@ def _schedule(todo: Sequence[Job], complete: set[str], submit: Submit, limit: in
             outcome = _outcome(fut, submitted)
             if outcome["ok"]:
                 _release(job, outcome, children, waiting, by_id, ready, report)
+                if attempts[job.id]:
+                    report.retried[job.id] = [a["error"] for a in attempts[job.id]]
             else:
                 attempts[job.id].append(outcome | {"attempt": len(attempts[job.id]) + 1})
                 if len(attempts[job.id]) <= retries:

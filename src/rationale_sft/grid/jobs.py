@@ -249,7 +249,9 @@ def _first_bad(obj: Any, key: str = "") -> tuple[str, str]:
             found = _first_bad(v, f"{key}[{i}]")
             if found[0]:
                 return found
-    elif not isinstance(obj, (str, int, float, bool, type(None))) or obj != obj:
+    elif isinstance(obj, float) and obj != obj:
+        return key or "?", "NaN"
+    elif not isinstance(obj, (str, int, float, bool, type(None))):
         return key or "?", type(obj).__name__
     return "", ""
 

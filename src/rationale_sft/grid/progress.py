@@ -70,6 +70,9 @@ def summary(report: Any, root: Path) -> None:
         table.add_row(name, str(n))
     console.print(table)
     console.print(f"grid root: {root}", soft_wrap=True, markup=False, highlight=False)
+    for job_id, errors in report.retried.items():
+        console.print(f"retried {job_id}: done after {len(errors)} failed attempt(s), last error: {errors[-1]}",
+                      soft_wrap=True, markup=False, highlight=False, style="yellow")
     for f in report.failed:
         console.print(f"FAILED {f['job_id']} {f['fn']} after {len(f['attempts'])} attempt(s), "
                       f"{len(f['blocked'])} dependant(s) blocked: {f['error']}", soft_wrap=True, markup=False,
