@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_grid_ray import ray_address  # noqa: F401  (a real local Ray head node, torn down after the module)
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -107,3 +108,13 @@ def test_kill_9_resumes_to_the_same_results(smoke, tmp_path):
     got = pl.read_parquet(out / "results.parquet").select(METRICS).sort("run_id")
     assert got.height == want.height == 3
     assert got.equals(want), (got, want)
+
+
+def test_smoke_grid_on_a_real_ray_cluster_matches_local(smoke, ray_address, tmp_path):  # noqa: F811
+    out = tmp_path / "on_ray"
+    proc = grid(out, "executor.kind=ray", f"executor.ray_address={ray_address}", "--no-report")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want = pl.read_parquet(smoke / "results.parquet").select(METRICS).sort("run_id")
+    got = pl.read_parquet(out / "results.parquet").select(METRICS).sort("run_id")
+    assert got.equals(want), (got, want)
+    assert not (out / "report").exists()

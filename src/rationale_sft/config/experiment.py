@@ -44,6 +44,8 @@ class ModelSpec:
     "Continue pretraining on step-by-step reasoning text (no task labels) before fine-tuning."
     lora: bool = False
     "Fine-tune with LoRA adapters (settings in `lora`) instead of all weights."
+    kind: str | None = None
+    "Base kind shown in results (e.g. reasoning for a reasoning-tuned checkpoint); null derives it."
 
     @property
     def name(self) -> str:
@@ -54,6 +56,8 @@ class ModelSpec:
     @property
     def base(self) -> str:
         """Base kind: pretrained (tiny, from our corpus), reasoning (continued) or checkpoint."""
+        if self.kind:
+            return self.kind
         return "reasoning" if self.reasoning_base else ("checkpoint" if self.checkpoint else "pretrained")
 
 

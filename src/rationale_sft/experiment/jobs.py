@@ -42,7 +42,7 @@ def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: 
 
     def work(d: Path) -> dict:
         table, summary = extract_labels(task_cfg, _path(root, meds))
-        test = test_set(table, test_controls_per_case, test_max, seed)
+        test = fixed_test_set(table, test_controls_per_case, test_max, seed)
         subsets = pl.concat([nested_subsets(table, scales, s, controls_per_case).with_columns(
             seed=pl.lit(s, pl.Int64)) for s in seeds])
         rundir.write_parquet(table, d / LABELS)
@@ -57,7 +57,7 @@ def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: 
     return rundir.read_json(Path(out_dir) / rundir.MANIFEST)["extract"] | {"n_test": _count(out_dir, TEST)}
 
 
-def test_set(table: pl.DataFrame, controls_per_case: float | None, cap: int, seed: int) -> pl.DataFrame:
+def fixed_test_set(table: pl.DataFrame, controls_per_case: float | None, cap: int, seed: int) -> pl.DataFrame:
     """The fixed test subjects: every held-out case plus sampled held-out controls, at most ``cap``.
 
     The same labels and seed give the same subjects for every run, scale and run seed.

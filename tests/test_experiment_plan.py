@@ -1,0 +1,89 @@
+"""Planning the grid: counts per preset, content-addressed sharing, stable ids, fixed test set."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rationale_sft import config as cfglib
+from rationale_sft.config import ConfigError
+from rationale_sft.config.experiment import ExperimentConfig
+from rationale_sft.experiment.jobs import fixed_test_set, used_labels
+from rationale_sft.experiment.plan import plan
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load(name: str, *overrides: str) -> ExperimentConfig:
+    return cfglib.load(ExperimentConfig, CONFIGS / f"{name}.yaml", list(overrides))
+
+
+def kinds(p) -> Counter:
+    return Counter(j.fn.split(":")[1] for j in p.jobs)
+
+
+@pytest.mark.parametrize("name", ["cpu_full", "paper"])
+def test_full_designs_have_504_fine_tuning_runs(name):
+    p = plan(load(name), CONFIGS)
+    assert kinds(p)["sft"] == 504
+    runs = [j for j in p.runs if j.fn.endswith(":sft")]
+    levels = Counter((j.kwargs["meta"]["arm"], j.kwargs["meta"]["model"]) for j in runs)
+    assert len(levels) == 3 * 7 and set(levels.values()) == {4 * 6}
+
+
+def test_quick_preset_meets_the_demo_design():
+    cfg = load("quick")
+    assert len(cfg.grid.arms) == 3 and len(cfg.grid.models) >= 2 and len(cfg.grid.scales) >= 2
+    assert len(cfg.grid.seeds) >= 2 and cfg.fewshot.enabled
+    p = plan(cfg, CONFIGS)
+    assert kinds(p)["cohort"] == kinds(p)["render"] == kinds(p)["rationales"] == 1
+    assert kinds(p)["baselines"] == len(cfg.grid.scales) * len(cfg.grid.seeds)
+
+
+def test_shared_artifacts_are_built_once_and_ids_are_stable():
+    a, b = plan(load("quick"), CONFIGS), plan(load("quick"), CONFIGS)
+    assert [j.id for j in a.jobs] == [j.id for j in b.jobs]
+    bases = {j.kwargs["base_job"] for j in a.runs}
+    assert len(bases) == 2  # two families; the few-shot model reuses the llama base
+    changed = plan(load("quick", "train.lr=5e-4"), CONFIGS)
+    same = {j.id for j in a.jobs} & {j.id for j in changed.jobs}
+    assert {j.fn.split(":")[1] for j in a.jobs if j.id not in same} == {"sft"}
+
+
+def test_label_only_grid_builds_no_rationales():
+    p = plan(load("smoke", "grid.arms=[label_only]", "fewshot.demos=[label_only]"), CONFIGS)
+    assert "rationales" not in kinds(p) and "rationales" not in p.index
+
+
+def test_bad_grid_values_fail_before_planning():
+    with pytest.raises(ConfigError, match="grid.scales must be >= 10"):
+        load("smoke", "grid.scales=[5]")
+    with pytest.raises(ConfigError, match="unknown key 'grid.seed'"):
+        load("smoke", "grid.seed=[1]")
+
+
+def labels_fixture() -> pl.DataFrame:
+    ids = list(range(100))
+    return pl.DataFrame({"subject_id": ids, "boolean_value": [i % 10 == 0 for i in ids],
+                         "split": ["held_out" if i < 60 else "train" if i < 90 else "tuning" for i in ids]})
+
+
+def test_test_set_keeps_every_case_and_is_seeded():
+    table = labels_fixture()
+    t = fixed_test_set(table, 2.0, 1000, seed=3)
+    assert t["boolean_value"].sum() == 6 and t.height == 18
+    assert t.equals(fixed_test_set(table, 2.0, 1000, seed=3)) and not t.equals(fixed_test_set(table, 2.0, 1000, seed=4))
+    capped = fixed_test_set(table, None, 30, seed=3)
+    assert capped.height <= 30 and capped["boolean_value"].sum() == 3
+    assert set(t["split"]) == {"held_out"}
+
+
+def test_used_labels_are_subsets_tuning_and_test():
+    table = labels_fixture()
+    subsets = pl.DataFrame({"subject_id": [60, 61, 70], "scale": [2, 2, 3], "seed": [0, 0, 0]})
+    used = used_labels(table, subsets, fixed_test_set(table, 1.0, 1000, seed=0))
+    counts = dict(used.group_by("split").len().iter_rows())
+    assert counts == {"train": 3, "tuning": 10, "held_out": 12}
