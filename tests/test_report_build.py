@@ -130,8 +130,9 @@ def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool
         write_parquet(labels.select("subject_id", "prediction_time", pl.lit(12).alias("n_history_items"),
                                     pl.lit(False).alias("truncated")), root / "shared/render-1/examples.parquet")
         write_json(root / "shared/rationales-1/quality.json",
-                   {"n": 600, "agreement_with_label": {"freeform": 0.81, "stepwise": 0.78},
-                    "mean_words": {"freeform": 140.2, "stepwise": 201.5}, "faithfulness": {"kappa": 0.55}})
+                   {"overall": {"n": 600, "label_agreement": 0.8, "words_mean": 170.9, "teacher_auroc": None},
+                    "groups": [{"set": "knowledge/freeform", "style": "freeform", "n": 300, "label_agreement": 0.81},
+                               {"set": "knowledge/stepwise", "style": "stepwise", "n": 300, "label_agreement": 0.78}]})
         index |= {"labels": "shared/labels-1", "examples": "shared/render-1/examples.parquet",
                   "rationale_quality": "shared/rationales-1/quality.json",
                   "baselines": {str(s): _baselines(root, g, labels, z, s) for s in scales}}
@@ -166,6 +167,8 @@ def test_report_files_and_main_table(grid_report):
     assert arms == ["label_only", "freeform", "stepwise", "fewshot_freeform", "fewshot_label_only"]
     assert stats["arms"][0]["study_auroc"] == 0.734
     assert stats["verdict"]["overall"] == "reproduced"
+    md = (out / "report.md").read_text()
+    assert "| label_agreement | 0.8 | 0.81 | 0.78 |" in md
     assert all(a["hi"] < 0 for a in stats["verdict"]["arms"].values())
     results = pl.read_parquet(out / "results.parquet")
     assert results.height == 3 * 2 * 3 * 3 + 6

@@ -173,3 +173,10 @@ def test_gap_model_recovers_planted_effects_and_drops_nested_terms():
     assert coef["log2(scale) (centred)"] == pytest.approx(0.02, abs=0.005)
     assert "model=b-small" in dropped and "base (one level)" in dropped
     assert set(t["clusters"]) == {24}
+
+
+def test_delong_with_a_single_positive_has_undefined_variance():
+    y = np.array([1, 0, 0, 0])
+    r = D.delong_test(y, np.array([0.9, 0.1, 0.5, 0.3]), np.array([0.2, 0.1, 0.5, 0.3]))
+    assert (r["auc_a"], r["auc_b"]) == (1.0, pytest.approx(1 / 3))
+    assert np.isnan(r["se"]) and np.isnan(r["p"]) and np.isnan(r["lo"])

@@ -148,11 +148,31 @@ def quality_section(rd: RunDir, cfg: ReportConfig) -> Section:
     if not reports:
         return Section("quality", "Rationale quality", [("absent", "No rationale quality report in index.json "
                                                                    "('rationale_quality'): section absent.")])
-    rows = [{"report": name, "key": k, "value": v} for name, data in reports.items() for k, v in flatten(data)]
-    table = pl.DataFrame(rows, schema={"report": pl.String, "key": pl.String, "value": pl.String})
+    columns: dict[str, dict[str, str]] = {}
+    for name, data in reports.items():
+        for col, values in quality_columns(data).items():
+            columns[f"{name}: {col}" if len(reports) > 1 else col] = values
+    keys = list(dict.fromkeys(k for values in columns.values() for k in values))
+    table = pl.DataFrame({"metric": keys, **{c: [v.get(k, "–") for k in keys] for c, v in columns.items()}})
     return Section("quality", "Rationale quality", [
-        ("table", table.head(cfg.max_rows * 3), "Scalar entries of the rationale quality report(s) (from "
-                                                "`rationales check`); nested keys joined with dots.")])
+        ("table", table.head(cfg.max_rows * 3), "Rationale quality report(s) from `rationales check`: overall "
+                                                "and per rationale set; nested keys joined with dots.")])
+
+
+def quality_columns(data: dict) -> dict[str, dict[str, str]]:
+    """A quality report as columns: ``overall`` plus one per entry of ``groups`` (named by set/style).
+
+    >>> quality_columns({"overall": {"n": 3}, "groups": [{"style": "freeform", "n": 2}], "version": 1})
+    {'overall': {'n': '3', 'version': '1'}, 'freeform': {'n': '2', 'style': 'freeform'}}
+    """
+    rest = dict(data) if isinstance(data, dict) else {"value": data}
+    groups = rest.pop("groups") if isinstance(rest.get("groups"), list) else []
+    overall = rest.pop("overall") if isinstance(rest.get("overall"), dict) else {}
+    columns = {"overall": dict(flatten(overall) + flatten(rest))}
+    for i, group in enumerate(groups):
+        name = str(group.get("set") or group.get("style") or f"group {i}") if isinstance(group, dict) else f"group {i}"
+        columns[name] = dict(flatten(group, ""))
+    return columns
 
 
 def flatten(data, prefix: str = "") -> list[tuple[str, str]]:

@@ -36,6 +36,11 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
                             f"Holm-adjusted {p_text(a['p_holm'])}; sign test {p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
                             + (f" (study: {study:+.3f})." if study is not None else ".")))
     blocks.append(("p", f"Rule: {v['rule']} (alpha = {v['alpha']})."))
+    few = sorted({a["n"] for a in v["arms"].values() if 2.0 / 2 ** a["n"] >= v["alpha"]})
+    if few:
+        blocks.append(("p", f"Too few pairs for certainty: with {few[0]} paired configurations the smallest possible "
+                            f"two-sided Wilcoxon p is {2.0 / 2 ** few[0]:.3f}, not below alpha; add seeds or "
+                            "scales to the grid."))
     n_sub = int(an.runs["n_test"].median()) if an.runs.height else 0
     blocks.append(("p", "Caveats: the models here are tiny and the cohort is whatever the run directory holds "
                         f"(a synthetic cohort unless real data was supplied; median {n_sub} test subjects per run), "

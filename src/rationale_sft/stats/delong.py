@@ -36,6 +36,9 @@ def delong_auc_cov(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     scores = np.atleast_2d(np.asarray(scores, np.float64))
     pos, neg = scores[:, y], scores[:, ~y]
     m, n = pos.shape[1], neg.shape[1]
+    if min(m, n) < 2:  # a variance needs two positives and two negatives: the covariance is undefined
+        aucs = np.array([((p[:, None] > neg[k]) + 0.5 * (p[:, None] == neg[k])).mean() for k, p in enumerate(pos)])
+        return aucs, np.full((len(scores), len(scores)), np.nan)
     tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
     tz = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
     aucs = tz[:, :m].sum(1) / (m * n) - (m + 1) / (2 * n)
@@ -61,16 +64,21 @@ def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, level: 
     """Paired DeLong test of AUROC(a) = AUROC(b) on the same subjects.
 
     Returns both AUROCs, their difference (a - b), its standard error, z, the two-sided p-value and a
-    normal-approximation CI of the difference. Identical scores give se 0, z 0 and p 1.
+    normal-approximation CI of the difference. Identical scores give se 0, z 0 and p 1; fewer than two
+    positives or negatives give NaN se, z, p and CI (the variance is undefined).
+
+    >>> r = delong_test(np.array([1, 0, 0]), np.array([.9, .1, .2]), np.array([.1, .9, .2]))
+    >>> r["auc_a"], r["auc_b"], r["p"]
+    (1.0, 0.0, nan)
     """
     y, score_a = check_binary(y, score_a)
     _, score_b = check_binary(y, score_b)
     aucs, cov = delong_auc_cov(y, np.stack([score_a, score_b]))
     diff = float(aucs[0] - aucs[1])
-    var = max(float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), 0.0)
+    var = max(float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), 0.0) if not np.isnan(cov).any() else np.nan
     se = float(np.sqrt(var))
-    z = diff / se if se > 0 else 0.0
+    z = diff / se if se > 0 else (0.0 if se == 0 else np.nan)
     half = norm.ppf((1 + level) / 2) * se
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": diff, "se": se, "z": float(z),
-            "p": float(2 * norm.sf(abs(z))) if se > 0 else 1.0, "lo": diff - half, "hi": diff + half,
+            "p": float(2 * norm.sf(abs(z))) if se > 0 else (1.0 if se == 0 else np.nan), "lo": diff - half, "hi": diff + half,
             "n": int(y.size), "n_pos": int(y.sum()), "method": f"DeLong paired test, normal CI ({level:.0%})"}
