@@ -53,6 +53,8 @@ def test_grounded_statements(world):
     ("Essential (primary) hypertension, diagnosed 2 years ago.", "timing"),
     ("Type 2 diabetes mellitus was diagnosed in 1999.", "year"),
     ("At 81, she is at high risk.", "age"),
+    ("She was 59 at the assessment.", "age"),
+    ("For a woman of 75, risk is high.", "age"),
     ("This man has risk factors.", "sex"),
 ])
 def test_planted_ungrounded_claims_are_caught(world, text, kind):

@@ -46,7 +46,8 @@ _TIMING = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)\
                      r"(before|prior to|earlier|ago|after (?:the )?(?:assessment|baseline|prediction|index))\b")
 _YEAR = re.compile(r"\b(?:in|since|from|during|by)\s+((?:19|20)\d\d)\b(?!-\d)")
 _DATE = re.compile(r"\b((?:19|20)\d\d)-(0[1-9]|1[0-2])\b")
-_AGE = re.compile(r"\b(\d{2})[- ]year[- ]old\b|\baged (\d{2})\b|\bage (\d{2})\b|\bat (\d{2}),|\b(\d{2}) years old\b")
+_AGE = re.compile(r"\b(\d{2})[- ]year[- ]old\b|\baged (\d{2})\b|\bage (\d{2})\b|\bat (\d{2}),|\b(\d{2}) years old\b"
+                  r"|\b(?:was|is) (\d{2}) at\b|\b(?:woman|man|person|patient) of (\d{2})\b")
 _RAISE = re.compile(r"\b(raises?|raising|increases?|increasing|adds? risk|risk factor|elevat\w*|higher risk|"
                     r"times the risk|-fold|worsens?)\b|-fold")
 _LOWER = re.compile(r"\b(lowers?|lowering|reduces?|reducing|protective|protects?|decreases?|lower risk|"

@@ -179,23 +179,32 @@ def choose(g: np.random.Generator, options: list[str] | tuple[str, ...]) -> str:
 
 # ------------------------------------------------------------------------------------------------ wording
 _SEX = {"F": "woman", "M": "man"}
+_PRONOUN = {"F": "she", "M": "he"}
 _OPEN = (
     "At {age}, this {sex} carries the baseline risk of age, the strongest single risk factor: dementia "
     "incidence roughly doubles with every five years of age.",
     "This {sex} was {age} years old at the {anchor}; age alone sets a baseline risk that doubles about every "
     "five years.",
     "The baseline is set by age: a {age}-year-old {sex}, at an age where dementia incidence rises steeply.",
+    "For a {sex} of {age}, the background risk is set mainly by age, which roughly doubles dementia incidence "
+    "every five years.",
+    "Age is the first consideration: {pronoun} was {age} at the {anchor}, and dementia incidence climbs steeply "
+    "with each decade.",
 )
 _RAISES = (
     "{cite_cap} shows {label}, a {strength} risk factor (relative risk about {rr}), because {mech}.",
     "The record shows {cite}; {label} raises dementia risk {adverb} (about {rr}-fold), as {mech}.",
     "{cite_cap} adds risk: {label} is linked to roughly {rr} times the risk, since {mech}.",
     "The record shows {label} ({cite}), which increases risk (about {rr}-fold): {mech}.",
+    "{label_cap} is present ({cite}); it raises risk {adverb}, because {mech}.",
+    "{cite_cap} matters as well: {label} is a {strength} risk factor (about {rr}-fold).",
+    "Next, {label} ({cite}) adds risk, roughly {rr}-fold.",
 )
 _LOWERS = (
     "{cite_cap} is protective: {label} lowers risk (relative risk about {rr}), because {mech}.",
     "On the protective side, {cite} indicates {label}, which reduces risk: {mech}.",
     "{cite_cap} counts in this person's favour, as {label} lowers risk ({mech}).",
+    "{label_cap} ({cite}) is protective (relative risk about {rr}).",
 )
 _ABSENT = ("No diagnosis of {items} is recorded.", "There is no record of {items}.",
            "The record does not mention {items}.")
@@ -204,13 +213,19 @@ _NOTHING = ("The record lists no established dementia risk factor beyond age.",
 _BLIND = {True: ("Taken together, age and these factors put the estimated 5-year risk at about {pct}, high enough "
                  "to expect a diagnosis.",
                  "Weighing them, the estimated 5-year risk is about {pct}, at or above the level where a diagnosis "
-                 "becomes likely."),
+                 "becomes likely.",
+                 "On balance the estimated 5-year risk comes to about {pct}, high for this age, so a diagnosis is "
+                 "expected."),
           False: ("Weighing these, the estimated 5-year risk is about {pct}, too low to expect a diagnosis within "
                   "5 years.",
                   "Overall the estimated 5-year risk is about {pct}, below the level where a diagnosis would be "
+                  "expected.",
+                  "On balance the estimated 5-year risk is only about {pct}, so a diagnosis within 5 years is not "
                   "expected.")}
 _GIVEN = {(True, True): ("Together these factors make a diagnosis within 5 years plausible.",
-                         "This accumulation of risk makes a diagnosis within 5 years a plausible outcome."),
+                         "This accumulation of risk makes a diagnosis within 5 years a plausible outcome.",
+                         "With this burden of risk on top of age, a diagnosis within the next 5 years fits the "
+                         "record."),
           (True, False): ("Although the record shows few established risk factors, age at the {anchor} is enough "
                           "for a diagnosis within 5 years to be plausible; much dementia risk is not captured by "
                           "recorded factors.",
@@ -222,7 +237,9 @@ _GIVEN = {(True, True): ("Together these factors make a diagnosis within 5 years
                           "the more plausible outcome."),
           (False, False): ("With few risk factors, no diagnosis within 5 years is the expected outcome.",
                            "Little in this record raises risk, so remaining free of dementia for 5 years is "
-                           "plausible.")}
+                           "plausible.",
+                           "Nothing beyond age points to dementia here, and staying free of it for 5 years is the "
+                           "likely course.")}
 _COMMON_ABSENT = ("diabetes", "stroke", "depression", "hearing loss", "hypertension", "atrial fibrillation")
 
 
@@ -252,7 +269,8 @@ def _factor_sentence(e: Evidence, g: np.random.Generator, anchor: str, kb: Knowl
     adverb = {"strong": "markedly", "moderate": "substantially", "modest": "modestly"}[f.strength]
     text = choose(g, _RAISES if f.direction == "raises" else _LOWERS)
     return text.format(cite=cite, cite_cap=cite[:1].upper() + cite[1:], label=f.label, strength=f.strength,
-                       adverb=adverb, rr=f"{f.relative_risk:g}", mech=f.mechanism)
+                       label_cap=f.label[:1].upper() + f.label[1:], adverb=adverb, rr=f"{f.relative_risk:g}",
+                       mech=f.mechanism)
 
 
 def _absent(facts: Facts, evidence: list[Evidence], g: np.random.Generator, kb: KnowledgeBase) -> str:
@@ -296,7 +314,8 @@ def _pct(risk: float) -> str:
 def _opening(facts: Facts, g: np.random.Generator) -> str:
     if facts.age is None:
         return "Age is not recorded, so the baseline risk of age is unknown."
-    return choose(g, _OPEN).format(age=int(facts.age), sex=_SEX.get(facts.sex or "", "person"), anchor=facts.anchor)
+    return choose(g, _OPEN).format(age=int(facts.age), sex=_SEX.get(facts.sex or "", "person"), anchor=facts.anchor,
+                                   pronoun=_PRONOUN.get(facts.sex or "", "this person"))
 
 
 def _freeform(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool, mode: str,
