@@ -186,12 +186,10 @@ def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
-        addr = ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return _resolves_to_loopback(host)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
+    return _literal_loopback(host.strip("[]"))
 
 
 def _resolves_to_loopback(host: str) -> bool:
@@ -199,8 +197,18 @@ def _resolves_to_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except (socket.gaierror, UnicodeError):
         return False
-    addrs = {info[4][0] for info in infos}
-    return bool(addrs) and all(is_loopback(a) for a in addrs if a.lower() != "localhost")
+    addrs = {str(info[4][0]).split("%")[0] for info in infos}  # drop IPv6 scope ids
+    return bool(addrs) and all(_literal_loopback(a) for a in addrs)
+
+
+def _literal_loopback(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def _auth_header(cfg: TeacherConfig) -> dict:
