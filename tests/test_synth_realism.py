@@ -67,3 +67,34 @@ def test_measured_risk_factors_drive_their_codes_and_adrd_risk(cohort):
     assert hypertension[high].mean() > 1.5 * hypertension[p["sbp"].to_numpy() < 120].mean()
     risk = p["risk"].to_numpy()
     assert np.median(risk[p["apoe"].to_numpy() == 1]) > 1.5 * np.median(risk[p["apoe"].to_numpy() == 0])
+
+
+def test_logh_textbook_is_a_linear_function_of_the_observed_history(cohort):
+    """Rebuild the textbook features from the MEDS rows alone; they explain logh_textbook exactly."""
+    from rationale_sft.cohort.synth_hazard import FEATURE_CODES
+
+    data, people = cohort
+    pre = data.join(people.select("subject_id", "prediction_time"), on="subject_id").filter(
+        pl.col("time") < pl.col("prediction_time"))
+    value = {c: pre.filter(pl.col("code") == f"UKB//{c}").sort("subject_id")["numeric_value"].to_numpy()
+             for c in ("APOE_E4_ALLELES", "EDUCATION_YEARS", "HEARING_DIFFICULTY", "LDL", "MET_MIN_WEEK", "HBA1C",
+                       "SBP", "BMI", "ALCOHOL_UNITS_WEEK", "SOCIAL_ISOLATION", "PM25", "VISION_PROBLEM")}
+    has = {k: np.isin(people["subject_id"].to_numpy(),
+                      pre.filter(pl.col("code").is_in([f"ICD10//{c}" for c in codes]))["subject_id"].to_numpy())
+           for k, codes in FEATURE_CODES.items()}
+    current = np.isin(people["subject_id"].to_numpy(),
+                      pre.filter(pl.col("code") == "UKB//SMOKING//CURRENT")["subject_id"].to_numpy())
+    x = [value["APOE_E4_ALLELES"] == 1, value["APOE_E4_ALLELES"] == 2, value["EDUCATION_YEARS"] <= 10,
+         (value["HEARING_DIFFICULTY"] == 1) | has["hearing_loss"], value["LDL"] > 3, value["MET_MIN_WEEK"] < 600,
+         has["diabetes"] | (value["HBA1C"] >= 48), has["hypertension"] | (value["SBP"] >= 140),
+         has["obesity"] | (value["BMI"] >= 30), has["alcohol"] | (value["ALCOHOL_UNITS_WEEK"] > 21),
+         value["SOCIAL_ISOLATION"] >= 2, np.maximum(value["PM25"] - 10, 0),
+         (value["VISION_PROBLEM"] == 1) | has["vision_loss"], current, people["age"].to_numpy(),
+         (people["subject_id"].is_in(data.filter(pl.col("code") == "SEX//F")["subject_id"])).to_numpy(),
+         *(has[k] for k in FEATURE_CODES if k not in ("hearing_loss", "diabetes", "hypertension", "obesity",
+                                                       "alcohol", "vision_loss"))]
+    design = np.column_stack([np.ones(people.height), *(np.asarray(v, float) for v in x)])
+    y = people["logh_textbook"].to_numpy()
+    fit, *_ = np.linalg.lstsq(design, y, rcond=None)
+    assert np.abs(design @ fit - y).max() < 1e-4
+    assert np.abs(design[:, :-1] @ np.linalg.lstsq(design[:, :-1], y, rcond=None)[0] - y).max() > 0.01

@@ -113,7 +113,7 @@ def textbook_features(p: People, has: dict[str, np.ndarray]) -> dict[str, np.nda
          "diabetes": has["diabetes"] | (p["hba1c"] >= 48), "smoking": p["smoking"] == 2,
          "hypertension": has["hypertension"] | (p["sbp"] >= 140), "obesity": has["obesity"] | (p["bmi"] >= 30),
          "alcohol": has["alcohol"] | (p["alcohol"] > 21), "social_isolation": p["isolation"] >= 2,
-         "air_pollution": np.maximum(np.round(p["pm25"], 2) - 10.0, 0.0), "vision_loss": p["vision"] | has["vision_loss"]}
+         "air_pollution": np.maximum(p["pm25"] - 10.0, 0.0), "vision_loss": p["vision"] | has["vision_loss"]}
     f.update({k: has[k] for k in TEXTBOOK if k not in f})
     return {k: np.asarray(v, float) for k, v in f.items()}
 
@@ -130,7 +130,7 @@ def _has(cat: Catalog, n: int, s: np.ndarray, c: np.ndarray, codes: tuple[str, .
 def _death_score(p: People, diabetes, cancer, n_pre) -> np.ndarray:
     """Death log-hazard covariates (observed before the prediction time only, so the risk is too)."""
     return (0.4 * ~p["female"] + 0.7 * (p["smoking"] == 2) + 0.25 * (p["smoking"] == 1) + 0.5 * diabetes
-            + 0.5 * (np.round(p["hba1c"], 1) >= 48) + 0.04 * np.round(p["townsend"], 2) + 0.6 * cancer
+            + 0.5 * (p["hba1c"] >= 48) + 0.04 * p["townsend"] + 0.6 * cancer
             + 0.15 * np.log1p(n_pre))
 
 

@@ -75,7 +75,7 @@ def _demographics(cfg: SynthConfig, n: int, g: np.random.Generator) -> People:
     age = cfg.age_min + (cfg.age_max - cfg.age_min) * g.beta(1.6, 1.2, n)
     assess_day = g.integers(cfg.day("assessment_start"), cfg.day("assessment_end") + 1, n)
     birth_day = assess_day - np.round(age * YEAR).astype(np.int64)
-    townsend = np.clip(-5.44 + g.gamma(1.8, 2.3, n), -6.3, 11.0)  # UK Biobank: mean -1.3, SD 3.1, right skew
+    townsend = np.round(np.clip(-5.44 + g.gamma(1.8, 2.3, n), -6.3, 11.0), 2)  # UK Biobank: mean -1.3, SD 3.1
     edu_score = g.normal(size=n) - 0.03 * (age - 57) - 0.35 * (townsend + 1.3) / 3.1
     edu_years = np.choose(np.searchsorted([-0.95, -0.15, 0.13, 0.44], edu_score), [7, 10, 13, 15, 17])
     return {"female": g.random(n) < 0.54, "age": (assess_day - birth_day) / YEAR, "assess_day": assess_day,
@@ -113,26 +113,26 @@ def _measurements(p: People, g: np.random.Generator) -> People:
     alcohol = drinker * np.exp(np.log(8.0) + 0.4 * male + 0.8 * g.normal(size=n))
     isolation = sum(g.random(n) < _sigmoid(base + 0.5 * p["z"][:, F["mental"]] + 0.2 * dep)
                     for base in (-1.5, -2.8, -1.0))
+    # values are rounded as written, so every hazard feature is a function of the data a model sees
     return {
-        "bmi": bmi, "diabetic": diabetic, "hba1c": np.clip(hba1c, 20, 150), "alcohol": np.round(alcohol, 1),
-        "sbp": np.round(138 + 0.6 * age + 5 * male + 8 * zc + 16 * g.normal(size=n)),
-        "ldl": np.clip(3.56 + 0.01 * age + 0.3 * zc + 0.8 * g.normal(size=n), 0.5, 10.0),
+        "bmi": np.round(bmi, 1), "diabetic": diabetic, "hba1c": np.round(np.clip(hba1c, 20, 150), 1),
+        "alcohol": np.round(alcohol, 1), "sbp": np.round(138 + 0.6 * age + 5 * male + 8 * zc + 16 * g.normal(size=n)),
+        "ldl": np.round(np.clip(3.56 + 0.01 * age + 0.3 * zc + 0.8 * g.normal(size=n), 0.5, 10.0), 2),
         "met": np.round(np.exp(np.log(1800) - 0.25 * p["z"][:, F["frailty"]] - 0.02 * (bmi - 27)
                                + 0.9 * g.normal(size=n))),
         "hearing": g.random(n) < _sigmoid(-1.5 + 0.05 * age + 0.3 * male + 0.5 * p["z"][:, F["neurosensory"]]),
         "vision": g.random(n) < _sigmoid(-3.0 + 0.04 * age + 0.5 * p["z"][:, F["neurosensory"]]),
         "isolation": isolation.astype(float),
-        "pm25": np.clip(10.0 + 0.25 * dep + 0.9 * g.normal(size=n), 6.0, 20.0),
+        "pm25": np.round(np.clip(10.0 + 0.25 * dep + 0.9 * g.normal(size=n), 6.0, 20.0), 2),
     }
 
 
 def measurement_values(p: People) -> dict[str, np.ndarray]:
-    """Value of each ``UKB//<name>`` measurement per subject (rounded like the source fields)."""
-    return {"EDUCATION_YEARS": p["edu_years"], "TOWNSEND": np.round(p["townsend"], 2), "APOE_E4_ALLELES": p["apoe"],
-            "ALCOHOL_UNITS_WEEK": p["alcohol"], "BMI": np.round(p["bmi"], 1), "LDL": np.round(p["ldl"], 2),
-            "SBP": p["sbp"], "HBA1C": np.round(p["hba1c"], 1), "MET_MIN_WEEK": p["met"],
-            "HEARING_DIFFICULTY": p["hearing"].astype(float), "VISION_PROBLEM": p["vision"].astype(float),
-            "SOCIAL_ISOLATION": p["isolation"], "PM25": np.round(p["pm25"], 2)}
+    """Value of each ``UKB//<name>`` measurement per subject (already rounded like the source fields)."""
+    return {"EDUCATION_YEARS": p["edu_years"], "TOWNSEND": p["townsend"], "APOE_E4_ALLELES": p["apoe"],
+            "ALCOHOL_UNITS_WEEK": p["alcohol"], "BMI": p["bmi"], "LDL": p["ldl"], "SBP": p["sbp"],
+            "HBA1C": p["hba1c"], "MET_MIN_WEEK": p["met"], "HEARING_DIFFICULTY": p["hearing"].astype(float),
+            "VISION_PROBLEM": p["vision"].astype(float), "SOCIAL_ISOLATION": p["isolation"], "PM25": p["pm25"]}
 
 
 def draw_diagnoses(cfg: SynthConfig, cat: Catalog, p: People, g: np.random.Generator) -> tuple[np.ndarray, ...]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from rationale_sft.config import ConfigError
+
 _DATES = ("assessment_start", "assessment_end", "records_start", "data_end")
 _UNIT = ("hidden_share", "visit_share", "prevalent_adrd_ratio", "train_share", "tuning_share")
 
@@ -92,9 +94,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.n_subjects, bool) or self.n_subjects <= 0:
-            raise ValueError(f"n_subjects must be a positive integer, got {self.n_subjects} (e.g. n_subjects=10000)")
+            raise ConfigError(f"n_subjects must be a positive integer, got {self.n_subjects} (e.g. n_subjects=10000)")
         if not 0.0 <= self.hidden_share <= 1.0:
-            raise ValueError(f"hidden_share must lie in [0, 1], got {self.hidden_share} "
+            raise ConfigError(f"hidden_share must lie in [0, 1], got {self.hidden_share} "
                              "(0 = textbook factors only, 1 = hidden signal only)")
         self._check_ranges()
         self._check_dates()
@@ -102,22 +104,22 @@ class SynthConfig:
     def _check_ranges(self) -> None:
         for name in _UNIT:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.train_share + self.tuning_share > 1.0:
-            raise ValueError(f"train_share + tuning_share must be <= 1, got {self.train_share} + {self.tuning_share}")
+            raise ConfigError(f"train_share + tuning_share must be <= 1, got {self.train_share} + {self.tuning_share}")
         if not 18.0 <= self.age_min < self.age_max <= 100.0:
-            raise ValueError(f"need 18 <= age_min < age_max <= 100, got age_min={self.age_min}, age_max={self.age_max}")
+            raise ConfigError(f"need 18 <= age_min < age_max <= 100, got age_min={self.age_min}, age_max={self.age_max}")
         if self.shard_size > 1_000_000:
-            raise ValueError(f"shard_size must be <= 1000000, got {self.shard_size} (memory grows with it)")
+            raise ConfigError(f"shard_size must be <= 1000000, got {self.shard_size} (memory grows with it)")
         for name in ("shard_size", "calibration_n", "workers", "n_hidden_codes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("covariate_sd", "adrd_rate_at_70", "death_rate_at_60", "mean_codes", "prevalence_exponent",
                      "death_hr_after_adrd"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.ltfu_rate < 0:
-            raise ValueError(f"ltfu_rate must be >= 0, got {self.ltfu_rate}")
+            raise ConfigError(f"ltfu_rate must be >= 0, got {self.ltfu_rate}")
 
     def _check_dates(self) -> None:
         for name in _DATES:  # YAML reads an unquoted date as a date: keep the text form
@@ -126,11 +128,11 @@ class SynthConfig:
             try:
                 dt.date.fromisoformat(getattr(self, name))
             except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a date YYYY-MM-DD, got {getattr(self, name)!r}") from None
+                raise ConfigError(f"{name} must be a date YYYY-MM-DD, got {getattr(self, name)!r}") from None
         days = [dt.date.fromisoformat(getattr(self, n)) for n in ("records_start", "assessment_start",
                                                                   "assessment_end", "data_end")]
         if not days[0] <= days[1] <= days[2] < days[3]:
-            raise ValueError("dates must satisfy records_start <= assessment_start <= assessment_end < data_end, "
+            raise ConfigError("dates must satisfy records_start <= assessment_start <= assessment_end < data_end, "
                              f"got {', '.join(d.isoformat() for d in days)}")
 
     def day(self, name: str) -> int:
