@@ -35,6 +35,24 @@ def test_unknown_alias_and_uncached_hub_id_never_download():
         hub.resolve("rationale-sft-tests/not-a-cached-model")
 
 
+def test_hub_id_in_the_local_cache_resolves_and_loads(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from rationale_sft.models.families import build_model
+    from rationale_sft.models.tokenizer import train_tokenizer
+
+    repo = tmp_path / "hf" / "models--acme--tiny"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    tok = train_tokenizer(["memory visit stroke " * 20] * 20, 300, snapshot)
+    build_model("llama", "xs", tok, seed=0).save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert hub.resolve("acme/tiny") == snapshot
+    model, loaded = load("acme/tiny")
+    assert model.config.model_type == "llama" and loaded.get_vocab() == tok.get_vocab()
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
