@@ -40,3 +40,14 @@ def test_cli_bad_input_is_a_one_line_error(tmp_path, capsys):
     assert main(["cohort", "synth", "--n-subjects", "10", "--out", str(tmp_path / "y"), "hidden_share=2"]) == 2
     assert "hidden_share must lie in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
+    cfg = tmp_path / "synth.yaml"
+    cfg.write_text("n_subjects: 100\nseed: 9\nhidden_share: 0.8\ncalibration_n: 1000\ndata_end: 2021-12-31\n")
+    out = tmp_path / "cohort"
+    assert main(["cohort", "synth", "--config", str(cfg), "--n-subjects", "150", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_subjects"] == 150 and summary["hidden_share"] == 0.8
+    resolved = (out / "config.yaml").read_text()
+    assert "seed: 9" in resolved and "data_end: '2021-12-31'" in resolved

@@ -28,8 +28,8 @@ from rationale_sft.seeding import rng
 
 DAY_US = 86_400 * 1_000_000
 NULL_TIME = np.iinfo(np.int64).min
-EPOCH_1900_S = -2_208_988_800
-"1900-01-01 in seconds since 1970: the origin of the packed sort key."
+EPOCH_1800_S = -5_364_662_400
+"1800-01-01 in seconds since 1970: the origin of the packed sort key."
 UKB_DESCRIPTIONS = {
     "EDUCATION_YEARS": "Years of full-time education (from the highest qualification)",
     "TOWNSEND": "Townsend deprivation index of the home postcode at recruitment",
@@ -195,14 +195,14 @@ def _adrd_codes(subjects: np.ndarray, times: np.ndarray, out: dict, end: np.ndar
 
 
 def _sort_key(subj: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """One uint64 per event ordering by (subject, time, code): 20 | 32 | 11 bits (static time first).
+    """One uint64 per event ordering by (subject, time, code): 20 | 33 | 11 bits (static time first).
 
     One argsort of it is ~5x faster than a three-key lexsort; every synthetic time is a whole second.
     """
-    sec = np.where(time == NULL_TIME, 0, time // 1_000_000 - EPOCH_1900_S + 1)
+    sec = np.where(time == NULL_TIME, 0, time // 1_000_000 - EPOCH_1800_S + 1)
     assert subj.max(initial=0) < 2**20 and code.max(initial=0) < 2**11 and 0 <= sec.min(initial=0)
-    assert sec.max(initial=0) < 2**32 and (time[time != NULL_TIME] % 1_000_000 == 0).all()
-    return (subj.astype(np.uint64) << np.uint64(43)) | (sec.astype(np.uint64) << np.uint64(11)) | code.astype(np.uint64)
+    assert sec.max(initial=0) < 2**33 and (time[time != NULL_TIME] % 1_000_000 == 0).all()
+    return (subj.astype(np.uint64) << np.uint64(44)) | (sec.astype(np.uint64) << np.uint64(11)) | code.astype(np.uint64)
 
 
 def _table(ev: dict, start: int, vocab: tuple[str, ...]) -> pa.Table:

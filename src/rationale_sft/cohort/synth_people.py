@@ -143,8 +143,8 @@ def draw_diagnoses(cfg: SynthConfig, cat: Catalog, p: People, g: np.random.Gener
     subj, code, age = (np.concatenate(x) for x in zip(*parts))
     day = np.clip(p["birth_day"][subj] + np.floor(age * YEAR).astype(np.int64), cfg.day("records_start"),
                   cfg.day("data_end"))
-    # one packed key (subject | code | days since 1900) sorts by subject, code, then date
-    order = np.argsort((subj << 27) | (code << 16) | (day + 25_567), kind="stable")
+    # one packed key (subject | code | days since 1800) sorts by subject, code, then date
+    order = np.argsort((subj << 28) | (code << 17) | (day + 62_091), kind="stable")
     subj, code, day = subj[order], code[order], day[order]
     first = np.ones(len(subj), bool)
     first[1:] = (subj[1:] != subj[:-1]) | (code[1:] != code[:-1])

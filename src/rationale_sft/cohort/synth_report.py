@@ -9,9 +9,6 @@ from scipy.stats import rankdata
 
 from rationale_sft.config.synth import SynthConfig
 
-AGE_BANDS = ((40, 50), (50, 60), (60, 70), (70, 80))
-
-
 def auroc(score: np.ndarray, label: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney, ties count half); None without both classes.
 
@@ -55,10 +52,8 @@ def summarize(cfg: SynthConfig, truth: dict, counts: np.ndarray, vocab: tuple[st
         "incidence_5y": round(float(label.mean()), 5), "mean_risk_5y": round(float(risk.mean()), 5),
         "n_cases_5y": int(label.sum()), "n_prevalent_adrd": int(truth["prevalent_adrd"].sum()),
         "died_by_data_end": round(float(truth["died"].mean()), 4),
-        **_aurocs(truth, ok), "hidden_share": cfg.hidden_share,
-        "hidden_share_realised": round(float(np.var(truth["logh_hidden"]) / (
-            np.var(truth["logh_hidden"]) + np.var(truth["textbook_covariates"]))), 3),
-        "by_age": _by_age(truth, ok),
+        **_aurocs(truth, ok), "hidden_share": cfg.hidden_share, **_shares(truth),
+        "by_age": _by_age(cfg, truth, ok),
         "top_codes": [[vocab[i], round(float(counts[i]) / n, 4)] for i in np.argsort(-np.where(icd, counts, -1))[:12]],
         "codes_by_prevalence": {f">={t:g}": int((counts[icd] >= t * n).sum()) for t in (0.01, 0.001, 0.0001)},
     }
@@ -71,12 +66,22 @@ def _aurocs(truth: dict, ok: np.ndarray) -> dict:
     return {f"{k}_auroc": _round(auroc(v[ok], truth["label"][ok])) for k, v in scores.items()}
 
 
-def _by_age(truth: dict, ok: np.ndarray) -> dict:
+def _shares(truth: dict) -> dict:
+    """Realised variance share of the hidden part and its correlation with the textbook covariates."""
+    tb, hidden = truth["textbook_covariates"], truth["logh_hidden"]
+    total = float(np.var(tb) + np.var(hidden))
+    both = np.std(tb) > 0 and np.std(hidden) > 0
+    return {"hidden_share_realised": round(float(np.var(hidden)) / total, 3) if total > 0 else None,
+            "textbook_hidden_corr": round(float(np.corrcoef(tb, hidden)[0, 1]), 3) if both else None}
+
+
+def _by_age(cfg: SynthConfig, truth: dict, ok: np.ndarray) -> dict:
+    """Incidence and mean risk by decade of age at the assessment."""
     out = {}
-    for lo, hi in AGE_BANDS:
-        band = ok & (truth["age"] >= lo) & (truth["age"] < hi)
+    for lo in range(int(cfg.age_min) // 10 * 10, int(np.ceil(cfg.age_max)), 10):
+        band = ok & (truth["age"] >= lo) & (truth["age"] < lo + 10)
         if band.any():
-            out[f"{lo}-{hi - 1}"] = {"n": int(band.sum()), "incidence_5y": round(float(truth["label"][band].mean()), 5),
+            out[f"{lo}-{lo + 9}"] = {"n": int(band.sum()), "incidence_5y": round(float(truth["label"][band].mean()), 5),
                                      "mean_risk_5y": round(float(truth["risk"][band].mean()), 5)}
     return out
 

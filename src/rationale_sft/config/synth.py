@@ -131,6 +131,8 @@ class SynthConfig:
                 raise ConfigError(f"{name} must be a date YYYY-MM-DD, got {getattr(self, name)!r}") from None
         days = [dt.date.fromisoformat(getattr(self, n)) for n in ("records_start", "assessment_start",
                                                                   "assessment_end", "data_end")]
+        if days[0].year < 1900 or days[3].year > 2070:
+            raise ConfigError(f"dates must lie in 1900-2070, got records_start={days[0]}, data_end={days[3]}")
         if not days[0] <= days[1] <= days[2] < days[3]:
             raise ConfigError("dates must satisfy records_start <= assessment_start <= assessment_end < data_end, "
                              f"got {', '.join(d.isoformat() for d in days)}")
