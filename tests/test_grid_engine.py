@@ -154,6 +154,13 @@ def test_process_pool_survives_a_killed_worker(tmp_path):
     assert collect(tmp_path, jobs[:1])[0]["value"] == 1
 
 
+def test_pool_workers_share_the_cores(tmp_path):
+    job = make_job(f"{HERE}:threads", {})
+    report = execute([job], tmp_path, ExecutorConfig(workers=2), progress=False)
+    want = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))
+    assert report.metrics[job.id]["omp"] == want and report.metrics[job.id]["pid"] != os.getpid()
+
+
 def test_summary_is_printed(tmp_path, capsys):
     (tmp_path / "BROKEN").write_text("")
     execute([make_job(f"{HERE}:fragile", {"x": 5})], tmp_path, ExecutorConfig(retries=0), progress=True)

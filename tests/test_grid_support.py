@@ -125,6 +125,12 @@ def node(out_dir: Path, root: Path, k: int) -> dict:
     return {"k": k}
 
 
+def threads(out_dir: Path, root: Path) -> dict:
+    """Report the thread settings the worker runs with."""
+    rundir.run_stage(out_dir, lambda d: None)
+    return {"omp": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid()}
+
+
 def diamond_grid(n_shared: int = 5, n_runs: int = 25, sleep: float = 0.0) -> list:
     """``n_shared`` square jobs and ``n_runs`` add jobs each reading two of them (30 jobs by default)."""
     shared = [make_job(f"{HERE}:square", {"x": i, "sleep": sleep}, out_dir="shared/square-{id}")

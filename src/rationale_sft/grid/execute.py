@@ -32,6 +32,7 @@ from rationale_sft.grid.jobs import Job, dependants, is_complete, order, run_job
 
 FAILURES = "failures.json"
 LOCK = ".grid.lock"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 Submit = Callable[[Job], Future]
 
 
@@ -230,14 +231,20 @@ def _inline(root: Path) -> Iterator[tuple[Submit, int]]:
 def _pool(workers: int, root: Path) -> Iterator[tuple[Submit, int]]:
     # spawn: workers start clean (no forked locks, threads or CUDA state), as on a cluster
     ctx = multiprocessing.get_context("spawn")
-    pools = [ProcessPoolExecutor(max_workers=workers, mp_context=ctx)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads,
+                                   initargs=(threads,))
+
+    pools = [new_pool()]
 
     def submit(job: Job) -> Future:
         try:
             return pools[-1].submit(run_job, job, str(root))
         except BrokenProcessPool:  # a worker died (killed, out of memory): start a fresh pool
             pools[-1].shutdown(wait=False, cancel_futures=True)
-            pools.append(ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
+            pools.append(new_pool())
             return pools[-1].submit(run_job, job, str(root))
 
     try:
@@ -245,3 +252,10 @@ def _pool(workers: int, root: Path) -> Iterator[tuple[Submit, int]]:
     finally:
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def limit_threads(n: int) -> None:
+    """Pool worker start-up: share the cores among workers (torch and BLAS read these at import) unless
+    the user already chose thread counts."""
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(n))
