@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -77,3 +79,17 @@ def test_input_errors_name_the_problem():
         M.average_precision(np.array([0, 0]), np.array([0.1, 0.2]))
     with pytest.raises(InputError, match="equal length"):
         M.auroc(np.array([0, 1, 1]), np.array([0.1, 0.2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6), st.integers(0, 3)), min_size=2, max_size=40))
+def test_integer_weights_equal_repeating_subjects(rows):
+    """Weight k must mean 'this subject drawn k times': compare with the metrics on the repeated data."""
+    y = np.array([r[0] for r in rows])
+    s = np.array([r[1] / 6 for r in rows])
+    w = np.array([r[2] for r in rows], dtype=float)
+    rep_y, rep_s = np.repeat(y, w.astype(int)), np.repeat(s, w.astype(int))
+    assume(0 < rep_y.sum() < rep_y.size)
+    auc, ap = M.weighted_rank_metrics(y, s, w)
+    assert float(auc) == pytest.approx(M.auroc(rep_y, rep_s), abs=1e-12)
+    assert float(ap) == pytest.approx(average_precision_score(rep_y, rep_s), abs=1e-12)

@@ -35,7 +35,9 @@ def color(arms: list[str], arm: str) -> str:
 
 def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
     """Mean Delta AUROC with CI per arm, overall and per factor level (one row each)."""
-    rows = factors.sort("arm", maintain_order=True)
+    order = {a: i for i, a in enumerate(arms)}
+    rows = factors.sort(pl.col("arm").replace_strict(order, default=len(order), return_dtype=pl.Int64),
+                        maintain_order=True)
     labels = [f"{r['arm']} | {r['factor']}={r['level']}" if r["factor"] != "overall" else f"{r['arm']} | overall"
               for r in rows.iter_rows(named=True)]
     with matplotlib.rc_context(RC):

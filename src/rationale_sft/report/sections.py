@@ -81,9 +81,11 @@ def delta_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
                           "mean Delta [CI]": [fmt_ci(*r) for r in zip(f["mean"], f["lo"], f["hi"])],
                           "Wilcoxon p": [fmt_p(p) for p in f["p_wilcoxon"]], "sign p": [fmt_p(p) for p in f["p_sign"]],
                           "Holm p": [fmt_p(p) for p in f["p_holm"]], "BH p": [fmt_p(p) for p in f["p_bh"]]})
+    # the study's arms get every factor level; other arms (ablations) only their overall row, to stay legible
+    shown = f.filter(pl.col("arm").is_in(list(cfg.study_arms)) | (pl.col("factor") == "overall"))
     blocks: list[tuple] = [
-        ("img", figures.forest(f, arms, out / "delta_forest.png"),
-         "Delta AUROC (arm - reference) by factor: mean and CI over paired configurations"),
+        ("img", figures.forest(shown, arms, out / "delta_forest.png"),
+         "Delta AUROC (arm - reference) by factor: mean and CI over paired configurations (other arms: overall)"),
         ("table", _cap(table, cfg), _capped(f"{f['method'][0]}. Holm/BH adjust within the overall rows and within "
                                             "the per-level rows separately.", table, cfg))]
     blocks += _model_blocks(an)
