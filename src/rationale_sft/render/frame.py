@@ -63,8 +63,7 @@ def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Templ
     items = chrono.group_by(KEYS, maintain_order=True).agg(
         items=pl.col("line"), group_ids=pl.col("chapter"), n_history_items=pl.len().cast(pl.Int64))
     if not t.group_title:
-        return items.join(chrono.group_by(KEYS, maintain_order=True).agg(history_text=pl.col("line").str.join("\n")),
-                          on=KEYS)
+        return items.with_columns(history_text=pl.col("items").list.join("\n"))
     grouped = first.sort([*KEYS, "chapter", "time", "code"]).with_columns(
         new_group=(pl.col("chapter") != pl.col("chapter").shift(1)).over(KEYS).fill_null(True))
     heading = fmt_expr(t.group_title, group=pl.col("chapter").replace_strict(
@@ -77,7 +76,7 @@ def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Templ
 
 def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataFrame:
     """Last value per measurement code before the prediction time, one line each, in codes.parquet order."""
-    last = (ev.sort("time").group_by([*KEYS, "code"]).agg(pl.col("numeric_value").last())
+    last = (ev.group_by([*KEYS, "code"]).agg(pl.col("numeric_value").sort_by("time").last())
             .join(meta, on="code", how="left").sort([*KEYS, "order", "code"]))
     value = pl.concat_str([format_number_expr(pl.col("numeric_value")), pl.col("unit_suffix")])
     line = pl.when(pl.col("numeric_value").is_null()).then(fmt_expr(t.flag_line, name=pl.col("name"))) \
