@@ -98,3 +98,16 @@ def test_logh_textbook_is_a_linear_function_of_the_observed_history(cohort):
     fit, *_ = np.linalg.lstsq(design, y, rcond=None)
     assert np.abs(design @ fit - y).max() < 1e-4
     assert np.abs(design[:, :-1] @ np.linalg.lstsq(design[:, :-1], y, rcond=None)[0] - y).max() > 0.01
+
+
+def test_memory_complaints_precede_incident_dementia(cohort):
+    data, people = cohort
+    adrd = ("ICD10//F00", "ICD10//F01", "ICD10//F02", "ICD10//F03", "ICD10//G30")
+    onset = (data.filter(pl.col("code").is_in(adrd)).group_by("subject_id").agg(onset=pl.col("time").min())
+             .join(people, on="subject_id").filter(pl.col("onset") > pl.col("prediction_time")))
+    r41 = data.filter(pl.col("code") == "ICD10//R41").join(people, on="subject_id").filter(
+        pl.col("time") > pl.col("prediction_time")).select("subject_id", r41="time")
+    cases = onset.join(r41, on="subject_id", how="left")
+    before = cases.filter(pl.col("r41") < pl.col("onset")).height / cases.height
+    others = r41.filter(~pl.col("subject_id").is_in(onset["subject_id"].implode())).height / people.height
+    assert cases.height > 20 and before > 0.15 and before > 5 * others

@@ -22,7 +22,7 @@ from rationale_sft.cohort.synth_catalog import ADRD_CODES, Catalog, build_catalo
 from rationale_sft.cohort.synth_hazard import (HORIZON, Scales, fit_scales, five_year_risk, log_hazards, raw_scores,
                                                sample_outcomes)
 from rationale_sft.cohort.synth_people import MEASUREMENTS, SMOKING, YEAR, People, draw_diagnoses, draw_people, \
-    measurement_values
+    measurement_values, prodromal_signs
 from rationale_sft.config.synth import SynthConfig
 from rationale_sft.seeding import rng
 
@@ -95,7 +95,9 @@ def _shard(cfg: SynthConfig, cat: Catalog, scales: Scales, k: int, start: int, n
                           cfg.death_age_slope)
     out = sample_outcomes(lh, cfg, rng(cfg.seed, f"outcomes/{k}"))
     out["prevalent"] = rng(cfg.seed, f"prevalent/{k}").random(n) < np.minimum(1.0, cfg.prevalent_adrd_ratio * risk)
-    events = _events(cfg, cat, p, (subj, code, day), out, rng(cfg.seed, f"dates/{k}"))
+    incident = np.where(out["prevalent"], np.inf, out["t_adrd"])
+    dx = prodromal_signs(cat, p, (subj, code, day), incident, rng(cfg.seed, f"prodromal/{k}"))
+    events = _events(cfg, cat, p, dx, out, rng(cfg.seed, f"dates/{k}"))
     table = _table(events, start, vocabulary(cat))
     rundir.write_parquet(table, out_dir / "data" / f"shard_{k:04d}.parquet")
     truth = {"subject_id": start + 1 + np.arange(n), "prediction_time": _pred_us(p), "risk": risk,

@@ -58,6 +58,8 @@ ANCHOR_MODEL = {
     "R63": (0.03, 0.6, lambda p: 0.4 * p["z"][:, F["frailty"]] + 0.3 * p["z"][:, F["cancer"]]),
 }
 assert tuple(ANCHOR_MODEL) == ANCHORS
+PRODROMAL = (("R41", 0.35), ("W19", 0.15), ("R26", 0.1), ("F05", 0.08), ("G47", 0.08))
+"Signs recorded before a dementia diagnosis in the records: code and probability per incident case."
 REF_AGE_AT_ASSESSMENT = 57.0
 "Age at the assessment of the reference subject the prevalences refer to."
 
@@ -143,12 +145,35 @@ def draw_diagnoses(cfg: SynthConfig, cat: Catalog, p: People, g: np.random.Gener
     subj, code, age = (np.concatenate(x) for x in zip(*parts))
     day = np.clip(p["birth_day"][subj] + np.floor(age * YEAR).astype(np.int64), cfg.day("records_start"),
                   cfg.day("data_end"))
+    return first_occurrences(subj, code, day)
+
+
+def first_occurrences(subj: np.ndarray, code: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep the earliest day of each (subject, code), sorted by subject, code.
+
+    >>> [a.tolist() for a in first_occurrences(np.array([1, 0, 1]), np.array([5, 5, 5]), np.array([9, 3, 4]))]
+    [[0, 1], [5, 5], [3, 4]]
+    """
     # one packed key (subject | code | days since 1800) sorts by subject, code, then date
     order = np.argsort((subj << 28) | (code << 17) | (day + 62_091), kind="stable")
     subj, code, day = subj[order], code[order], day[order]
     first = np.ones(len(subj), bool)
     first[1:] = (subj[1:] != subj[:-1]) | (code[1:] != code[:-1])
     return subj[first], code[first], day[first]
+
+
+def prodromal_signs(cat: Catalog, p: People, dx: tuple, t_adrd: np.ndarray, g: np.random.Generator) -> tuple:
+    """Add signs recorded in the 0.2-3 years before an incident ADRD onset (only after the prediction time,
+    so the 5-year risk is untouched); an earlier first occurrence of the same code wins."""
+    case = np.flatnonzero(np.isfinite(t_adrd))
+    onset_day = p["assess_day"][case] + np.floor(t_adrd[case] * YEAR).astype(np.int64)
+    parts = [dx]
+    for name, prob in PRODROMAL:
+        hit = g.random(len(case)) < prob
+        day = onset_day[hit] - np.round(g.uniform(0.2, 3.0, hit.sum()) * YEAR).astype(np.int64)
+        keep = day > p["assess_day"][case[hit]]
+        parts.append((case[hit][keep], np.full(keep.sum(), cat.index(name)), day[keep]))
+    return first_occurrences(*(np.concatenate(x) for x in zip(*parts)))
 
 
 def _generic(cat: Catalog, p: People, a0, a1, g) -> tuple[np.ndarray, ...]:
