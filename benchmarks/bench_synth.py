@@ -5,7 +5,7 @@ Each size runs in a fresh subprocess so that its peak resident memory (ru_maxrss
 compare ratios within one run, and read the CPU seconds (user + sys, including worker processes, and the
 interpreter start-up), which depend little on other load. Peak RSS is the largest single process.
 
-    .venv/bin/python benchmarks/bench_synth.py --sizes 100000 1000000 --workers 1 2
+    .venv/bin/python benchmarks/bench_synth.py --sizes 100000 1000000 --workers 1 2   (default: workers 1)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def measure(n: int, workers: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
     args = parser.parse_args()
     print(f"{'subjects':>10} {'workers':>7} {'seconds':>8} {'CPU s':>7} {'subjects/s':>11} {'peak RSS MB':>11} {'events':>11} "
           f"{'codes':>6} {'inc 5y':>7} {'oracle':>7}")

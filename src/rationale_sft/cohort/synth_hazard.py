@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rationale_sft.cohort.synth_catalog import ADRD_CODES, Catalog
-from rationale_sft.cohort.synth_people import YEAR, People
+from rationale_sft.cohort.synth_people import People
 from rationale_sft.config.synth import SynthConfig
 
 HORIZON = 5.0
