@@ -79,3 +79,27 @@ def test_marker_cut_and_append(trained):
     g = finish(tok, tok("no marker here", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] * 2,
                "\nAnswer:", marker, {tok.eos_token_id})
     assert not g.marker_found and g.ids[-len(marker):] == marker and g.text == "no marker here"
+
+
+def test_multi_token_label_words_sum_their_log_likelihood(trained):
+    import torch
+
+    from rationale_sft.models import load
+    from rationale_sft.score.slot import candidate_ids, slot_scores
+
+    ex, runs = trained
+    model, tok = load(runs["label_only"] / "checkpoint")
+    model.eval()
+    cands = candidate_ids(tok, "\n")  # without the leading space the toy words take several tokens
+    assert any(len(c) > 1 for c in cands)
+    contexts = [tok(p + "\n", add_special_tokens=False)["input_ids"] for p in ex["prompt"][:3]]
+    got = slot_scores(model, tok, contexts, ["\n"] * 3, batch_size=2, device="cpu")
+    for i, ctx in enumerate(contexts):
+        logp = []
+        for word in cands:
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([ctx + word])).logits[0].float(), -1)
+            logp.append(sum(float(lp[len(ctx) - 1 + k, t]) for k, t in enumerate(word)))
+        p = torch.tensor(logp).exp()
+        assert got["p_yes"][i] == pytest.approx(float(p[0] / p.sum()), abs=1e-5)
+        assert got["label_mass"][i] == pytest.approx(float(p.sum()), rel=1e-4)

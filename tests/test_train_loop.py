@@ -102,3 +102,11 @@ def test_lora_trains_only_the_adapter(setup, tmp_path):
     assert (ckpt / "adapter_config.json").is_file() and not (ckpt / "model.safetensors").exists()
     adapter = load_file(str(ckpt / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter)
+
+
+def test_bf16_autocast_trains(setup, tmp_path):
+    ex, rat, base = setup
+    cfg = build(TrainConfig, {"arm": "label_only", "steps": 2, "micro_batch": 2, "bf16": True, "lr": 1e-3})
+    train(cfg, tmp_path, ex, rat, base)
+    log = pl.read_parquet(tmp_path / "train_log.parquet")
+    assert log["loss"].is_finite().all() and weights(tmp_path)["model.embed_tokens.weight"].dtype == torch.float32
