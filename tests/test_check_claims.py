@@ -155,6 +155,10 @@ def test_cli(world, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "quality.json").read_text())["overall"]["n"] == 20
     assert main(argv[:3] + [str(tmp_path / "missing.parquet")] + argv[4:]) == 2
     assert "rationales file not found" in capsys.readouterr().err
+    _rationales(world).head(5).write_parquet(path)  # other rationales into a finished directory
+    assert main(argv) == 2 and "another config" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 0
+    assert json.loads((tmp_path / "out" / "quality.json").read_text())["overall"]["n"] == 5
 
 
 def test_lengths_in_tokenizer_tokens(world, tmp_path):

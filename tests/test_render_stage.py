@@ -171,6 +171,10 @@ def test_cli_writes_run_dir_and_resumes(cohort, tmp_path, capsys):
     assert pl.read_parquet(out / "examples.parquet")["template"].unique().to_list() == ["by_system"]
     assert main(["render", "--meds", str(meds), "--labels", str(labels), "--out", str(out), "templat=x"]) == 2
     assert "did you mean 'template'" in capsys.readouterr().err
+    assert main(argv[:-1] + ["chronological"]) == 2  # a finished dir of another config is never reused silently
+    assert "another config" in capsys.readouterr().err
+    assert main(argv[:-1] + ["chronological", "--force"]) == 0
+    assert pl.read_parquet(out / "examples.parquet")["template"].unique().to_list() == ["chronological"]
 
 
 @pytest.mark.slow

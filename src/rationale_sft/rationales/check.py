@@ -397,7 +397,7 @@ def check_rationales(rationales_df: pl.DataFrame, meds_dir: str | Path, labels: 
                      out_dir: str | Path, tokenizer: str | None = None, force: bool = False) -> dict:
     """Check a rationale set; write quality.json, quality.md and rows.parquet into ``out_dir``; return the figures."""
     from rationale_sft.cohort.meds_io import read_labels
-    from rationale_sft.render.stage import read_codes
+    from rationale_sft.render.stage import check_same_config, read_codes
 
     missing = [c for c in REQUIRED if c not in rationales_df.columns]
     if missing:
@@ -418,7 +418,10 @@ def check_rationales(rationales_df: pl.DataFrame, meds_dir: str | Path, labels: 
         rundir.write_text(run_dir / "quality.md", quality_markdown(quality["groups"]))
         return {"n_rationales": rows.height}
 
-    rundir.run_stage(out_dir, work, cfg={"tokenizer": tokenizer}, inputs={"meds": meds_dir}, force=force)
+    cfg = {"tokenizer": tokenizer, "rationales_hash": rundir.hash_text(
+        rationales_df.select(REQUIRED).write_csv()), "n_rationales": rationales_df.height}
+    check_same_config(out_dir, cfg, force)
+    rundir.run_stage(out_dir, work, cfg=cfg, inputs={"meds": meds_dir}, force=force)
     return rundir.read_json(out_dir / "quality.json")
 
 

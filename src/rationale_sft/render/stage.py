@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rationale_sft import rundir
+from rationale_sft import config, rundir
 from rationale_sft.cohort.meds_io import read_labels, scan_events
 from rationale_sft.config.render import RenderConfig
 from rationale_sft.errors import InputError
@@ -97,6 +97,17 @@ def render(cfg: RenderConfig, meds_dir: str | Path, labels_path: str | Path, out
         return {"n_examples": examples.height, "n_truncated": int(examples["truncated"].sum()),
                 "template_hash": examples["template_hash"][0] if examples.height else None}
 
+    check_same_config(out_dir, cfg, force)
     rundir.run_stage(out_dir, work, cfg=cfg, inputs={"meds": meds_dir, "labels": labels_path},
                      force=force)
     return out_dir / EXAMPLES
+
+
+def check_same_config(out_dir: Path, cfg, force: bool) -> None:
+    """Refuse to reuse a finished directory computed with another config (it would be skipped silently)."""
+    stored = out_dir / rundir.CONFIG
+    if force or not rundir.is_done(out_dir) or not stored.is_file():
+        return
+    if stored.read_text() != config.to_yaml(cfg):
+        raise InputError(f"{out_dir} already holds a finished run with another config (see {stored}); "
+                         "pass --force to overwrite it, or choose another --out")
