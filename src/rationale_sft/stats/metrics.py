@@ -63,10 +63,11 @@ def weighted_auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarra
     >>> float(weighted_auroc(y, s, np.ones(4))), weighted_auroc(y, s, np.array([[1, 1, 1, 1], [0, 2, 1, 1]]))
     (0.875, array([0.875, 1.   ]))
     """
-    return weighted_rank_metrics(y, score, w)[0]
+    return weighted_rank_metrics(y, score, w, with_ap=False)[0]
 
 
-def weighted_rank_metrics(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def weighted_rank_metrics(y: np.ndarray, score: np.ndarray, w: np.ndarray,
+                          with_ap: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(AUROC, average precision) under weights of shape (n,) or (B, n), O(B n) after one sort per class.
 
     Both come from cumulative weights of each class sorted once: for every positive j, the weighted count
@@ -76,16 +77,21 @@ def weighted_rank_metrics(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> tu
     """
     y, score = np.asarray(y, bool), np.asarray(score, np.float64)
     w = np.asarray(w, np.float64)
-    pos, neg = score[y], score[~y]
-    pos_order, neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
+    pos_idx, neg_idx = np.flatnonzero(y), np.flatnonzero(~y)
+    pos_idx = pos_idx[np.argsort(score[pos_idx], kind="stable")]  # each class in ascending score order
+    neg_idx = neg_idx[np.argsort(score[neg_idx], kind="stable")]
+    pos, neg = score[pos_idx], score[neg_idx]
     zero = np.zeros(w.shape[:-1] + (1,))
-    cneg = np.concatenate([zero, np.cumsum(w[..., ~y][..., neg_order], -1)], -1)
-    cpos = np.concatenate([zero, np.cumsum(w[..., y][..., pos_order], -1)], -1)
-    below = np.take(cneg, np.searchsorted(neg[neg_order], pos, side="left"), axis=-1)
-    tied = np.take(cneg, np.searchsorted(neg[neg_order], pos, side="right"), axis=-1) - below
-    wpos, n_pos, n_neg = w[..., y], cpos[..., -1:], cneg[..., -1:]
+    cneg = np.concatenate([zero, np.cumsum(w[..., neg_idx], -1)], -1)
+    below = np.take(cneg, np.searchsorted(neg, pos, side="left"), axis=-1)
+    tied = np.take(cneg, np.searchsorted(neg, pos, side="right"), axis=-1) - below
+    wpos, n_neg = w[..., pos_idx], cneg[..., -1:]
+    n_pos = wpos.sum(-1, keepdims=True)
     auc = (wpos * (below + 0.5 * tied)).sum(-1) / (n_pos[..., 0] * n_neg[..., 0])
-    tp = n_pos - np.take(cpos, np.searchsorted(pos[pos_order], pos, side="left"), axis=-1)
+    if not with_ap:
+        return auc, None
+    cpos = np.concatenate([zero, np.cumsum(wpos, -1)], -1)
+    tp = n_pos - np.take(cpos, np.searchsorted(pos, pos, side="left"), axis=-1)
     fp = n_neg - below
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
     return auc, (wpos * precision).sum(-1) / n_pos[..., 0]
