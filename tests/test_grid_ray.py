@@ -135,3 +135,14 @@ def test_ray_matches_local_including_retries_and_failures(ray_address, tmp_path)
 
     again = execute(jobs, tmp_path / "ray", cfg, progress=False)  # resume: only the failed job runs again
     assert again.counts() == {"done": 0, "skipped": 9, "failed": 1, "blocked": 0}
+
+
+def test_job_the_cluster_cannot_place_fails_at_once(ray_address, tmp_path):
+    gpu = make_job(f"{HERE}:square", {"x": 5}, out_dir="runs/{id}", resources={"num_gpus": 1})
+    child = make_job(f"{HERE}:add", {"inputs": [gpu.out_dir], "bias": 0}, deps=[gpu])
+    cpu = make_job(f"{HERE}:square", {"x": 6})
+    cfg = ExecutorConfig(kind="ray", ray_address=ray_address, retries=1)
+    report = execute([child, gpu, cpu], tmp_path, cfg, progress=False)
+    assert report.counts() == {"done": 1, "skipped": 0, "failed": 1, "blocked": 1}
+    assert "needs 1 GPU but the Ray cluster has 0" in report.failed[0]["error"]
+    assert len(report.failed[0]["attempts"]) == 2 and report.blocked == {child.id: gpu.id}

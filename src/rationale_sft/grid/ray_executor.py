@@ -2,7 +2,9 @@
 
 Every job becomes one task reserving its ``resources`` (or the config's per-job num_cpus/num_gpus).
 Tasks read and write the grid root directly, so on a multi-node cluster the root must be a path every
-node sees (a shared filesystem such as NFS or Lustre mounted at the same place). Ray's own task retries
+node sees (a shared filesystem such as NFS or Lustre mounted at the same place). A job asking for more
+CPUs or GPUs than the whole cluster has (at the start of ``execute``; no autoscaling) fails at once
+instead of waiting forever. Ray's own task retries
 are off: the scheduler in ``execute`` retries, exactly as with the local executor.
 """
 
@@ -36,6 +38,22 @@ def task_options(job: Job, cfg: ExecutorConfig) -> dict:
     return opts
 
 
+def infeasible(opts: dict, capacity: dict) -> str:
+    """Why a task could never be placed on a cluster of this total capacity ("" when it could).
+
+    >>> infeasible({"num_cpus": 1, "num_gpus": 1}, {"CPU": 2.0})
+    'needs 1 GPU but the Ray cluster has 0; start Ray nodes with --num-gpus, or set num_gpus=0 for this job'
+    >>> infeasible({"num_cpus": 1, "num_gpus": 0}, {"CPU": 2.0})
+    ''
+    """
+    for key, name, flag in (("num_cpus", "CPU", "num_cpus"), ("num_gpus", "GPU", "num_gpus")):
+        need, have = opts.get(key, 0), capacity.get(name, 0)
+        if need > have:
+            return (f"needs {need:g} {name} but the Ray cluster has {have:g}; start Ray nodes with "
+                    f"--{flag.replace('_', '-')}, or set {flag}={have:g} for this job")
+    return ""
+
+
 @contextlib.contextmanager
 def ray_submitter(cfg: ExecutorConfig, root: Path) -> Iterator[tuple[Callable[[Job], Future], int]]:
     """Connect to Ray (``cfg.ray_address``, or start a local instance) and yield ``(submit, max in flight)``.
@@ -51,9 +69,16 @@ def ray_submitter(cfg: ExecutorConfig, root: Path) -> Iterator[tuple[Callable[[J
             kwargs["include_dashboard"] = False
         ray.init(**kwargs)
     task = ray.remote(run_job)
+    capacity = ray.cluster_resources()
 
     def submit(job: Job) -> Future:
-        return task.options(**task_options(job, cfg)).remote(job, str(root)).future()
+        opts = task_options(job, cfg)
+        problem = infeasible(opts, capacity)
+        if problem:  # Ray would queue it forever: fail the attempt now, with the reason
+            fut: Future = Future()
+            fut.set_exception(RuntimeError(f"job {job.id} ({job.fn}) {problem}"))
+            return fut
+        return task.options(**opts).remote(job, str(root)).future()
 
     try:
         yield submit, MAX_IN_FLIGHT
