@@ -147,7 +147,6 @@ def test_risk_is_a_probability_and_the_summary_matches_the_files(cohort):
     assert not truth.filter("prevalent_adrd")["label"].any()
 
 
-@pytest.mark.slow
 def test_oracle_auroc_incidence_and_the_hidden_share_knob(tmp_path):
     low = synthesize(_cfg(n_subjects=20000, shard_size=20000, hidden_share=0.1), tmp_path / "low")
     high = synthesize(_cfg(n_subjects=20000, shard_size=20000, hidden_share=0.9), tmp_path / "high")

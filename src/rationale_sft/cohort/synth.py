@@ -89,23 +89,28 @@ def _run_shards(cfg: SynthConfig, cat: Catalog, scales: Scales, out_dir: Path) -
 def _shard(cfg: SynthConfig, cat: Catalog, scales: Scales, k: int, start: int, n: int, out_dir: Path):
     """Generate and write one shard; return its truth columns, code counts and number of events."""
     p = draw_people(cfg, n, rng(cfg.seed, f"people/{k}"))
-    subj, code, day = draw_diagnoses(cfg, cat, p, rng(cfg.seed, f"diagnoses/{k}"))
-    lh = log_hazards(raw_scores(cat, p, subj, code, day), p, scales, cfg)
-    risk = five_year_risk(lh["logh_textbook"] + lh["logh_hidden"], lh["logh_death"], cfg.adrd_age_slope,
-                          cfg.death_age_slope)
-    out = sample_outcomes(lh, cfg, rng(cfg.seed, f"outcomes/{k}"))
-    out["prevalent"] = rng(cfg.seed, f"prevalent/{k}").random(n) < np.minimum(1.0, cfg.prevalent_adrd_ratio * risk)
+    dx = draw_diagnoses(cfg, cat, p, rng(cfg.seed, f"diagnoses/{k}"))
+    lh = log_hazards(raw_scores(cat, p, *dx), p, scales, cfg)
+    out = _outcomes(cfg, lh, k)
     incident = np.where(out["prevalent"], np.inf, out["t_adrd"])
-    dx = prodromal_signs(cat, p, (subj, code, day), incident, rng(cfg.seed, f"prodromal/{k}"))
+    dx = prodromal_signs(cat, p, dx, incident, rng(cfg.seed, f"prodromal/{k}"))
     events = _events(cfg, cat, p, dx, out, rng(cfg.seed, f"dates/{k}"))
     table = _table(events, start, vocabulary(cat))
     rundir.write_parquet(table, out_dir / "data" / f"shard_{k:04d}.parquet")
-    truth = {"subject_id": start + 1 + np.arange(n), "prediction_time": _pred_us(p), "risk": risk,
-             "label": out["label"] & ~out["prevalent"], "prevalent_adrd": out["prevalent"],
-             "logh_textbook": lh["logh_textbook"], "logh_hidden": lh["logh_hidden"], "age": p["age"],
+    truth = {"subject_id": start + 1 + np.arange(n), "prediction_time": _pred_us(p), "risk": out["risk"],
+             "label": out["label"] & ~out["prevalent"], "prevalent_adrd": out["prevalent"], "age": p["age"],
              "female": p["female"], "died": events["died"],
-             "textbook_covariates": lh["textbook_covariates"]}
+             **{name: lh[name] for name in ("logh_textbook", "logh_hidden", "textbook_covariates")}}
     return truth, np.bincount(events["code"], minlength=len(vocabulary(cat))), len(table)
+
+
+def _outcomes(cfg: SynthConfig, lh: dict, k: int) -> dict[str, np.ndarray]:
+    """Exact 5-year risk, sampled onset/death/loss times and the planted prevalent cases of shard ``k``."""
+    risk = five_year_risk(lh["logh_textbook"] + lh["logh_hidden"], lh["logh_death"], cfg.adrd_age_slope,
+                          cfg.death_age_slope)
+    out = sample_outcomes(lh, cfg, rng(cfg.seed, f"outcomes/{k}"))
+    prevalent = rng(cfg.seed, f"prevalent/{k}").random(len(risk)) < np.minimum(1.0, cfg.prevalent_adrd_ratio * risk)
+    return {**out, "risk": risk, "prevalent": prevalent}
 
 
 def _pred_us(p: People) -> np.ndarray:
