@@ -14,6 +14,9 @@ from rationale_sft.cohort.extract import extract, extract_labels, input_events
 from rationale_sft.cohort.task import load_task
 from rationale_sft.errors import InputError
 
+# the package's own date parser warns about time zones on every generated datetime; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:no explicit representation of timezones")
+
 
 @pytest.fixture(scope="module")
 def static_sample(tmp_path_factory) -> Path:
