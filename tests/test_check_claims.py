@@ -111,6 +111,7 @@ def test_report_on_knowledge_rationales(world, tmp_path):
     assert all(g["label_agreement"] == 1.0 for g in conditioned)
     assert all(g["teacher_auroc"] is None for g in conditioned)
     assert all(g["teacher_auroc"] is not None for g in q["groups"] if g["mode"] == "blind")
+    assert all(g["risk_conclusion_auroc"] == 1.0 for g in q["groups"] if g["mode"] == "blind")
     assert 0 < q["overall"]["distinct_1"] < q["overall"]["distinct_2"] <= q["overall"]["distinct_3"] <= 1
     assert "| knowledge/kb/freeform/conditioned |" in (tmp_path / "q" / "quality.md").read_text()
     rows = pl.read_parquet(tmp_path / "q" / "rows.parquet")

@@ -350,7 +350,8 @@ def summarise(rows: pl.DataFrame, texts: list[str]) -> dict:
         toks = rows["n_tokens"].drop_nulls().to_numpy()
         out.update(tokens_mean=float(toks.mean()), tokens_median=float(np.median(toks)),
                    tokens_p90=float(np.percentile(toks, 90)))
-    out["teacher_auroc"] = _auroc(rows)
+    out["teacher_auroc"] = _auroc(rows, "label")
+    out["risk_conclusion_auroc"] = _auroc(rows.with_columns(said_yes=pl.col("conclusion") == "Yes"), "said_yes")
     return out
 
 
@@ -363,13 +364,14 @@ def _mean(s: pl.Series) -> float | None:
     return float(s.cast(pl.Float64).mean()) if s.len() else None
 
 
-def _auroc(rows: pl.DataFrame) -> float | None:
-    ok = rows.filter(pl.col("teacher_risk").is_not_null() & pl.col("label").is_not_null())
-    if ok.height == 0 or ok["label"].n_unique() < 2:
+def _auroc(rows: pl.DataFrame, target: str) -> float | None:
+    """AUROC of the teacher's risk against a boolean column (the label, or its own conclusion)."""
+    ok = rows.filter(pl.col("teacher_risk").is_not_null() & pl.col(target).is_not_null())
+    if ok.height == 0 or ok[target].n_unique() < 2:
         return None
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(ok["label"].to_numpy(), ok["teacher_risk"].to_numpy()))
+    return float(roc_auc_score(ok[target].to_numpy(), ok["teacher_risk"].to_numpy()))
 
 
 def quality_markdown(groups: list[dict]) -> str:
@@ -389,7 +391,8 @@ _LEGEND = ("grounding: share of claims about the subject (diagnoses, measurement
            "sex) that the record shows before the prediction time; future: claims the record shows only at or "
            "after it; contradicted: negations of recorded facts; direction acc.: cited factors whose direction "
            "agrees with the knowledge base; label agr.: conclusion equals the true label (conditioned mode: "
-           "must be 1.0); AUROC: of the teacher's own risk (blind mode) against the label; words: whitespace "
+           "must be 1.0); AUROC: of the teacher's own risk (blind mode) against the label (risk_conclusion_auroc "
+           "in quality.json: against its own conclusion, 1.0 when risk and conclusion agree); words: whitespace "
            "tokens; distinct-n: distinct n-grams over all n-grams in the set.\n")
 
 
