@@ -199,3 +199,11 @@ def test_cli_export_and_import(tmp_path, capsys):
     assert cli(["annotate", "import", "--packet", str(tmp_path / "p"), "--ratings", str(tmp_path / "none.json"),
                 "--out", str(tmp_path / "r2")]) == 2
     assert "ratings file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stratified_sample_balances_styles(tmp_path, seed):
+    rationales, examples = write_rationales(tmp_path)
+    export_packet(build(ExportConfig, {"n": 6, "seed": seed}), rationales, examples, tmp_path / "p")
+    styles = [v["style"] for v in read_json(tmp_path / "p" / ID_MAP)["items"].values()]
+    assert sorted(styles) == ["freeform"] * 3 + ["stepwise"] * 3

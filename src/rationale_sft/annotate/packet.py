@@ -21,6 +21,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from rationale_sft.config.annotate import CRITERIA, ExportConfig
@@ -31,6 +32,7 @@ from rationale_sft.seeding import rng
 
 RATER_FILES = ("packet.html", "packet.csv", "labelstudio_tasks.json", "labelstudio_config.xml")
 ID_MAP = Path("private") / "id_map.json"
+GROUP_COLUMNS = ("style", "mode", "backend", "model")
 CSV_COLUMNS = ("item_id", "history", "rationale", "rater", *CRITERIA, "comment")
 CRITERION_LABELS = {"accuracy": "Medical accuracy", "grounding": "Grounding", "relevance": "Relevance"}
 
@@ -72,14 +74,29 @@ def _joined(rationales: Path, examples: Path) -> pl.DataFrame:
 
 
 def select_items(cfg: ExportConfig, joined: pl.DataFrame) -> list[dict]:
-    """Sample ``cfg.n`` rows without replacement, in random order, and number them R001, R002, ..."""
+    """Sample ``cfg.n`` rows without replacement (balanced over groups when ``cfg.stratify``), in random order,
+    and number them R001, R002, ..."""
     if cfg.n > joined.height:
         raise InputError(f"n={cfg.n} but only {joined.height} rationales are available; set n <= {joined.height}")
-    order = rng(cfg.seed, "annotate_sample").permutation(joined.height)[: cfg.n]
+    g = rng(cfg.seed, "annotate_sample")
+    order = g.permutation(joined.height)
+    if cfg.stratify:
+        order = g.permutation(_round_robin(joined, order)[: cfg.n])
+    order = order[: cfg.n]
     width = max(3, len(str(cfg.n)))
     rows = joined[order.tolist()].to_dicts()
     return [{**row, "item_id": f"R{k + 1:0{width}d}", "history": strip_answer_slot(row["prompt"])}
             for k, row in enumerate(rows)]
+
+
+def _round_robin(joined: pl.DataFrame, order: np.ndarray) -> np.ndarray:
+    """Row indices in ``order``, interleaved over groups: one of each group, then the second of each, ..."""
+    cols = [c for c in GROUP_COLUMNS if c in joined.columns]
+    groups = joined.select(cols).with_row_index("i")[order.tolist()] if cols else None
+    if groups is None:
+        return order
+    rank = groups.with_columns(r=pl.int_range(pl.len()).over(cols)).with_row_index("pos")
+    return rank.sort(["r", "pos"])["i"].to_numpy()
 
 
 def _private(item: dict) -> dict:

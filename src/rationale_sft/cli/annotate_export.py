@@ -16,6 +16,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--examples", required=True, help="examples.parquet the rationales were generated from")
     p.add_argument("--n", type=int, required=True, help="number of rationales in the packet")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and its order (default 0)")
+    p.add_argument("--no-stratify", action="store_true",
+                   help="plain random sample (default: balanced over style, mode, backend and model)")
     p.add_argument("--title", default="Rationale review", help="heading of the HTML packet")
     p.add_argument("--out", required=True, help="packet directory to write")
     p.set_defaults(func=main)
@@ -27,6 +29,7 @@ def main(args: argparse.Namespace) -> int:
     from rationale_sft.config import build
     from rationale_sft.config.annotate import ExportConfig
 
-    cfg = build(ExportConfig, {"n": args.n, "seed": args.seed, "title": args.title})
+    cfg = build(ExportConfig, {"n": args.n, "seed": args.seed, "title": args.title,
+                                "stratify": not args.no_stratify})
     print(export_packet(cfg, args.rationales, args.examples, args.out))
     return 0

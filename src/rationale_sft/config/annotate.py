@@ -26,6 +26,8 @@ class ExportConfig:
     "Number of rationales in the packet (sampled without replacement)."
     seed: int = 0
     "Seed of the sample and of its shuffled order."
+    stratify: bool = True
+    "Balance the sample over (style, mode, backend, model) groups, as far as each group's size allows."
     title: str = "Rationale review"
     "Heading of the HTML packet."
 
