@@ -115,6 +115,17 @@ def _label_tokens(tok, job: JobConfig, problems: list[str], warnings: list[str])
         elif any(len(i) > 1 for i in ids):
             warnings.append(f"tokenizer: label words {words} are not single tokens {where}; scores sum the "
                             "log-likelihood of every token of a word (slower, see docs/arms.md)")
+        if not all(_stable(tok, prev, i) for i in ids):
+            warnings.append(f"tokenizer: label words {words} merge with the text before them {where} when the "
+                            "whole text is tokenised at once; training and scoring tokenise them separately, "
+                            "so both agree, but free text written by the model may spell them differently")
+
+
+def _stable(tok, prev: str, word_ids: list[int]) -> bool:
+    """True when tokenising ``prev + word`` in one go ends with exactly the word's own tokens."""
+    word = tok.decode(word_ids)
+    joint = tok(prev + word, add_special_tokens=False)["input_ids"]
+    return joint[-len(word_ids):] == word_ids
 
 
 def _context(model_cfg, job: JobConfig, problems: list[str]) -> None:
