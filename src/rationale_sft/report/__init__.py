@@ -16,7 +16,7 @@ from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import diagnostics as diag
 from rationale_sft.report import sections as sec
 from rationale_sft.report.analysis import Analysis, analyse
-from rationale_sft.report.load import input_hashes, open_run_dir
+from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
 from rationale_sft.report.render import to_html, to_markdown
 from rationale_sft.rundir import write_json, write_parquet, write_text
 
@@ -40,8 +40,10 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
         (out / stale).unlink()
     write_parquet(an.runs, out / "results.parquet")
     write_json(out / "stats.json", _json_safe(stats_dict(an, cfg, input_hashes(rd))))
-    write_text(out / "report.md", to_markdown(sections, TITLE))
-    return write_text(out / "index.html", to_html(sections, TITLE))
+    name = grid_name(rd)
+    title = f"{TITLE} ({name})" if name else TITLE
+    write_text(out / "report.md", to_markdown(sections, title))
+    return write_text(out / "index.html", to_html(sections, title))
 
 
 def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:

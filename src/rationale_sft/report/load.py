@@ -154,9 +154,21 @@ def read_quality(rd: RunDir) -> dict[str, dict]:
     return out
 
 
+def grid_name(rd: RunDir) -> str | None:
+    """The experiment name from ``RUN_DIR/config.yaml`` (None when absent or unreadable)."""
+    import yaml
+
+    path = rd.root / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None
+    return str(data["name"]) if isinstance(data, dict) and data.get("name") else None
+
+
 def input_hashes(rd: RunDir) -> dict[str, str]:
     """Content hashes of the top-level inputs, so a report names exactly what it summarised."""
-    files = ["results.parquet", "index.json", "failures.json"]
+    files = ["config.yaml", "results.parquet", "index.json", "failures.json"]
     return {f: hash_path(rd.root / f) for f in files if (rd.root / f).is_file()}
 
 
