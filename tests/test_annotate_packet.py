@@ -32,7 +32,8 @@ def write_rationales(tmp: Path, n_subjects: int = 6) -> tuple[Path, Path]:
     rows = [{"subject_id": r["subject_id"], "prediction_time": r["prediction_time"], "prompt_hash": r["prompt_hash"],
              "split": "train", "style": style, "mode": "conditioned", "backend": "secret-backend",
              "model": "secret-model", "spec_version": "1",
-             "text": f"Subject {r['subject_id']} reasoning {VARIANT[style]}.\nConclusion: {'likely' if r['label'] else 'unlikely'}",
+             "text": f"Subject {r['subject_id']} reasoning {VARIANT[style]}.\n"
+                     f"Conclusion: {'likely' if r['label'] else 'unlikely'}",
              "conclusion": "Yes" if r["label"] else "No", "teacher_risk": None,
              "cache_key": f"key{r['subject_id']}{style}"}
             for r in ex.iter_rows(named=True) for style in ("freeform", "stepwise")]
@@ -99,7 +100,8 @@ def _csv_ratings(packet, rater, scores, path):
     rows = list(csv.DictReader((packet / "packet.csv").open()))
     for row in rows:
         if row["item_id"] in scores:
-            row.update(rater=rater, **dict(zip(("accuracy", "grounding", "relevance"), map(str, scores[row["item_id"]]))))
+            values = map(str, scores[row["item_id"]])
+            row.update(rater=rater, **dict(zip(("accuracy", "grounding", "relevance"), values)))
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, rows[0].keys())
         writer.writeheader()
@@ -122,7 +124,8 @@ def test_import_three_formats_and_hand_computed_statistics(packet, tmp_path):
     a = {"R001": (1, 5, 3), "R002": (2, 5, 3), "R003": (3, 5, 4)}
     b = {"R001": (1, 4, 3), "R002": (3, 5, 3), "R003": (3, 4, 4)}
     c = {"R001": (2, 4, 3), "R002": (2, 5, 3), "R004": (5, 5, 5)}
-    files = [_html_ratings(packet, "ann", a, tmp_path / "ann.json"), _csv_ratings(packet, "bob", b, tmp_path / "bob.csv")]
+    files = [_html_ratings(packet, "ann", a, tmp_path / "ann.json"),
+             _csv_ratings(packet, "bob", b, tmp_path / "bob.csv")]
     import_ratings(build(ImportConfig, {}), packet, files, tmp_path / "two")
     two = read_json(tmp_path / "two" / "agreement.json")
     acc = two["criteria"]["accuracy"]

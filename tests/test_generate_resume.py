@@ -19,7 +19,8 @@ N_ITEMS = 30
 
 
 def _cli(examples, out, server, *extra):
-    return [sys.executable, "-c", "import sys; from rationale_sft.cli import main; sys.exit(main())", "rationales", "generate", "--examples", str(examples),
+    return [sys.executable, "-c", "import sys; from rationale_sft.cli import main; sys.exit(main())",
+            "rationales", "generate", "--examples", str(examples),
             "--out", str(out), "--backend", "openai", "--styles", "freeform,stepwise", "model=fault-server",
             f"base_url={server.base_url}", "concurrency=2", *extra]
 

@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
                               "and agreement.md.")
     p.add_argument("--packet", required=True, help="packet directory written by `annotate export`")
     p.add_argument("--ratings", required=True, nargs="+", metavar="FILE",
-                   help="ratings files: *.json saved by packet.html, a filled packet *.csv, or a Label Studio JSON export")
+                   help="ratings files: *.json saved by packet.html, a filled packet *.csv, "
+                        "or a Label Studio JSON export")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="method=bootstrap|t, n_bootstrap=2000, level=0.95, seed=0")

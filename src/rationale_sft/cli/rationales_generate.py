@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mode", choices=("conditioned", "blind"), help="shortcut for mode=...")
     p.add_argument("--backend", choices=("knowledge", "openai", "hf"), help="shortcut for backend=...")
     p.add_argument("--force", action="store_true", help="run again even when OUT/DONE exists (the cache is kept)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. concurrency=8")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, after all options, e.g. concurrency=8")
     p.set_defaults(func=main)
 
 

@@ -32,7 +32,7 @@ class TeacherConfig:
     backend: Literal["knowledge", "openai", "hf"] = "knowledge"
     "Teacher: 'knowledge' (offline rule-based writer), 'openai' (any OpenAI-compatible server), 'hf' (local model)."
     model: str | None = None
-    "Model: sent as `model` to the server (openai); a local dir or alias like smollm2-135m-instruct (hf); unused (knowledge)."
+    "Model: the served model name (openai); a local dir or alias such as smollm2-135m-instruct (hf); unused (knowledge)."
     styles: tuple[Literal["freeform", "stepwise"], ...] = ("freeform", "stepwise")
     "Rationale styles to generate, one rationale per example and style."
     mode: Literal["conditioned", "blind"] = "conditioned"
