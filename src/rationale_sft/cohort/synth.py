@@ -9,6 +9,7 @@ references are in docs/synthetic_cohort.md; the layout is section 1 of docs/cont
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def _run_shards(cfg: SynthConfig, cat: Catalog, scales: Scales, out_dir: Path) -
     jobs = [(cfg, cat, scales, k, start, min(cfg.shard_size, cfg.n_subjects - start), out_dir)
             for k, start in enumerate(starts)]
     if cfg.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs))) as pool:
+        # spawn, not fork: a forked child can inherit a held lock of the parent's arrow/polars thread pools
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=context) as pool:
             return list(synth_report.progress(pool.map(_shard, *zip(*jobs)), len(jobs), "synthesizing shards"))
     return [_shard(*job) for job in synth_report.progress(jobs, len(jobs), "synthesizing shards")]
 
