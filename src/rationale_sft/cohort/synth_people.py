@@ -4,7 +4,7 @@ Everything is vectorised over subjects. A subject is a set of same-length arrays
 Diagnoses are first occurrences drawn from Poisson processes over the subject's record window
 (``records_start`` to ``data_end``) whose intensity rises with age at a per-chapter rate, scales with the
 subject's latent body-system factor and health-care use, and (for anchor codes) with measured risk factors.
-Death and loss to follow-up censor them later (synth_hazard).
+Death and loss to follow-up (synth_hazard) censor them when the events are assembled (synth).
 """
 
 from __future__ import annotations
