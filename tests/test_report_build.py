@@ -83,6 +83,17 @@ def _baselines(root, g, labels, z, scale):
     return rel
 
 
+def _prompts(g, z):
+    items = ["Essential hypertension", "Senile cataract", "Type 2 diabetes", "Depressive episode", "Gout"]
+    prompts = []
+    for zi in z:
+        chosen = [it for k, it in enumerate(items) if g.random() < (0.6 if k == 0 and zi > 0.5 else 0.25)]
+        prompts.append("Sex: female\nDiagnoses before the assessment (first occurrence, oldest first):\n"
+                       + "".join(f"- 200{k}-0{k + 1} ({9 - k} years before assessment): {it}\n"
+                                 for k, it in enumerate(chosen)) + "Question: ADRD within 5 years?")
+    return prompts
+
+
 def _row(run_id, arm, model, scale, seed, scores):
     fam, size, name, base = model
     return {"run_id": run_id, "arm": arm, "family": fam, "size": size, "model": name, "base": base, "scale": scale,
@@ -131,7 +142,8 @@ def make_grid_run(root: Path, effect: int = 1, fewshot: bool = True, probe: bool
     if extras:
         write_parquet(labels, root / "shared/labels-1/LABELS.parquet")
         write_parquet(labels.select("subject_id", "prediction_time", pl.lit(12).alias("n_history_items"),
-                                    pl.lit(False).alias("truncated")), root / "shared/render-1/examples.parquet")
+                                    pl.lit(False).alias("truncated")).with_columns(pl.Series("prompt", _prompts(g, z))),
+                      root / "shared/render-1/examples.parquet")
         write_json(root / "shared/rationales-1/quality.json",
                    {"overall": {"n": 600, "label_agreement": 0.8, "words_mean": 170.9, "teacher_auroc": None},
                     "groups": [{"set": "knowledge/freeform", "style": "freeform", "n": 300, "label_agreement": 0.81},
@@ -172,6 +184,7 @@ def test_report_files_and_main_table(grid_report):
     assert stats["verdict"]["overall"] == "reproduced"
     md = (out / "report.md").read_text()
     assert "| label_agreement | 0.8 | 0.81 | 0.78 |" in md
+    assert "| freeform | Essential hypertension |" in md  # history items of the lost subjects
     assert all(a["hi"] < 0 for a in stats["verdict"]["arms"].values())
     results = pl.read_parquet(out / "results.parquet")
     assert results.height == 3 * 2 * 3 * 3 + 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,51 @@ def _describe_subjects(per_subject: dict, rd: RunDir, cfg: ReportConfig) -> list
         all_ids = list(per_subject[arm])
         for name, ids in (("lost in >= half the pairs", lost), ("all test subjects", all_ids)):
             rows.append({"arm": arm, "subjects": name, **_profile(info.filter(pl.col("subject_id").is_in(ids)))})
-    return [("table", pl.DataFrame(rows), "Who the rationale arms lose: subjects the reference ranks correctly and "
+    return _item_blocks(per_subject, examples) + [
+        ("table", pl.DataFrame(rows), "Who the rationale arms lose: subjects the reference ranks correctly and "
                                           "the arm wrongly in at least half of the paired configurations, against all "
                                           "test subjects (cases, age, sex and history length where the tables give them).")]
+
+
+DATED_ITEM = re.compile(r"^\s*-\s*\d{4}(?:-\d{2}){0,2}\b[^:]*:\s*(.+?)\s*$")
+
+
+def history_items(prompt: str) -> set[str]:
+    """Dated history items of a rendered prompt (lines ``- <date> ...: <item>``), without their dates.
+
+    >>> sorted(history_items("Sex: female\\n- 1997-08 (10 years before): Senile cataract\\n- BMI: 31"))
+    ['Senile cataract']
+    """
+    return {m.group(1) for line in prompt.splitlines() if (m := DATED_ITEM.match(line))}
+
+
+def _item_blocks(per_subject: dict, examples: pl.DataFrame | None, top: int = 8) -> list[tuple]:
+    """History items over-represented among the subjects an arm loses, against all test subjects."""
+    if examples is None or "prompt" not in examples.columns:
+        return [("absent", "No rendered prompts in index.json ('examples'): history contents not shown.")]
+    prompts = dict(examples.select("subject_id", "prompt").unique("subject_id", keep="first").iter_rows())
+    rows = []
+    for arm in sorted(per_subject):
+        lost = [s for s, v in per_subject[arm].items() if np.mean(v) >= 0.5 and s in prompts]
+        every = [s for s in per_subject[arm] if s in prompts]
+        share_lost, share_all = _item_shares(lost, prompts), _item_shares(every, prompts)
+        lift = sorted(((share_lost[i] - share_all[i], i) for i in share_lost if share_lost[i] * len(lost) >= 2),
+                      key=lambda x: (-x[0], x[1]))
+        rows += [{"arm": arm, "history item": i, "share of lost subjects": fmt(share_lost[i]),
+                  "share of all test subjects": fmt(share_all[i]), "lost subjects": str(len(lost))}
+                 for _, i in lift[:top]]
+    if not rows:
+        return [("absent", "No dated history items shared by two or more lost subjects.")]
+    return [("table", pl.DataFrame(rows), f"What the lost subjects' histories contain: the {top} dated items most "
+                                          "over-represented among them (present in at least two), per arm.")]
+
+
+def _item_shares(ids: list[int], prompts: dict) -> dict[str, float]:
+    counts: dict[str, int] = {}
+    for sid in ids:
+        for item in history_items(prompts[sid]):
+            counts[item] = counts.get(item, 0) + 1
+    return {k: v / len(ids) for k, v in counts.items()} if ids else {}
 
 
 def _profile(df: pl.DataFrame) -> dict:
