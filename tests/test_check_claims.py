@@ -187,3 +187,26 @@ def test_free_text_from_another_teacher(world):
     kinds = {c.kind for c in claims}
     assert {"age", "factor", "diagnosis", "timing", "year", "measurement"} <= kinds
     assert dirs["wrong"] == 0 and dirs["checked"] >= 2
+
+
+def test_other_dataset_codes(tmp_path):
+    import datetime as dt
+
+    from rationale_sft.config.render import RenderConfig
+
+    events = [{"subject_id": 9, "time": dt.datetime(2015, 5, 5), "code": "DX//E11", "numeric_value": None},
+              {"subject_id": 9, "time": dt.datetime(2019, 12, 1), "code": "LAB//GLUCOSE", "numeric_value": 7.25}]
+    meds = write_meds(tmp_path / "m", events, {"DX//E11": "Diabetes type two", "LAB//GLUCOSE": "Glucose (mmol/L)"})
+    labels = pl.DataFrame({"subject_id": [9], "prediction_time": [dt.datetime(2020, 1, 1)], "boolean_value": [True],
+                           "split": ["train"], "age": [70.0], "sex": ["M"]},
+                          schema={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"),
+                                  "boolean_value": pl.Boolean, "split": pl.String, "age": pl.Float64, "sex": pl.String})
+    text = ("Diabetes type two, first recorded 4 years before index date, and glucose 7.25 mmol/L; glucose of 9 "
+            "is not what was measured.\nConclusion: likely")
+    df = pl.DataFrame({"subject_id": [9], "style": ["freeform"], "mode": ["conditioned"], "text": [text],
+                       "conclusion": ["Yes"]})
+    cfg = RenderConfig(diagnosis_prefixes=("DX//",), measurement_prefixes=("LAB//",), anchor="index date")
+    check_rationales(df, meds, labels, tmp_path / "q", render_cfg=cfg)
+    row = pl.read_parquet(tmp_path / "q" / "rows.parquet").row(0, named=True)
+    assert (row["n_grounded"], row["n_ungrounded"]) == (3, 1), row["problems"]
+    assert row["problems"] == ["ungrounded measurement: 'glucose 9' (record: 7.25)"]

@@ -19,7 +19,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="Output directory for the quality report.")
     p.add_argument("--tokenizer", default=None,
                    help="Hugging Face tokenizer directory: also report lengths in its tokens (default: words only).")
+    p.add_argument("--render-config", default=None,
+                   help="Render config YAML saying how codes are read (prefixes, description suffixes); "
+                        "default: the render defaults (ICD10// diagnoses, UKB// measurements).")
     p.add_argument("--force", action="store_true", help="Check again even when OUT/DONE exists.")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="Render config overrides, e.g. diagnosis_prefixes=[DX//] (see `rationale-sft render --help`).")
     p.set_defaults(func=run)
 
 
@@ -29,12 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     import polars as pl
 
+    from rationale_sft import config
+    from rationale_sft.config.render import RenderConfig
     from rationale_sft.errors import InputError
     from rationale_sft.rationales.check import check_rationales
 
     if not Path(args.rationales).is_file():
         raise InputError(f"{args.rationales}: rationales file not found; write it with `rationale-sft rationales "
                          "generate`")
-    check_rationales(pl.read_parquet(args.rationales), args.meds, args.labels, args.out, args.tokenizer, args.force)
+    render_cfg = config.load(RenderConfig, args.render_config, args.overrides)
+    check_rationales(pl.read_parquet(args.rationales), args.meds, args.labels, args.out, args.tokenizer, args.force,
+                     render_cfg)
     print((Path(args.out) / "quality.md").read_text())
     return 0

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rationale_sft import rundir
+from rationale_sft import config, rundir
+from rationale_sft.config.render import RenderConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.facts import Facts, facts_for_labels
 from rationale_sft.rationales.knowledge import KnowledgeBase, find_evidence, load_knowledge
@@ -64,24 +65,31 @@ class Lexicon:
     codes: frozenset = frozenset()
 
     @classmethod
-    def build(cls, codes: pl.DataFrame, kb: KnowledgeBase, diagnosis_prefix: str = "ICD10//",
-              drop_suffixes: tuple[str, ...] = (" (baseline assessment)",)) -> Lexicon:
-        """Names from codes.parquet descriptions and the knowledge base (factor names win collisions)."""
+    def build(cls, codes: pl.DataFrame, kb: KnowledgeBase, cfg: RenderConfig | None = None) -> Lexicon:
+        """Names from codes.parquet descriptions and the knowledge base (factor names win collisions).
+
+        Codes are read as the render config reads them: its diagnosis and measurement prefixes, its
+        description suffixes, its excluded codes.
+        """
+        cfg = cfg or RenderConfig()
         names: dict[str, str] = {}
+        diag: set[str] = set()
         for code, desc in zip(codes["code"].to_list(), codes["description"].to_list()):
-            if desc and code.startswith(diagnosis_prefix) and len(desc) >= 4:
-                names[desc.lower()] = f"dx:{code[len(diagnosis_prefix):]}"
-            elif desc and "//" in code:
+            if not desc or code in cfg.exclude_codes:
+                continue
+            if code.startswith(cfg.diagnosis_prefixes) and len(desc) >= 4:
+                diag.add(code_suffix(code, cfg.diagnosis_prefixes))
+                names[desc.lower()] = f"dx:{code_suffix(code, cfg.diagnosis_prefixes)}"
+            elif cfg.measurement_prefixes and code.startswith(cfg.measurement_prefixes):
                 text = desc
-                for s in drop_suffixes:
-                    text = text[: -len(s)] if text.endswith(s) else text
-                names[split_unit(text)[0].lower()] = f"meas:{code_suffix(code, ('UKB//',))}"
+                for s in cfg.description_drop:
+                    text = text[: -len(s)] if s and text.endswith(s) else text
+                names[split_unit(text)[0].lower()] = f"meas:{code_suffix(code, cfg.measurement_prefixes)}"
         for short, meas_names in kb.measurement_names.items():
             names.update({n.lower(): f"meas:{short}" for n in meas_names})
         for f in kb.factors:
             names.update({n.lower(): f"factor:{f.id}" for n in f.names})
-        lex = cls(codes=frozenset(c[len(diagnosis_prefix):] for c in codes["code"].to_list()
-                                  if c.startswith(diagnosis_prefix)))
+        lex = cls(codes=frozenset(diag))
         for name, key in names.items():
             first = _WORD.match(name)
             if first:
@@ -397,8 +405,12 @@ _LEGEND = ("grounding: share of claims about the subject (diagnoses, measurement
 
 
 def check_rationales(rationales_df: pl.DataFrame, meds_dir: str | Path, labels: pl.DataFrame | str | Path,
-                     out_dir: str | Path, tokenizer: str | None = None, force: bool = False) -> dict:
-    """Check a rationale set; write quality.json, quality.md and rows.parquet into ``out_dir``; return the figures."""
+                     out_dir: str | Path, tokenizer: str | None = None, force: bool = False,
+                     render_cfg: RenderConfig | None = None) -> dict:
+    """Check a rationale set; write quality.json, quality.md and rows.parquet into ``out_dir``; return the figures.
+
+    ``render_cfg`` says how codes are read (diagnosis/measurement prefixes; default: the render defaults).
+    """
     from rationale_sft.cohort.meds_io import read_labels
     from rationale_sft.render.stage import check_same_config, read_codes
 
@@ -412,8 +424,8 @@ def check_rationales(rationales_df: pl.DataFrame, meds_dir: str | Path, labels: 
     def work(run_dir: Path) -> dict:
         kb = load_knowledge()
         subjects = labels.filter(pl.col("subject_id").is_in(rationales_df["subject_id"].unique().to_list()))
-        facts = facts_for_labels(meds_dir, subjects, include_later=True)
-        rows = check_rows(rationales_df, facts, subjects, Lexicon.build(read_codes(meds_dir), kb), kb,
+        facts = facts_for_labels(meds_dir, subjects, render_cfg, include_later=True)
+        rows = check_rows(rationales_df, facts, subjects, Lexicon.build(read_codes(meds_dir), kb, render_cfg), kb,
                           _token_counter(tokenizer))
         quality = _group_quality(rows, rationales_df["text"].to_list())
         rundir.write_parquet(rows, run_dir / "rows.parquet")
@@ -421,7 +433,8 @@ def check_rationales(rationales_df: pl.DataFrame, meds_dir: str | Path, labels: 
         rundir.write_text(run_dir / "quality.md", quality_markdown(quality["groups"]))
         return {"n_rationales": rows.height}
 
-    cfg = {"tokenizer": tokenizer, "rationales_hash": rundir.hash_text(
+    render_cfg = render_cfg or RenderConfig()
+    cfg = {"tokenizer": tokenizer, "render": config.to_dict(render_cfg), "rationales_hash": rundir.hash_text(
         rationales_df.select(REQUIRED).write_csv()), "n_rationales": rationales_df.height}
     check_same_config(out_dir, cfg, force)
     rundir.run_stage(out_dir, work, cfg=cfg, inputs={"meds": meds_dir}, force=force)
