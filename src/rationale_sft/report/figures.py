@@ -159,6 +159,7 @@ def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str
                    color=COLORS[i % len(COLORS)])
         ax.set_xticks(x, table[label_col].to_list(), rotation=20, ha="right")
         ax.set_ylabel(ylabel)
-        ax.set_ylim(0.4, 1.0)
+        values = np.concatenate([table[c].cast(pl.Float64).drop_nulls().drop_nans().to_numpy() for c in value_cols])
+        ax.set_ylim(max(0.0, min(0.4, float(values.min(initial=0.4)) - 0.05)), 1.0)
         ax.legend(frameon=False, fontsize=8)
         return save(fig, path)
