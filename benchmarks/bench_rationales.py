@@ -1,4 +1,4 @@
-"""Teacher generation rates: knowledge items/s, hf tokens/s (tiny random Llama, and SmolLM2-135M if present).
+"""Teacher generation rates: knowledge items/s, openai items/s by concurrency, hf tokens/s (tiny, SmolLM2).
 
 Prints figures; asserts nothing. The machine is shared, so compare ratios measured within one run.
 Usage: python benchmarks/bench_rationales.py [--subjects 300] [--smollm2-items 8] [--no-smollm2]
@@ -7,8 +7,11 @@ Usage: python benchmarks/bench_rationales.py [--subjects 300] [--smollm2-items 8
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +21,8 @@ from rationale_sft.config import build
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.rationales.generate import generate
 from rationale_sft.rundir import read_json
+
+LATENCY_S = 0.05
 
 
 def cohort(root: Path, n: int) -> Path:
@@ -40,6 +45,37 @@ def tiny_model(out: Path, corpus: list[str]) -> Path:
     tok.save_pretrained(out)
     build_model("llama", "xs", tok, seed=0).save_pretrained(out)
     return out
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    """Answers every chat completion after LATENCY_S with a well-formed blind rationale."""
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(LATENCY_S)
+        text = "Age is the main factor here.\nConclusion: unlikely\nRisk: 0.05"
+        data = json.dumps({"choices": [{"message": {"content": text}}], "usage": {"completion_tokens": 14}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def openai_rates(examples: Path, root: Path) -> None:
+    """Items/s against a local stub server with fixed latency, by concurrency (the pool's scaling)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for conc in (1, 8):
+            cfg = build(TeacherConfig, {"backend": "openai", "model": "stub", "mode": "blind", "styles": ["stepwise"],
+                                        "base_url": f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                                        "concurrency": conc})
+            run(f"openai stub {LATENCY_S * 1000:.0f} ms, conc={conc}", cfg, examples, root / f"openai{conc}")
+    finally:
+        httpd.shutdown()
 
 
 def run(name: str, cfg: TeacherConfig, examples: Path, out: Path, meds: Path | None = None) -> dict:
@@ -66,6 +102,9 @@ def main() -> None:
     run("knowledge (2 styles)", build(TeacherConfig, {}), examples, root / "k", meds=root / "meds")
     small = root / "small.parquet"
     pl.read_parquet(examples).filter(pl.col("split") == "train").head(16).write_parquet(small)
+    mid = root / "mid.parquet"
+    pl.read_parquet(examples).filter(pl.col("split") == "train").head(80).write_parquet(mid)
+    openai_rates(mid, root)
     model = tiny_model(root / "tiny", pl.read_parquet(examples)["prompt"].to_list())
     for bs in (1, 8):
         cfg = build(TeacherConfig, {"backend": "hf", "model": str(model), "styles": ["stepwise"], "batch_size": bs,
