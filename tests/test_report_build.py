@@ -35,7 +35,8 @@ def _cohort(g, n):
     z = g.normal(size=n)
     label = g.random(n) < 1 / (1 + np.exp(-(1.6 * z - 1.8)))
     return pl.DataFrame({"subject_id": np.arange(1000, 1000 + n, dtype=np.int64),
-                         "prediction_time": [datetime(2010, 1, 1) + timedelta(days=int(d)) for d in g.integers(0, 900, n)],
+                         "prediction_time": [datetime(2010, 1, 1) + timedelta(days=int(d))
+                                             for d in g.integers(0, 900, n)],
                          "boolean_value": label, "split": ["held_out"] * n, "age": g.uniform(40, 70, n).round(1),
                          "sex": g.choice(["F", "M"], n)}), z
 
@@ -49,7 +50,8 @@ def _scores(g, labels, z, strength, arm):
     return pl.DataFrame({
         "subject_id": labels["subject_id"], "prediction_time": labels["prediction_time"],
         "label": labels["boolean_value"], "p_yes": p, "label_mass": g.uniform(0.6, 1.0, n),
-        "p_direct": np.full(n, np.nan) if arm == "label_only" else 1 / (1 + np.exp(-(0.8 * z + g.normal(size=n) - 1.5))),
+        "p_direct": np.full(n, np.nan) if arm == "label_only"
+        else 1 / (1 + np.exp(-(0.8 * z + g.normal(size=n) - 1.5))),
         "conclusion": conclusion,
         "marker_found": [rationale] * n,
         "generated_text": [f"History shows items; risk {'elevated' if c == 'Yes' else 'low'}." if rationale else ""
@@ -65,7 +67,8 @@ def _train_log(g, arm):
     share = 1.0 if arm == "label_only" else 0.012
     return pl.DataFrame({"step": steps, "loss": label_loss if rationale_loss is None else rationale_loss,
                          "label_loss": label_loss, "rationale_loss": rationale_loss,
-                         "label_token_share": np.full(20, share), "n_target_tokens": np.full(20, 64 if share == 1 else 5000),
+                         "label_token_share": np.full(20, share),
+                         "n_target_tokens": np.full(20, 64 if share == 1 else 5000),
                          "lr": np.full(20, 3e-4), "tokens_per_s": np.full(20, 1000.0)},
                         schema_overrides={"rationale_loss": pl.Float64})
 

@@ -83,8 +83,9 @@ def errors_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:
     if not counts:
         return Section("errors", "Matched error analysis", [("absent", "No paired configurations.")])
     table = pl.DataFrame([{"arm": a, **{k: str(v) for k, v in c.items()}} for a, c in sorted(counts.items())])
-    blocks: list[tuple] = [("p", "Each run calls its top-n_pos scores positive (n_pos = observed cases), so both arms "
-                                 "make the same number of positive calls; counts are summed over paired configurations."),
+    blocks: list[tuple] = [("p", "Each run calls its top-n_pos scores positive (n_pos = observed cases), so both "
+                                 "arms make the same number of positive calls; counts are summed over paired "
+                                 "configurations."),
                            ("table", table, "Subject-level agreement of paired runs (reference vs arm).")]
     blocks += _describe_subjects(per_subject, rd, cfg)
     return Section("errors", "Matched error analysis", blocks)
@@ -128,7 +129,8 @@ def _describe_subjects(per_subject: dict, rd: RunDir, cfg: ReportConfig) -> list
     return _item_blocks(per_subject, examples) + [
         ("table", pl.DataFrame(rows), "Who the rationale arms lose: subjects the reference ranks correctly and "
                                           "the arm wrongly in at least half of the paired configurations, against all "
-                                          "test subjects (cases, age, sex and history length where the tables give them).")]
+                                          "test subjects (cases, age, sex and history length where the tables "
+                                          "give them).")]
 
 
 DATED_ITEM = re.compile(r"^\s*-\s*\d{4}(?:-\d{2}){0,2}\b[^:]*:\s*(.+?)\s*$")

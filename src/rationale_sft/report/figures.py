@@ -47,7 +47,8 @@ def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
         for yi, r in zip(y, rows.iter_rows(named=True)):
             c = color(arms, r["arm"])
             ax.plot([r["lo"], r["hi"]], [yi, yi], color=c, lw=1.5)
-            ax.plot(r["mean"], yi, "D" if r["factor"] == "overall" else "o", color=c, ms=6 if r["factor"] == "overall" else 4)
+            overall = r["factor"] == "overall"
+            ax.plot(r["mean"], yi, "D" if overall else "o", color=c, ms=6 if overall else 4)
         ax.axvline(0, color="black", lw=0.8, ls="--")
         ax.set_yticks(y, labels)
         ax.set_xlabel("Delta AUROC (arm - reference), mean and CI over paired configurations")

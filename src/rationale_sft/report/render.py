@@ -128,7 +128,8 @@ def _section_html(s: Section) -> str:
 def _table_html(df: pl.DataFrame, caption: str) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in df.rows())
-    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def to_markdown(sections: list[Section], title: str) -> str:

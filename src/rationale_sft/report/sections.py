@@ -1,4 +1,4 @@
-"""Report sections on the main question: verdict, arm table, Delta AUROC by factor, scale, curves, few-shot, baselines."""
+"""Report sections on the main question: verdict, arms, Delta AUROC by factor, scale, curves, few-shot, baselines."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
         study = v["study_delta"].get(arm)
         blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
                             f"mean Delta AUROC {fmt_ci(a['mean'], a['lo'], a['hi'])} over {a['n']} paired "
-                            f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank {p_text(a['p_wilcoxon'])}, "
-                            f"Holm-adjusted {p_text(a['p_holm'])}; sign test {p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
+                            f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank "
+                            f"{p_text(a['p_wilcoxon'])}, Holm-adjusted {p_text(a['p_holm'])}; sign test "
+                            f"{p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
                             + (f" (study: {study:+.3f})." if study is not None else ".")))
     blocks.append(("p", f"Rule: {v['rule']} (alpha = {v['alpha']})."))
     few = sorted({a["n"] for a in v["arms"].values() if 2.0 / 2 ** a["n"] >= v["alpha"]})
@@ -115,7 +116,8 @@ def _pairs_blocks(an: Analysis, cfg: ReportConfig) -> list[tuple]:
     table = p.sort("arm", *keys).select(
         "arm", *[pl.col(k).cast(pl.String) for k in keys], pl.col("n_paired").cast(pl.String),
         pl.struct("delta_auroc", "delta_lo", "delta_hi").map_elements(
-            lambda r: fmt_ci(r["delta_auroc"], r["delta_lo"], r["delta_hi"]), return_dtype=pl.String).alias("Delta [bootstrap CI]"),
+            lambda r: fmt_ci(r["delta_auroc"], r["delta_lo"], r["delta_hi"]),
+            return_dtype=pl.String).alias("Delta [bootstrap CI]"),
         pl.col("delong_z").map_elements(lambda x: fmt(x, 2), return_dtype=pl.String).alias("DeLong z"),
         pl.col("delong_p_holm").map_elements(fmt_p, return_dtype=pl.String).alias("Holm p"))
     return [("p", f"Per configuration (paired on the same test subjects): {sig_lower} of {p.height} arm runs are "
@@ -163,7 +165,8 @@ def _ece_table(an: Analysis, rep: dict, arms: list[str]) -> pl.DataFrame:
     order = {rep["runs"][a]: i for i, a in enumerate(arms)}
     runs = runs.sort(pl.col("run_id").replace_strict(order, return_dtype=pl.Int64))
     return pl.DataFrame({"arm": runs["arm"], "n": runs["n_test"].cast(pl.String),
-                         "AUROC [bootstrap CI]": [fmt_ci(*r) for r in zip(runs["auroc"], runs["auroc_lo"], runs["auroc_hi"])],
+                         "AUROC [bootstrap CI]": [fmt_ci(*r) for r in
+                                                  zip(runs["auroc"], runs["auroc_lo"], runs["auroc_hi"])],
                          "ECE equal width": [fmt(x) for x in runs["ece_uniform"]],
                          "ECE equal mass": [fmt(x) for x in runs["ece_quantile"]]})
 
@@ -259,7 +262,8 @@ def _baseline_row(scale, model, p, test_ids, ref_mean, an, rep_ref, cfg) -> dict
         p = p.filter(pl.col("subject_id").is_in(test_ids.to_list()))
     y = p["boolean_value"].cast(pl.Boolean).to_numpy()
     s = p["predicted_boolean_probability"].cast(pl.Float64).to_numpy()
-    t = {r["metric"]: r for r in bootstrap_table(y, s, seed=cfg.seed, n_boot=cfg.n_boot, level=cfg.level).iter_rows(named=True)}
+    boot = bootstrap_table(y, s, seed=cfg.seed, n_boot=cfg.n_boot, level=cfg.level)
+    t = {r["metric"]: r for r in boot.iter_rows(named=True)}
     vs = "–"
     if rep_ref in an.scores:
         j = an.scores[rep_ref].select("subject_id", "label", "p_yes").join(
@@ -270,7 +274,8 @@ def _baseline_row(scale, model, p, test_ids, ref_mean, an, rep_ref, cfg) -> dict
     return {"scale": str(scale), "model": model, "n": str(y.size), "n_pos": str(int(y.sum())),
             "AUROC [CI]": fmt_ci(t["auroc"]["estimate"], t["auroc"]["lo"], t["auroc"]["hi"]),
             "AUPRC [CI]": fmt_ci(t["auprc"]["estimate"], t["auprc"]["lo"], t["auprc"]["hi"]),
-            f"{cfg.reference_arm} mean AUROC at this scale": fmt(ref_mean), "label-only run minus baseline (DeLong)": vs}
+            f"{cfg.reference_arm} mean AUROC at this scale": fmt(ref_mean),
+            "label-only run minus baseline (DeLong)": vs}
 
 
 def _cap(table: pl.DataFrame, cfg: ReportConfig) -> pl.DataFrame:
@@ -280,4 +285,5 @@ def _cap(table: pl.DataFrame, cfg: ReportConfig) -> pl.DataFrame:
 def _capped(caption: str, table: pl.DataFrame, cfg: ReportConfig) -> str:
     if table.height <= cfg.max_rows:
         return caption
-    return f"{caption} First {cfg.max_rows} of {table.height} rows (report.max_rows); all are in results.parquet and stats.json."
+    return (f"{caption} First {cfg.max_rows} of {table.height} rows (report.max_rows); all are in results.parquet "
+            "and stats.json.")

@@ -80,5 +80,6 @@ def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, level: 
     z = diff / se if se > 0 else (0.0 if se == 0 else np.nan)
     half = norm.ppf((1 + level) / 2) * se
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": diff, "se": se, "z": float(z),
-            "p": float(2 * norm.sf(abs(z))) if se > 0 else (1.0 if se == 0 else np.nan), "lo": diff - half, "hi": diff + half,
+            "p": float(2 * norm.sf(abs(z))) if se > 0 else (1.0 if se == 0 else np.nan),
+            "lo": diff - half, "hi": diff + half,
             "n": int(y.size), "n_pos": int(y.sum()), "method": f"DeLong paired test, normal CI ({level:.0%})"}
