@@ -24,7 +24,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}th{background:#f3f3f3}
 caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding-bottom:.3em}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+figure{display:inline-block;vertical-align:top;margin:.4em 1.2em .4em 0;max-width:100%}
+figcaption{font-size:.85em;color:#555}img{max-width:100%;border:1px solid #eee}
 .absent{color:#8a6d3b;background:#fcf8e3;padding:.4em .7em;border-left:3px solid #f0ad4e}
 .verdict{background:#eef6fb;border-left:4px solid #1b6ca8;padding:.6em 1em}
 pre{background:#f7f7f7;padding:.5em;white-space:pre-wrap;font-size:.85em}

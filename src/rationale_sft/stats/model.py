@@ -58,9 +58,12 @@ def design(deltas: pl.DataFrame, factors: tuple[str, ...] = ("arm", "family", "m
         levels = sorted(set(values.tolist()))
         candidates += [(f"{f}={lv}", (values == lv).astype(np.float64)) for lv in levels[1:]]
         dropped += [f"{f} (one level)"] if len(levels) == 1 else []
-    if numeric in deltas.columns:
-        x = np.log2(deltas[numeric].cast(pl.Float64).to_numpy())
+    raw = deltas[numeric].cast(pl.Float64).to_numpy() if numeric in deltas.columns else np.array([np.nan])
+    if np.all(raw > 0):  # log2 needs positive sizes; a missing or non-positive scale leaves the term out
+        x = np.log2(raw)
         candidates.append((f"log2({numeric}) (centred)", x - x.mean()))
+    elif numeric in deltas.columns:
+        dropped.append(f"log2({numeric}) (missing or non-positive values)")
     for name, col in candidates:
         trial = np.column_stack(cols + [col])
         if np.linalg.matrix_rank(trial) > len(cols):
