@@ -180,3 +180,15 @@ def test_delong_with_a_single_positive_has_undefined_variance():
     r = D.delong_test(y, np.array([0.9, 0.1, 0.5, 0.3]), np.array([0.2, 0.1, 0.5, 0.3]))
     assert (r["auc_a"], r["auc_b"]) == (1.0, pytest.approx(1 / 3))
     assert np.isnan(r["se"]) and np.isnan(r["p"]) and np.isnan(r["lo"])
+
+
+def test_delong_rejects_at_about_the_nominal_rate_under_the_null():
+    """Two scores with the same signal: about 5% of paired tests reject at 0.05 (SE is neither too small nor large)."""
+    g = np.random.default_rng(11)
+    rejections = 0
+    for _ in range(300):
+        y = g.random(300) < 0.3
+        z = g.normal(size=300) + 0.8 * y
+        a, b = z + g.normal(size=300), z + g.normal(size=300)
+        rejections += D.delong_test(y, a, b)["p"] < 0.05
+    assert 0.02 <= rejections / 300 <= 0.09
