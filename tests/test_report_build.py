@@ -28,7 +28,7 @@ MODELS = (("llama", "15M", "llama-15M", "instruct"), ("qwen", "20M", "qwen-20M",
 SCALES = (200, 800)
 SEEDS = (0, 1, 2)
 # signal strength of each arm's score (effect=+1): label-only discriminates best, as in the study
-STRENGTH = {"label_only": 1.3, "freeform": 0.45, "stepwise": 0.35}
+STRENGTH = {"label_only": 1.3, "freeform": 0.45, "stepwise": 0.35, "weighted": 1.2}
 
 
 def _cohort(g, n):
@@ -290,3 +290,15 @@ def test_stale_figures_are_removed_and_cli_runs(tmp_path, capsys):
     assert json.loads((root / "report" / "stats.json").read_text())["config"]["seed"] == 3
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "results.parquet not found" in capsys.readouterr().err
+
+
+def test_ablation_arms_are_compared_but_not_judged(tmp_path):
+    root = make_grid_run(tmp_path / "g", fewshot=False, extras=False,
+                         arms=("label_only", "freeform", "stepwise", "weighted"))
+    write_report(CFG, root)
+    stats = json.loads((root / "report" / "stats.json").read_text())
+    assert [a["arm"] for a in stats["arms"]] == ["label_only", "freeform", "stepwise", "weighted"]
+    assert sorted(stats["verdict"]["arms"]) == ["freeform", "stepwise"]
+    weighted = [f for f in stats["factors"] if f["arm"] == "weighted" and f["factor"] == "overall"]
+    assert len(weighted) == 1 and weighted[0]["n"] == 18
+    assert "arm=weighted" in [t["term"] for t in stats["gap_model"]["terms"]]

@@ -31,7 +31,7 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
     before = {p.name for p in out.glob("*.png")}
     an = analyse(rd, cfg)
     sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
-                sec.scale_section(an, cfg, out), sec.curves_section(an, cfg, rd, out),
+                sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
                 sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]

@@ -55,8 +55,10 @@ def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
         return save(fig, path)
 
 
-def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path) -> str:
-    """Mean AUROC (min-max over seeds as bars) against training-set size, per family and arm."""
+def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path,
+                 baselines: dict[str, list[tuple[float, float]]] | None = None) -> str:
+    """Mean AUROC (min-max over seeds as bars) against training-set size, per family and arm; baselines'
+    AUROC per scale (``{model: [(scale, auroc)]}``) as grey reference lines in every panel."""
     families = sorted(set(runs["family"].cast(pl.String).fill_null("-").to_list()))
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(3.6 * len(families), 3.2))
@@ -70,6 +72,9 @@ def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path) -> str:
                 x = agg["scale"].to_numpy().astype(float)
                 ax.errorbar(x, agg["m"], yerr=[agg["m"] - agg["lo"], agg["hi"] - agg["m"]], marker="o", ms=4,
                             capsize=2, label=arm, color=color(arms, arm))
+            for k, (model, points) in enumerate(sorted((baselines or {}).items())):
+                xs, ys = zip(*sorted(points))
+                ax.plot(xs, ys, color="grey", ls=("--", ":", "-.", (0, (1, 3)))[k % 4], lw=1.0, label=model)
             ax.set_xscale("log", base=2)
             ticks = sorted(set(sub["scale"].drop_nulls().cast(pl.Float64).to_list()))
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])

@@ -12,8 +12,8 @@ from rationale_sft.report import figures
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
-from rationale_sft.stats import (age_bands, auroc_by_group, bootstrap_table, delong_test, paired_deltas, signed_tests,
-                                 t_interval)
+from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
+                                 signed_tests, t_interval)
 from rationale_sft.stats.metrics import band_names
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
@@ -127,14 +127,31 @@ def _pairs_blocks(an: Analysis, cfg: ReportConfig) -> list[tuple]:
                                                 f"{cfg.seed}) and DeLong test per configuration.", table, cfg))]
 
 
-def scale_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
-    """AUROC against training-set size, per arm and family."""
+def scale_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Section:
+    """AUROC against training-set size, per arm and family, with the baselines fitted at each scale."""
     sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
     if "scale" not in sft.columns or sft["scale"].drop_nulls().n_unique() < 2:
         return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid.")])
     png = figures.scale_curves(sft.filter(pl.col("scale").is_not_null()), arm_order(sft["arm"].to_list(), cfg),
-                               out / "auroc_vs_scale.png")
-    return Section("scale", "AUROC vs data scale", [("img", png, "AUROC vs number of training subjects, per family")])
+                               out / "auroc_vs_scale.png", baseline_curves(an, rd))
+    return Section("scale", "AUROC vs data scale", [
+        ("img", png, "AUROC vs number of training subjects, per family (grey: baselines fitted on the same "
+                     "number of subjects, scored on the same test subjects)")])
+
+
+def baseline_curves(an: Analysis, rd: RunDir, models: tuple[str, ...] = ("lr", "lightgbm")) -> dict:
+    """``{model: [(scale, AUROC on the language models' test subjects)]}`` for baselines with numeric scales."""
+    rep_ref = next(iter(an.representative.get("runs", {}).values()), None)
+    test_ids = an.scores[rep_ref]["subject_id"].to_list() if rep_ref in an.scores else None
+    curves: dict[str, list] = {}
+    for scale, preds in read_baselines(rd).items():
+        for model in (m for m in models if m in preds):
+            p = preds[model] if test_ids is None else preds[model].filter(pl.col("subject_id").is_in(test_ids))
+            y = p["boolean_value"].cast(pl.Boolean).to_numpy()
+            if scale.replace(".", "", 1).isdigit() and 0 < y.sum() < y.size:
+                s = p["predicted_boolean_probability"].cast(pl.Float64).to_numpy()
+                curves.setdefault(model, []).append((float(scale), auroc(y, s)))
+    return {m: pts for m, pts in curves.items() if len(pts) >= 2}
 
 
 def curves_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Section:
