@@ -114,7 +114,8 @@ def main() -> None:
         few = root / "few.parquet"
         pl.read_parquet(small).head(args.smollm2_items).write_parquet(few)
         cfg = build(TeacherConfig, {"backend": "hf", "model": "smollm2-135m-instruct", "styles": ["stepwise"],
-                                    "mode": "blind", "batch_size": 4, "max_new_tokens": 160, "allow_failures": True})
+                                    "mode": "blind", "batch_size": 4, "max_new_tokens": 160, "allow_failures": True,
+                                    "cpu_threads": 1})
         stats = run("hf smollm2-135m batch=4", cfg, few, root / "smol")
         print(f"  smollm2 replies with a parseable conclusion: {stats['generated']} of "
               f"{stats['generated'] + stats['failed']}")

@@ -69,6 +69,8 @@ class TeacherConfig:
     "hf: prompts generated together (left-padded)."
     device: str = "cpu"
     "hf: torch device ('cpu', 'cuda', 'cuda:1', ...)."
+    cpu_threads: int = 0
+    "hf: torch CPU threads (0: torch's default; 1 is often fastest on a machine shared with other jobs)."
 
     @property
     def model_name(self) -> str:
@@ -79,7 +81,7 @@ class TeacherConfig:
         for name in ("concurrency", "batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("timeout_s", "rps", "backoff_s", "temperature", "max_retries"):
+        for name in ("timeout_s", "rps", "backoff_s", "temperature", "max_retries", "cpu_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.backend != "knowledge" and not self.model:

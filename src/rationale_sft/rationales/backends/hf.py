@@ -22,6 +22,10 @@ from rationale_sft.seeding import derive_seed
 
 def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
     """Generate every item in batches of ``cfg.batch_size``, emitting outcomes batch by batch."""
+    if cfg.cpu_threads:
+        import torch
+
+        torch.set_num_threads(cfg.cpu_threads)
     model, tokenizer = load(cfg.model, cfg.device)
     items = sorted(items, key=lambda i: len(i.prompt))  # similar lengths per batch: less padding to compute
     n_tokens, seconds = 0, 0.0
