@@ -105,9 +105,10 @@ def convert_alias(alias: str, cache: Path | None = None) -> Path:
         info = _convert_gguf(src, tmp)
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        if out.exists():  # a half-written dir from an older, killed run (no DONE): replace it
+        if out.exists() and not (out / "DONE").is_file():  # a half-written dir from a killed run: replace it
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        if not (out / "DONE").is_file():  # else another process finished the same conversion meanwhile
+            os.replace(tmp, out)
     except OSError:
         if not (out / "DONE").is_file():  # unless another process finished the same conversion first
             raise
