@@ -65,6 +65,8 @@ class Outcome:
     error: str | None = None
     attempts: int = 1
     n_tokens: int = 0
+    seed: int | None = None
+    "The sampling seed actually used (None when decoding was greedy or deterministic)."
 
 
 Emit = Callable[[Outcome], None]
@@ -162,7 +164,7 @@ def _record(cfg: TeacherConfig, out: Outcome) -> dict:
     return {"spec_version": SPEC_VERSION, "text": p.text, "conclusion": p.conclusion,
             "teacher_risk": p.teacher_risk, "raw": out.raw, "backend": cfg.backend, "model": cfg.model_name,
             "subject_id": out.item.subject_id, "style": out.item.style, "mode": out.item.mode,
-            "attempts": out.attempts, "n_tokens": out.n_tokens, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "attempts": out.attempts, "n_tokens": out.n_tokens, "seed": out.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _run_backend(cfg: TeacherConfig, pending: list[Item], cache: RationaleCache,
@@ -196,7 +198,7 @@ def _run_backend(cfg: TeacherConfig, pending: list[Item], cache: RationaleCache,
 def _failure(out: Outcome) -> dict:
     i = out.item
     return {"subject_id": i.subject_id, "prompt_hash": i.prompt_hash, "style": i.style, "mode": i.mode,
-            "cache_key": i.key, "attempts": out.attempts, "error": out.error, "reply": out.raw}
+            "cache_key": i.key, "attempts": out.attempts, "error": out.error, "reply": out.raw, "seed": out.seed}
 
 
 def _backend(name: str) -> Callable[..., dict | None]:

@@ -3,8 +3,8 @@
 The model is found with ``rationale_sft.models.hub.resolve`` (a local HF dir, a cached hub id or an alias
 such as ``smollm2-135m-instruct``). The tokenizer's chat template is used when it has one; otherwise the
 system and user messages are joined as plain text. Decoding is greedy at temperature 0; otherwise sampled,
-with the torch seed of each batch derived from the master seed and the batch's first cache key (recorded
-in the cache key, so sampled output depends on the batch composition; greedy output does not).
+with the torch seed of each batch derived from the master seed and the batch's first cache key (the seed
+is recorded with every rationale; sampled output depends on the batch composition, greedy output does not).
 A reply without a conclusion line fails its item (reported, never dropped).
 """
 
@@ -32,22 +32,22 @@ def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
     for start in range(0, len(items), cfg.batch_size):
         batch = items[start:start + cfg.batch_size]
         chats = [teacher_messages(i.prompt, i.style, i.mode, i.teacher_label) for i in batch]
+        seed = derive_seed(cfg.seed, f"hf/{batch[0].key}") if cfg.temperature > 0 else None
         t0 = time.perf_counter()
-        texts, counts = generate_texts(model, tokenizer, chats, cfg.max_new_tokens, cfg.temperature,
-                                       derive_seed(cfg.seed, f"hf/{batch[0].key}"))
+        texts, counts = generate_texts(model, tokenizer, chats, cfg.max_new_tokens, cfg.temperature, seed or 0)
         seconds += time.perf_counter() - t0
         n_tokens += sum(counts)
         for item, text, count in zip(batch, texts, counts):
-            emit(_outcome(item, text, count))
+            emit(_outcome(item, text, count, seed))
     return {"generated_tokens": n_tokens, "generate_seconds": round(seconds, 3),
             "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1)}
 
 
-def _outcome(item: Item, text: str, n_tokens: int) -> Outcome:
+def _outcome(item: Item, text: str, n_tokens: int, seed: int | None) -> Outcome:
     try:
-        return Outcome(item, parse_item_reply(item, text), text, None, 1, n_tokens)
+        return Outcome(item, parse_item_reply(item, text), text, None, 1, n_tokens, seed)
     except InputError as exc:
-        return Outcome(item, None, text, str(exc), 1, n_tokens)
+        return Outcome(item, None, text, str(exc), 1, n_tokens, seed)
 
 
 def load(name: str, device: str = "cpu"):

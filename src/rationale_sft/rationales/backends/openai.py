@@ -82,7 +82,7 @@ def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limit
         try:
             reply = post_json(url, body, headers, cfg.timeout_s)
             raw, n_tokens = reply_text(reply)
-            return Outcome(item, parse_item_reply(item, raw), raw, None, attempt + 1, n_tokens)
+            return Outcome(item, parse_item_reply(item, raw), raw, None, attempt + 1, n_tokens, body.get("seed"))
         except FatalError as exc:
             return Outcome(item, None, raw, str(exc), attempt + 1)
         except (RetryableError, InputError) as exc:
