@@ -87,6 +87,16 @@ def test_stage_reports_unparseable_replies_as_failures(tiny_dir, tmp_path):
     # a random model never writes a conclusion line: every train item is reported, none dropped silently
     assert sorted(f["subject_id"] for f in failures) == [1, 2, 3]
     assert all("no conclusion line" in f["error"] and f["reply"] is not None for f in failures)
+    assert all(f["seed"] is None for f in failures)  # greedy
     assert pl.read_parquet(tmp_path / "out" / "rationales.parquet").height == 0
     manifest = read_json(tmp_path / "out" / "manifest.json")
     assert manifest["rationales"]["generated_tokens"] > 0 and manifest["rationales"]["failed"] == 3
+
+
+def test_sampled_runs_record_one_seed_per_batch(tiny_dir, tmp_path):
+    examples = write_examples(tmp_path / "examples.parquet", ["ok"] * 4)
+    cfg = build(TeacherConfig, {"backend": "hf", "model": str(tiny_dir), "max_new_tokens": 4, "batch_size": 2,
+                                "styles": ["freeform"], "temperature": 0.8, "allow_failures": True})
+    generate(cfg, examples, tmp_path / "out")
+    seeds = [f["seed"] for f in read_json(tmp_path / "out" / "failures.json")]
+    assert len(seeds) == 4 and all(isinstance(s, int) for s in seeds) and len(set(seeds)) == 2
