@@ -85,3 +85,12 @@ def test_lora_bad_target_modules_name_the_available_layers(tok):
     model = build_model("qwen2", "xs", tok, seed=0)
     with pytest.raises(InputError, match=r"\['c_attn'\] match no linear layer.*gate_proj.*q_proj"):
         apply_lora(model, LoraConfig(enabled=True, target_modules=("q_proj", "c_attn")))
+
+
+def test_mistral_attends_through_a_sliding_window(tok):
+    llama, mistral = build_model("llama", "xs", tok, seed=0), build_model("mistral", "xs", tok, seed=0)
+    window = mistral.config.sliding_window
+    x = torch.randint(3, len(tok), (1, window + 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        diff = (llama(input_ids=x).logits - mistral(input_ids=x).logits).abs().amax(-1)[0]
+    assert float(diff[:window].max()) < 1e-4 and float(diff[window + 8:].min()) > 1e-4

@@ -38,6 +38,8 @@ class Shape:
     mlp: int
 
 
+SLIDING_WINDOW = 256  # mistral: each layer attends to the last 256 positions (4096 of 32k in Mistral 7B)
+
 SIZES = {
     "xs": Shape(hidden=128, layers=2, heads=4, kv_heads=2, mlp=352),
     "s": Shape(hidden=256, layers=4, heads=4, kv_heads=2, mlp=704),
@@ -66,7 +68,8 @@ def _qwen2(shape: Shape, vocab_size: int, ids: dict):
 def _mistral(shape: Shape, vocab_size: int, ids: dict):
     from transformers import MistralConfig
 
-    return MistralConfig(**_common(shape, vocab_size, ids), sliding_window=None)
+    # Mistral's defining trait is sliding-window attention; without it the model computes what llama does.
+    return MistralConfig(**_common(shape, vocab_size, ids), sliding_window=SLIDING_WINDOW)
 
 
 def _gemma(shape: Shape, vocab_size: int, ids: dict):
