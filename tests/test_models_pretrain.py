@@ -92,6 +92,10 @@ def test_ensure_base_caches_tokenizer_base_and_reasoning_base(tmp_path):
     assert plain.name.startswith("base-") and "reasoning" not in plain.name and len(list(tmp_path.iterdir())) == 3
     ensure_base(cfg(), lambda corpus: texts(seed=9), tmp_path)  # another corpus: new tokenizer and base
     assert len(list(tmp_path.iterdir())) == 5
+    # reasoning settings do not touch the plain base; its own training settings do (tokenizer reused)
+    assert ensure_base(cfg("pretrain.reasoning_steps=7"), texts_fn, tmp_path) == plain
+    assert ensure_base(cfg("pretrain.steps=2"), texts_fn, tmp_path) != plain
+    assert len(list(tmp_path.iterdir())) == 6
 
 
 def test_ensure_base_rejects_an_empty_corpus(tmp_path):
