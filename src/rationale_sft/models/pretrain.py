@@ -246,7 +246,7 @@ def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key
     pc = cfg.pretrain
     cont = dataclasses.replace(cfg, pretrain=dataclasses.replace(
         pc, steps=pc.reasoning_steps, lr=pc.reasoning_lr, warmup_steps=min(pc.warmup_steps, pc.reasoning_steps)))
-    key = cfglib.config_hash({"base": base_key, "pretrain": cont.pretrain, "corpus": corpus_hash(texts),
+    key = cfglib.config_hash({"base": base_key, "pretrain": _base_part(cont.pretrain), "corpus": corpus_hash(texts),
                               "bf16_autocast": cfg.model.bf16_autocast})
     out = cache_root / f"base-reasoning-{key}"
     if not rundir.is_done(out):
@@ -255,8 +255,9 @@ def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key
 
 
 def _base_part(pc) -> dict:
-    # The reasoning continuation's settings do not change the plain base, so they stay out of its hash.
-    return {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_")}
+    # Settings that do not change the plain base's weights (the reasoning continuation's, the log
+    # interval) stay out of its hash, so changing them reuses the base.
+    return {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_") and k != "log_every"}
 
 
 def _texts(texts_fn, corpus: str) -> list[str]:
