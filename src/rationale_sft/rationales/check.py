@@ -160,12 +160,14 @@ class SubjectView:
         self.factors = {e.factor.id for e in find_evidence(facts, kb)}
 
     def factor_status(self, factor_id: str) -> str:
+        """grounded (the record shows the factor), future (only at/after the prediction time) or ungrounded."""
         if factor_id in self.factors:
             return "grounded"
         f = self.kb.factor(factor_id)
         return "future" if any(c in self.later for c in f.diagnoses) else "ungrounded"
 
     def dx_status(self, short: str) -> str:
+        """grounded, future or ungrounded for a 3-character diagnosis code."""
         return "grounded" if short in self.before else "future" if short in self.later else "ungrounded"
 
     def direction_of(self, key: str) -> str | None:
