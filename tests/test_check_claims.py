@@ -106,6 +106,8 @@ def test_report_on_knowledge_rationales(world, tmp_path):
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["DONE", "config.yaml", "manifest.json",
                                                                    "quality.json", "quality.md", "rows.parquet"]
     assert q["overall"]["grounding_rate"] == 1.0 and q["overall"]["future_claims"] == 0
+    kinds = q["overall"]["claims_by_kind"]
+    assert sum(kinds.values()) == q["overall"]["n_claims"] and kinds["timing:grounded"] > 0 and kinds["age:grounded"] > 0
     assert len(q["groups"]) == 4
     conditioned = [g for g in q["groups"] if g["mode"] == "conditioned"]
     assert all(g["label_agreement"] == 1.0 for g in conditioned)

@@ -316,7 +316,7 @@ _ROW_SCHEMA = {"subject_id": pl.Int64, "backend": pl.String, "model": pl.String,
                "n_direction_wrong": pl.Int64, "conclusion": pl.String, "conclusion_parsed": pl.String,
                "label": pl.Boolean, "label_consistent": pl.Boolean, "teacher_risk": pl.Float64,
                "answer_marker": pl.Boolean, "n_words": pl.Int64, "n_tokens": pl.Int64,
-               "problems": pl.List(pl.String)}
+               "claims": pl.List(pl.String), "problems": pl.List(pl.String)}
 
 
 def _row(r: dict, claims: list[Claim], dirs: dict, label: bool | None, count_tokens) -> dict:
@@ -334,6 +334,7 @@ def _row(r: dict, claims: list[Claim], dirs: dict, label: bool | None, count_tok
             "label_consistent": None if label is None else (r["conclusion"] == "Yes") == bool(label),
             "teacher_risk": r.get("teacher_risk"), "answer_marker": ANSWER_MARKER.lower() in r["text"].lower(),
             "n_words": len(r["text"].split()), "n_tokens": count_tokens(r["text"]) if count_tokens else None,
+            "claims": [f"{c.kind}:{c.status}" for c in claims],
             "problems": [f"{c.status} {c.kind}: {c.text!r}" + (f" ({c.detail})" if c.detail else "")
                          for c in claims if c.status != "grounded"]}
 
@@ -360,6 +361,8 @@ def summarise(rows: pl.DataFrame, texts: list[str]) -> dict:
         toks = rows["n_tokens"].drop_nulls().to_numpy()
         out.update(tokens_mean=float(toks.mean()), tokens_median=float(np.median(toks)),
                    tokens_p90=float(np.percentile(toks, 90)))
+    tally = rows.select(pl.col("claims").explode().drop_nulls().value_counts(sort=True)).unnest("claims")
+    out["claims_by_kind"] = {k: int(n) for k, n in zip(tally["claims"].to_list(), tally["count"].to_list())}
     out["teacher_auroc"] = _auroc(rows, "label")
     out["risk_conclusion_auroc"] = _auroc(rows.with_columns(said_yes=pl.col("conclusion") == "Yes"), "said_yes")
     return out
