@@ -106,13 +106,15 @@ def rationales(out_dir: str, root: str, meds: str, render_dir: str, teacher: dic
     return {"n_rationales": table.height, **{f"mean_words_{r['style']}": r["mean_words"] for r in words.to_dicts()}}
 
 
-def quality(out_dir: str, root: str, meds: str, labels_dir: str, rationales_dir: str) -> dict:
+def quality(out_dir: str, root: str, meds: str, labels_dir: str, rationales_dir: str, render: dict) -> dict:
     """Rationale quality report (grounding, accuracy, consistency, length, diversity)."""
+    from rationale_sft.config.render import RenderConfig
     from rationale_sft.rationales.check import check_rationales
 
     table = pl.read_parquet(_path(root, rationales_dir) / "rationales.parquet")
     labels_table = pl.read_parquet(_path(root, labels_dir) / USED)
-    rundir.run_stage(out_dir, lambda d: {"quality": check_rationales(table, _path(root, meds), labels_table, d)})
+    check_rationales(table, _path(root, meds), labels_table, out_dir,
+                     render_cfg=cfglib.build(RenderConfig, render))
     return _numeric(rundir.read_json(Path(out_dir) / "quality.json"))
 
 

@@ -84,8 +84,8 @@ def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: 
         return None
     job = p.add(_job("rationales", {"meds": meds, "render_dir": render.out_dir,
                                     "teacher": cfglib.to_dict(cfg.teacher)}, [meds_job, render], "rationales"))
-    quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir},
-                         [meds_job, labels, job], "quality"))
+    quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
+                                     "render": cfglib.to_dict(cfg.render)}, [meds_job, labels, job], "quality"))
     p.index.update({"rationales": job.out_dir, "rationale_quality": quality.out_dir})
     return job
 
