@@ -49,6 +49,27 @@ def _wait_for_file(folder, timeout=20):
     raise AssertionError(f"no download in {folder}: {list(folder.iterdir())}")
 
 
+def _wait_text(driver, element_id: str, text: str, timeout: float = 20) -> None:
+    """Wait until the element shows ``text`` (the page's script may still be running after a reload)."""
+    from selenium.common.exceptions import NoSuchElementException, TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shows(d):
+        try:
+            return d.find_element(By.ID, element_id).text == text
+        except NoSuchElementException:
+            return False
+
+    try:
+        WebDriverWait(driver, timeout).until(shows)
+    except TimeoutException:
+        checked = driver.execute_script("return document.querySelectorAll('input:checked').length")
+        store = driver.execute_script("return JSON.stringify(localStorage)")
+        raise AssertionError(f"#{element_id} shows {driver.find_element(By.ID, element_id).text!r}, "
+                             f"expected {text!r}; {checked} radios checked; storage {store}") from None
+
+
 @pytest.mark.slow
 def test_rate_reload_save_and_import(browser, tmp_path):
     from selenium.webdriver.common.by import By
@@ -57,7 +78,7 @@ def test_rate_reload_save_and_import(browser, tmp_path):
     rationales, examples = write_rationales(tmp_path)
     page = export_packet(build(ExportConfig, {"n": 3, "seed": 1}), rationales, examples, tmp_path / "packet")
     driver.get(page.as_uri())
-    assert driver.find_element(By.ID, "status").text == "0 of 3 rated"
+    _wait_text(driver, "status", "0 of 3 rated")
     scores = {"R001": (5, 4, 3), "R002": (2, 2, 1)}
     for item, values in scores.items():
         for crit, s in zip(("accuracy", "grounding", "relevance"), values):
@@ -67,8 +88,9 @@ def test_rate_reload_save_and_import(browser, tmp_path):
     assert driver.find_element(By.ID, "error").text == "Enter your name first."
     driver.find_element(By.ID, "rater").send_keys("Dr Ada")
 
+    _wait_text(driver, "status", "2 of 3 rated")
     driver.refresh()  # progress survives a reload (localStorage)
-    assert driver.find_element(By.ID, "status").text == "2 of 3 rated"
+    _wait_text(driver, "status", "2 of 3 rated")
     assert driver.find_element(By.ID, "R001-accuracy-5").is_selected()
     assert driver.find_element(By.ID, "rater").get_attribute("value") == "Dr Ada"
     driver.find_element(By.ID, "save").click()
