@@ -31,7 +31,8 @@ def test_adapter_dir_without_weights_and_file_paths_are_rejected(tmp_path):
 def test_unknown_alias_and_uncached_hub_id_never_download():
     with pytest.raises(InputError, match="not a known alias \\(smollm2-135m-instruct\\)"):
         hub.resolve("no-such-model")
-    with pytest.raises(InputError, match="not in the local Hugging Face cache and this project never downloads"):
+    with pytest.raises(InputError, match="no such local directory, and as a hub id it is not in the local Hugging Face cache "
+                                         "\\(this project never downloads\\)"):
         hub.resolve("rationale-sft-tests/not-a-cached-model")
 
 

@@ -75,9 +75,10 @@ def _from_hub_cache(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except (LocalEntryNotFoundError, OSError, ValueError):
-        raise InputError(f"hub model {repo_id!r} is not in the local Hugging Face cache and this project never "
-                         f"downloads; on a machine with network run `huggingface-cli download {repo_id}` (or "
-                         f"save_pretrained it to a directory) and pass that directory") from None
+        raise InputError(f"model {repo_id!r}: no such local directory, and as a hub id it is not in the local "
+                         f"Hugging Face cache (this project never downloads); on a machine with network run "
+                         f"`huggingface-cli download {repo_id}` (or save_pretrained it to a directory) and pass "
+                         f"that directory") from None
 
 
 def gguf_path(alias: str) -> Path:
