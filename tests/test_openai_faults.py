@@ -53,6 +53,7 @@ class FaultServer:
         self.in_flight = self.max_in_flight = 0
         self.starts: list[float] = []
         self.auth: list[str | None] = []
+        self.times: dict[str, list[float]] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -94,6 +95,7 @@ class FaultServer:
             "nochoices": (200, b'{"object": "chat.completion"}', 0.0),
             "noconclusion": (200, json.dumps({"choices": [{"message": {"content": "Age matters."}}]}).encode(), 0.0),
             "badrequest": (400, b'{"error": "bad request"}', 0.0),
+            "ratelimited": (429, b'{"error": "slow down"}', 0.0) if n == 1 else (200, ok, 0.0),
         }[tag]
 
     def _handler(self):
@@ -106,11 +108,15 @@ class FaultServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.starts.append(time.monotonic())
+                    server.times.setdefault(re.search(r"Subject (\d+)", body["messages"][1]["content"]).group(1),
+                                            []).append(time.monotonic())
                     server.auth.append(self.headers.get("Authorization"))
                 try:
                     status, payload, wait = server.answer(body)
                     time.sleep(wait)
                     self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", "1")
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -150,6 +156,15 @@ def test_retries_recover_and_failures_are_reported(tmp_path):
     assert "although it was told" in failures[8]["error"]
     assert server.calls["2"] == 3 and server.calls["3"] == 2 and server.calls["7"] == 1
     assert is_done(tmp_path / "out")
+
+
+def test_retry_after_is_honoured(tmp_path):
+    examples = write_examples(tmp_path / "examples.parquet", ["ratelimited"])
+    with FaultServer() as server:
+        generate(_cfg(server), examples, tmp_path / "out")
+    first, second = server.times["1"]
+    assert server.calls["1"] == 2 and second - first >= 0.95  # Retry-After: 1, backoff_s is only 0.01
+    assert pl.read_parquet(tmp_path / "out" / "rationales.parquet").height == 1
 
 
 def test_failures_block_done_then_rerun_only_retries_them(tmp_path):

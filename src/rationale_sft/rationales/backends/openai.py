@@ -2,7 +2,8 @@
 
 Requests run on a bounded thread pool under a shared requests-per-second limit. Timeouts, connection
 errors, HTTP 429/5xx, malformed JSON, replies without ``choices`` and replies that ``specs.parse_reply``
-rejects are retried with exponential backoff and jitter; other 4xx answers fail the item at once. Every
+rejects are retried with exponential backoff and jitter (at least the server's ``Retry-After``, up to 60 s);
+other 4xx answers fail the item at once. Every
 failure is reported to the driver with its last error, never dropped.
 
 Patient text leaves this machine only when the config says ``allow_remote_phi: true``: the host of
@@ -44,10 +45,17 @@ from rationale_sft.rationales.specs import teacher_messages
 from rationale_sft.seeding import derive_seed, rng
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+MAX_RETRY_AFTER_S = 60.0
+"""Longest server-requested wait honoured before a retry."""
 
 
 class RetryableError(Exception):
     """A failure worth another attempt (timeout, connection, 429/5xx, malformed or unusable reply)."""
+
+    def __init__(self, message: str, retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+        "Seconds the server asked us to wait (its Retry-After header), 0 when it did not say."
 
 
 class FatalError(Exception):
@@ -73,10 +81,10 @@ def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
 def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limiter: RateLimiter) -> Outcome:
     """One item: request, validate and parse, retrying retryable failures with backoff."""
     body = request_body(cfg, item)
-    error = "no attempt made"
+    error, wait_at_least = "no attempt made", 0.0
     for attempt in range(cfg.max_retries + 1):
         if attempt:
-            time.sleep(backoff_delay(cfg, item.key, attempt))
+            time.sleep(max(backoff_delay(cfg, item.key, attempt), wait_at_least))
         limiter.wait()
         raw = None
         try:
@@ -86,7 +94,7 @@ def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limit
         except FatalError as exc:
             return Outcome(item, None, raw, str(exc), attempt + 1)
         except (RetryableError, InputError) as exc:
-            error = str(exc)
+            error, wait_at_least = str(exc), min(getattr(exc, "retry_after", 0.0), MAX_RETRY_AFTER_S)
     return Outcome(item, None, raw, f"failed after {cfg.max_retries + 1} attempts: {error}", cfg.max_retries + 1)
 
 
@@ -108,7 +116,7 @@ def post_json(url: str, body: dict, headers: dict, timeout_s: float) -> object:
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:200].decode("utf-8", "replace")
         if exc.code in (408, 429) or exc.code >= 500:
-            raise RetryableError(f"HTTP {exc.code} from {url}: {detail}") from None
+            raise RetryableError(f"HTTP {exc.code} from {url}: {detail}", _retry_after(exc.headers)) from None
         raise FatalError(f"HTTP {exc.code} from {url}: {detail}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
         raise RetryableError(f"request to {url} failed: {getattr(exc, 'reason', exc)!s}") from None
@@ -116,6 +124,18 @@ def post_json(url: str, body: dict, headers: dict, timeout_s: float) -> object:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RetryableError(f"malformed JSON reply from {url}: {data[:80]!r}") from None
+
+
+def _retry_after(headers) -> float:
+    """Seconds from a Retry-After header in its delta-seconds form (an HTTP date is ignored).
+
+    >>> _retry_after({"Retry-After": "2"}), _retry_after({}), _retry_after({"Retry-After": "soon"})
+    (2.0, 0.0, 0.0)
+    """
+    try:
+        return max(0.0, float((headers or {}).get("Retry-After") or 0))
+    except ValueError:
+        return 0.0
 
 
 def reply_text(reply: object) -> tuple[str, int]:
