@@ -1,7 +1,7 @@
 """Teacher backend for a local transformers model: batched, left-padded generation on one device.
 
-The model is found with ``rationale_sft.models.hub.resolve`` (a local HF dir, a cached hub id or an alias
-such as ``smollm2-135m-instruct``). The tokenizer's chat template is used when it has one; otherwise the
+The model is opened with ``rationale_sft.models.load`` (a local HF dir, a peft adapter dir, a cached hub id
+or an alias such as ``smollm2-135m-instruct``). The tokenizer's chat template is used when it has one; otherwise the
 system and user messages are joined as plain text. Decoding is greedy at temperature 0; otherwise sampled,
 with the torch seed of each batch derived from the master seed and the batch's first cache key (the seed
 is recorded with every rationale; sampled output depends on the batch composition, greedy output does not).
@@ -11,8 +11,6 @@ A reply without a conclusion line fails its item (reported, never dropped).
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.generate import Emit, Item, Outcome, parse_item_reply
@@ -51,18 +49,14 @@ def _outcome(item: Item, text: str, n_tokens: int, seed: int | None) -> Outcome:
 
 
 def load(name: str, device: str = "cpu"):
-    """Model (eval mode, on ``device``) and tokenizer (left padding, a pad token) for a name or dir."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Model (eval mode, on ``device``) and tokenizer (left padding, a pad token) for a dir, adapter or alias."""
+    from rationale_sft.models import load as load_model
 
-    from rationale_sft.models.hub import resolve
-
-    path: Path = resolve(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    model, tokenizer = load_model(name)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
-    return model, tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def render_chats(tokenizer, chats: list[list[dict]]) -> list[str]:
