@@ -114,15 +114,8 @@ def _start(kind: str, model_dir: Path, tmp: Path) -> tuple[subprocess.Popen, str
     return proc, base
 
 
-def _serve_available() -> bool:
-    from transformers.utils.import_utils import is_serve_available
-
-    return is_serve_available()
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["minimal", pytest.param("transformers-serve", marks=pytest.mark.skipif(
-    not _serve_available(), reason="transformers serve needs the openai package (not pinned)"))])
+@pytest.mark.parametrize("kind", ["minimal", "transformers-serve"])
 def test_real_model_server_round_trip(kind, tmp_path):
     model_dir = build_tiny_model(tmp_path / "model")
     examples = write_examples(tmp_path / "examples.parquet", ["ok", "ok"])
