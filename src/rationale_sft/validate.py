@@ -42,7 +42,7 @@ def validate(job: JobConfig) -> dict:
     if rationales is not None:
         _rationale_text(rationales, job, problems)
     if examples is not None and tok is not None:
-        report.update(_render_all(job, examples, rationales, tok, problems))
+        report.update(_render_all(job, examples, rationales, tok, problems, warnings))
     elif examples is not None:
         try:
             training_rows(job.train, examples, rationales)
@@ -178,7 +178,7 @@ def _rationale_text(rationales: pl.DataFrame, job: JobConfig, problems: list[str
                         "the contract keeps it out of the text: the arm adds it")
 
 
-def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str]) -> dict:
+def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str], warnings: list[str]) -> dict:
     """Render and tokenise every training example; collect per-example problems instead of stopping."""
     cfg = job.train
     try:
@@ -204,6 +204,12 @@ def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str]) 
     problems += failures[:MAX_LISTED]
     if len(failures) > MAX_LISTED:
         problems.append(f"... and {len(failures) - MAX_LISTED} more examples with problems")
+    if targets and arms.SCORING[cfg.arm] == "generate":
+        p95 = int(np.percentile(targets, 95))
+        if job.score.max_new_tokens < p95:
+            warnings.append(f"score.max_new_tokens={job.score.max_new_tokens} is shorter than 95% of the training "
+                            f"targets ({p95} tokens): most generations will stop before the answer marker "
+                            "(marker_found=False); raise score.max_new_tokens")
     stats = (lambda v: {"min": int(np.min(v)), "median": float(np.median(v)), "max": int(np.max(v))}) if lengths else (
         lambda v: None)
     return {"arm": cfg.arm, "chat_template": chat, "n_examples": rows.height, "n_sequences": len(lengths),
