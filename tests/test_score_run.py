@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     return ex, runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["label_only", "freeform"])
 def test_scores_do_not_depend_on_batch_size(trained, tmp_path, arm):
     ex, runs = trained
