@@ -183,7 +183,7 @@ def load_base(cfg: TrainConfig, base_model_dir):
 
     from rationale_sft import models
 
-    model, tok = models.load(base_model_dir)
+    model, tok = models.load(absolute(base_model_dir))
     if cfg.lora.enabled:
         from rationale_sft.models.lora import apply_lora
 
@@ -191,6 +191,12 @@ def load_base(cfg: TrainConfig, base_model_dir):
             torch.manual_seed(derive_seed(cfg.seed, "adapter_init"))
             model = apply_lora(model, cfg.lora)
     return model, tok
+
+
+def absolute(model_dir):
+    """An existing local path made absolute (adapters record their base by this path); aliases unchanged."""
+    path = Path(str(model_dir))
+    return path.resolve() if path.exists() else model_dir
 
 
 def make_optimizer(cfg: TrainConfig, model):
@@ -232,8 +238,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
         step0, log = restore(ckpt / STATE, model, opt, sched)
     meta = {"arm": cfg.arm, "scoring": arms.SCORING[cfg.arm], "answer_marker": cfg.answer_marker,
             "prefix": arms.scoring_prefix(cfg), "chat": chat, "max_len": cfg.max_len,
-            "base_model": str(Path(str(base_model_dir)).resolve()) if Path(str(base_model_dir)).exists()
-            else str(base_model_dir), "lora": cfg.lora.enabled, "total_steps": total}
+            "base_model": str(absolute(base_model_dir)), "lora": cfg.lora.enabled, "total_steps": total}
     pad = pad_id(tok)
     model.train()
     from rich.progress import Progress
@@ -329,7 +334,7 @@ def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
     """Load trainable weights, optimizer, scheduler and RNG state; return (step, log rows so far)."""
     import torch
 
-    state = torch.load(state_path, weights_only=False)
+    state = torch.load(state_path, map_location="cpu", weights_only=False)  # resumable on another device
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state["params"].items():
