@@ -45,6 +45,8 @@ class TeacherConfig:
     "Finish (marking the stage done) even when some items failed; failures are listed in failures.json."
     seed: int = 0
     "Master seed: knowledge-writer variation, sampling and retry jitter derive from it."
+    max_factors: int | None = None
+    "knowledge: most risk factors cited per rationale, strongest first (null: 5 free-form, 6 step-by-step)."
     max_new_tokens: int = 256
     "Maximum generated tokens per rationale (openai: max_tokens; hf: max_new_tokens)."
     temperature: float = 0.0
@@ -89,5 +91,7 @@ class TeacherConfig:
                              "model dir or alias such as smollm2-135m-instruct)")
         if not self.styles:
             raise ValueError("styles must name at least one style (freeform, stepwise)")
+        if self.max_factors is not None and self.max_factors < 1:
+            raise ValueError(f"max_factors must be >= 1 or null, got {self.max_factors}")
         if not self.splits:
             raise ValueError("splits must name at least one split (train, tuning, held_out)")

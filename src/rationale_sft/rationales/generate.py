@@ -135,7 +135,8 @@ def backend_params(cfg: TeacherConfig) -> dict:
     """The generation settings that change a backend's output (part of every cache key)."""
     if cfg.backend == "knowledge":  # a changed knowledge base must not reuse old rationales
         from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE
-        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE)}
+        limit = {"max_factors": cfg.max_factors} if cfg.max_factors is not None else {}
+        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE), **limit}
     sampled = {"seed": cfg.seed} if cfg.temperature > 0 else {}
     return {"temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens, **sampled}
 

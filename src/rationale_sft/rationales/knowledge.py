@@ -151,7 +151,7 @@ def find_evidence(facts: Facts, kb: KnowledgeBase) -> list[Evidence]:
 
 
 def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = None, seed: int = 0,
-                    kb: KnowledgeBase | None = None) -> ParsedRationale:
+                    kb: KnowledgeBase | None = None, max_factors: int | None = None) -> ParsedRationale:
     """A rationale about one subject in the given style and mode, deterministic for (seed, subject).
 
     Blind mode concludes from the points model (``Risk:`` line); conditioned mode explains ``label``.
@@ -167,7 +167,8 @@ def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = No
     outcome = bool(label) if mode == "conditioned" else risk >= kb.threshold
     g = rng(seed, f"knowledge-rationale/{facts.subject_id}/{style}/{mode}")
     writer = _freeform if style == "freeform" else _stepwise
-    body = writer(facts, evidence, risk, outcome, mode, g, kb)
+    cited = evidence[:max_factors or (5 if style == "freeform" else 6)]  # the strongest first
+    body = writer(facts, cited, evidence, risk, outcome, mode, g, kb)
     risk_line = f"\nRisk: {risk:.3f}" if mode == "blind" else ""
     return parse_reply(body + risk_line, style, mode)
 
@@ -318,24 +319,24 @@ def _opening(facts: Facts, g: np.random.Generator) -> str:
                                    pronoun=_PRONOUN.get(facts.sex or "", "this person"))
 
 
-def _freeform(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool, mode: str,
+def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
               g: np.random.Generator, kb: KnowledgeBase) -> str:
-    """One paragraph: baseline, each factor with its evidence, absences, weighing; then the conclusion."""
+    """One paragraph: baseline, each cited factor with its evidence, absences, weighing; then the conclusion."""
     sentences = [_opening(facts, g)]
-    sentences += [_factor_sentence(e, g, facts.anchor, kb) for e in evidence[:5]] or [choose(g, _NOTHING)]
+    sentences += [_factor_sentence(e, g, facts.anchor, kb) for e in cited] or [choose(g, _NOTHING)]
     sentences += [_absent(facts, evidence, g, kb), _weigh(facts, evidence, risk, outcome, mode, g)]
     return " ".join(s for s in sentences if s) + f"\nConclusion: {'likely' if outcome else 'unlikely'}"
 
 
-def _stepwise(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool, mode: str,
+def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
               g: np.random.Generator, kb: KnowledgeBase) -> str:
     """Four numbered steps: evidence, risk factors, weighing, conclusion."""
     who = f"{int(facts.age)}-year-old {_SEX.get(facts.sex or '', 'person')}" if facts.age is not None \
         else _SEX.get(facts.sex or "", "person")
-    cites = [_cite(e, g, facts.anchor, kb) for e in evidence[:6]]
+    cites = [_cite(e, g, facts.anchor, kb) for e in cited]
     step1 = "; ".join([who, *cites]) + ("" if cites else "; no established risk factor recorded")
     roles = [f"{e.factor.label} {e.factor.direction} risk ({e.factor.strength}, relative risk about "
-             f"{e.factor.relative_risk:g}: {e.factor.mechanism})" for e in evidence[:6]]
+             f"{e.factor.relative_risk:g}: {e.factor.mechanism})" for e in cited]
     if facts.age is not None:
         roles.insert(0, choose(g, ("age raises risk (incidence doubles about every five years)",
                                    "age is the dominant risk factor (incidence doubles about every five years)")))

@@ -29,15 +29,16 @@ def run(cfg: TeacherConfig, items: list[Item], emit: Emit, meds: str | Path | No
     facts = facts_for_labels(meds, times)
     kb = load_knowledge()
     for item in items:
-        emit(_one(item, facts.get(item.subject_id), cfg.seed, kb, write_rationale))
+        emit(_one(item, facts.get(item.subject_id), cfg, kb, write_rationale))
     return {"subjects": times.height}
 
 
-def _one(item: Item, facts, seed: int, kb, write) -> Outcome:
+def _one(item: Item, facts, cfg: TeacherConfig, kb, write) -> Outcome:
     if facts is None:
         return Outcome(item, None, None, f"subject {item.subject_id} has no events in the MEDS dataset")
     try:
-        parsed = write(facts, item.style, item.mode, item.teacher_label, seed=seed, kb=kb)
+        parsed = write(facts, item.style, item.mode, item.teacher_label, seed=cfg.seed, kb=kb,
+                       max_factors=cfg.max_factors)
         return Outcome(item, parse_item_reply(item, parsed.text + _risk_line(parsed)), parsed.text)
     except InputError as exc:
         return Outcome(item, None, None, str(exc))
