@@ -14,7 +14,7 @@ from rationale_sft.experiment.plan import Plan, plan
 from rationale_sft.grid.jobs import collect
 
 RESULT_KEYS = ("run_id", "arm", "family", "size", "model", "base", "scale", "seed", "status", "n_test", "n_pos",
-               "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "marker_found_rate",
+               "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "conclusion_rate", "marker_found_rate",
                "mean_label_mass", "auroc_probe", "k_shot", "n_train", "train_seconds", "train_tokens_per_s",
                "score_seconds", "run_path", "error")
 

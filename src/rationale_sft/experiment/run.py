@@ -95,11 +95,12 @@ def result_metrics(run_dir: Path) -> dict:
     table = pl.read_parquet(run_dir / "scores.parquet")
     y, p = table["label"].to_numpy().astype(int), table["p_yes"].to_numpy()
     direct = table["p_direct"].to_numpy()
-    concl = table["conclusion"].drop_nulls()
+    concl = table["rationale_conclusion"].drop_nulls()  # the verdict the generated rationale states
     gen = table["n_generated_tokens"].to_numpy()
     return {"n_test": table.height, "n_pos": int(y.sum()), "auroc": auroc(y, p), "auprc": average_precision(y, p),
             "brier": brier(y, p), "auroc_direct": None if np.isnan(direct).all() else auroc(y, direct),
             "conclusion_yes_rate": float((concl == "Yes").mean()) if gen.sum() and len(concl) else None,
+            "conclusion_rate": float(len(concl) / table.height) if gen.sum() else None,
             "marker_found_rate": float(table["marker_found"].mean()) if gen.sum() else None,
             "mean_label_mass": float(table["label_mass"].mean())}
 

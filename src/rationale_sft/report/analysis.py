@@ -22,7 +22,8 @@ from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_c
                                  gap_model, holm, paired_bootstrap_diff, paired_deltas, t_interval)
 from rationale_sft.stats.compare import PAIR_KEYS
 
-SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "n_generated_tokens")
+SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "rationale_conclusion",
+                 "n_generated_tokens")
 FACTORS = ("family", "model", "scale", "base")
 
 
@@ -115,7 +116,10 @@ def _readouts(table: pl.DataFrame, y: np.ndarray) -> dict:
     direct = table["p_direct"].cast(pl.Float64).fill_nan(None) if "p_direct" in table.columns else None
     if direct is not None and direct.null_count() == 0:  # NaN/null: the run did not score the direct slot
         out["auroc_direct"] = auroc(y, direct.to_numpy())
-    if "conclusion" in table.columns and table["conclusion"].null_count() < table.height:
+    stated = table["rationale_conclusion"].drop_nulls() if "rationale_conclusion" in table.columns else None
+    if stated is not None and len(stated):  # the verdict generated rationales state, among those stating one
+        out["conclusion_yes_rate"] = float((stated == "Yes").sum() / len(stated))
+    elif "conclusion" in table.columns and table["conclusion"].null_count() < table.height:
         out["conclusion_yes_rate"] = float((table["conclusion"] == "Yes").sum() / table.height)
     if "n_generated_tokens" in table.columns:
         out["mean_generated_tokens"] = float(table["n_generated_tokens"].cast(pl.Float64).mean())

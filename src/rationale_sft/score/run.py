@@ -29,7 +29,8 @@ from rationale_sft.train.loop import META, device_of, read_table
 
 SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "label": pl.Boolean,
                 "p_yes": pl.Float64, "label_mass": pl.Float64, "p_direct": pl.Float64, "conclusion": pl.String,
-                "marker_found": pl.Boolean, "generated_text": pl.String, "n_prompt_tokens": pl.Int64,
+                "marker_found": pl.Boolean, "generated_text": pl.String, "rationale_conclusion": pl.String,
+                "n_prompt_tokens": pl.Int64,
                 "n_generated_tokens": pl.Int64, "n_history_dropped": pl.Int64}
 
 
@@ -137,9 +138,26 @@ def scores_table(rows: pl.DataFrame, res: dict, contexts: list[list[int]], dropp
         "p_yes": np.asarray(res["p_yes"], float), "label_mass": np.asarray(res["label_mass"], float),
         "p_direct": np.asarray(res["p_direct"], float), "conclusion": res["conclusion"],
         "marker_found": res["marker_found"], "generated_text": res["generated_text"],
+        "rationale_conclusion": [text_conclusion(t) for t in res["generated_text"]],
         "n_prompt_tokens": [len(c) for c in contexts], "n_generated_tokens": res["n_generated_tokens"],
         "n_history_dropped": dropped,
     }, schema_overrides=SCORE_SCHEMA)
+
+
+def text_conclusion(text: str | None) -> str | None:
+    """The conclusion a generated rationale states ("Conclusion: likely" -> "Yes"), or None without one.
+
+    >>> text_conclusion("Age 74, APOE e4.\\nConclusion: likely"), text_conclusion("no verdict"), text_conclusion(None)
+    ('Yes', None, None)
+    """
+    from rationale_sft.rationales.specs import parse_reply
+
+    if not text:
+        return None
+    try:
+        return parse_reply(text, "freeform", "blind").conclusion
+    except InputError:
+        return None
 
 
 def write_scores(run_dir: Path, table: pl.DataFrame, states) -> None:
