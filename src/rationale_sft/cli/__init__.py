@@ -30,20 +30,14 @@ VERBS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (every verb whose module is installed)."""
+    """The full argument parser, every verb included."""
     parser = argparse.ArgumentParser(
         prog="rationale-sft",
         description="Does supervising a language model with rationales help or hurt disease prediction?")
     parser.add_argument("--version", action="version", version=f"rationale-sft {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, help_text in VERBS.items():
-        try:
-            module = importlib.import_module(f"rationale_sft.cli.{verb}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"rationale_sft.cli.{verb}":
-                raise
-            continue
-        module.add_parser(sub, help_text)
+        importlib.import_module(f"rationale_sft.cli.{verb}").add_parser(sub, help_text)
     return parser
 
 

@@ -6,15 +6,9 @@ import importlib
 
 
 def add_group(subparsers, verb: str, help_text: str, children: dict[str, str]) -> None:
-    """Register ``verb`` with one sub-subcommand per installed child module ``rationale_sft.cli.<module>``."""
+    """Register ``verb`` with one sub-subcommand per child module ``rationale_sft.cli.<module>``."""
     parser = subparsers.add_parser(verb, help=help_text, description=help_text)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
     for module_name in children.values():
-        try:
-            module = importlib.import_module(f"rationale_sft.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"rationale_sft.cli.{module_name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"rationale_sft.cli.{module_name}").add_parser(sub)
