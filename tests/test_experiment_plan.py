@@ -87,3 +87,13 @@ def test_used_labels_are_subsets_tuning_and_test():
     used = used_labels(table, subsets, fixed_test_set(table, 1.0, 1000, seed=0))
     counts = dict(used.group_by("split").len().iter_rows())
     assert counts == {"train": 3, "tuning": 10, "held_out": 12}
+
+
+def test_label_weights_split_the_weighted_arm_into_levels():
+    p = plan(load("smoke", "grid.arms=[label_only,weighted]", "grid.label_weights=[3,30]"), CONFIGS)
+    sft = [j for j in p.runs if j.fn.endswith(":sft")]
+    got = sorted((j.kwargs["meta"]["arm"], j.kwargs["train"]["arm"], j.kwargs["train"]["label_weight"]) for j in sft)
+    assert got == [("label_only", "label_only", 10.0), ("weighted_x3", "weighted", 3.0),
+                   ("weighted_x30", "weighted", 30.0)]
+    with pytest.raises(ConfigError, match="grid.label_weights needs the weighted arm"):
+        load("smoke", "grid.label_weights=[3]")

@@ -101,10 +101,15 @@ class FactorsConfig:
     "Training subjects per run (nested subsets of the train split)."
     seeds: tuple[int, ...] = (0, 1, 2)
     "Run seeds: each draws its own training subset, adapter init, data order and generation."
+    label_weights: tuple[float, ...] = ()
+    "Label-token loss weights for the weighted arm, each its own arm weighted_x<w> (empty: train.label_weight)."
 
     def __post_init__(self) -> None:
         if not self.arms or not self.models or not self.scales or not self.seeds:
             raise ValueError("grid.arms, grid.models, grid.scales and grid.seeds must each have >= 1 level")
+        if self.label_weights and ("weighted" not in self.arms or min(self.label_weights) <= 0):
+            raise ValueError("grid.label_weights needs the weighted arm in grid.arms and weights > 0, got "
+                             f"{list(self.label_weights)}")
         if any(s < 10 for s in self.scales):
             raise ValueError(f"grid.scales must be >= 10 subjects, got {list(self.scales)}")
 

@@ -50,10 +50,11 @@ def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
     bases = base_jobs(p, cfg, task)
     shared = {"labels": labels, "render": render, "rationales": rationales}
     for spec in cfg.grid.models:
-        for arm in cfg.grid.arms:
+        for arm, label_weight in arm_levels(cfg):
             for scale in cfg.grid.scales:
                 for seed in cfg.grid.seeds:
-                    p.runs.append(p.add(sft_job(cfg, spec, arm, scale, seed, shared, bases[_base_key(spec)])))
+                    p.runs.append(p.add(sft_job(cfg, spec, arm, scale, seed, shared, bases[_base_key(spec)],
+                                                label_weight)))
     if cfg.fewshot.enabled:
         fewshot_jobs(p, cfg, shared, bases)
     p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})
@@ -121,17 +122,28 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
     return out
 
 
+def arm_levels(cfg: ExperimentConfig) -> list[tuple[str, float | None]]:
+    """(arm, label weight) levels: the weighted arm splits into one level per ``grid.label_weights`` entry."""
+    out: list[tuple[str, float | None]] = []
+    for arm in cfg.grid.arms:
+        weights = cfg.grid.label_weights if arm == "weighted" else ()
+        out += [(arm, w) for w in weights] or [(arm, None)]
+    return out
+
+
 def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: int, shared: dict,
-            base: Job) -> Job:
-    """One configuration: arm x model x scale x seed."""
+            base: Job, label_weight: float | None = None) -> Job:
+    """One configuration: arm (with its label weight) x model x scale x seed."""
     train = {**cfglib.to_dict(cfg.train), "arm": arm}
+    if label_weight is not None:
+        train["label_weight"] = label_weight
     if spec.lora:
         train["lora"] = {**cfglib.to_dict(cfg.lora), "enabled": True}
     rationales = shared["rationales"] if arm != "label_only" else None
     kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
               "scale": scale, "seed": seed, "train": train, "score": cfglib.to_dict(cfg.score), "probe": cfg.probe,
-              "meta": _meta(spec, arm)}
+              "meta": _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}")}
     deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
     return _job("sft", kwargs, deps, None, resources=_resources(cfg))
 
