@@ -97,3 +97,30 @@ def test_label_weights_split_the_weighted_arm_into_levels():
                    ("weighted_x30", "weighted", 30.0)]
     with pytest.raises(ConfigError, match="grid.label_weights needs the weighted arm"):
         load("smoke", "grid.label_weights=[3]")
+
+
+def test_hidden_share_levels_get_their_own_data_and_share_the_bases():
+    p = plan(load("smoke", "grid.hidden_shares=[0.0,1.0]"), CONFIGS)
+    k = kinds(p)
+    assert k["cohort"] == k["labels"] == k["render"] == k["rationales"] == 2 and k["base"] == k["corpus"] == 1
+    shares = sorted({j.kwargs["meta"]["hidden_share"] for j in p.runs})
+    assert shares == [0.0, 1.0] and len(p.runs) == 2 * 3
+    cohorts = sorted(j.kwargs["synth"]["hidden_share"] for j in p.jobs if j.fn.endswith(":cohort"))
+    assert cohorts == [0.0, 1.0]
+    assert set(p.index["hidden_share_levels"]) == {"0", "1"} and p.index["cohort"] == \
+        p.index["hidden_share_levels"]["0"]["cohort"]
+    plain = plan(load("smoke"), CONFIGS)
+    assert all("hidden_share" not in j.kwargs["meta"] for j in plain.runs)
+    with pytest.raises(ConfigError, match=r"grid.hidden_shares must lie in \[0, 1\]"):
+        load("smoke", "grid.hidden_shares=[1.5]")
+    from rationale_sft.errors import InputError
+
+    with pytest.raises(InputError, match="cannot apply to data.meds_dir"):
+        plan(load("smoke", "grid.hidden_shares=[0.5]", "data.meds_dir=/tmp/x"), CONFIGS)
+
+
+def test_knobs_preset_sweeps_hidden_share_and_label_weight():
+    p = plan(load("knobs"), CONFIGS)
+    arms = Counter(j.kwargs["meta"]["arm"] for j in p.runs)
+    assert arms == {"label_only": 6, "freeform": 6, "weighted_x3": 6, "weighted_x30": 6}
+    assert sorted({j.kwargs["meta"]["hidden_share"] for j in p.runs}) == [0.0, 0.5, 1.0]

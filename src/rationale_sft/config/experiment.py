@@ -101,12 +101,16 @@ class FactorsConfig:
     "Training subjects per run (nested subsets of the train split)."
     seeds: tuple[int, ...] = (0, 1, 2)
     "Run seeds: each draws its own training subset, adapter init, data order and generation."
+    hidden_shares: tuple[float, ...] = ()
+    "Levels of the generator's hidden-signal share (data.synth.hidden_share); each gets its own cohort."
     label_weights: tuple[float, ...] = ()
     "Label-token loss weights for the weighted arm, each its own arm weighted_x<w> (empty: train.label_weight)."
 
     def __post_init__(self) -> None:
         if not self.arms or not self.models or not self.scales or not self.seeds:
             raise ValueError("grid.arms, grid.models, grid.scales and grid.seeds must each have >= 1 level")
+        if any(not 0.0 <= h <= 1.0 for h in self.hidden_shares):
+            raise ValueError(f"grid.hidden_shares must lie in [0, 1], got {list(self.hidden_shares)}")
         if self.label_weights and ("weighted" not in self.arms or min(self.label_weights) <= 0):
             raise ValueError("grid.label_weights needs the weighted arm in grid.arms and weights > 0, got "
                              f"{list(self.label_weights)}")

@@ -73,14 +73,15 @@ def results_table(root: Path, the_plan: Plan, failed: dict[str, str]) -> pl.Data
             rows.append({**base, **_pick(done[job.id]), "status": "ok"})
         else:
             rows.append({**base, "status": "failed", "error": failed.get(job.id, "not run: a dependency failed")})
-    return pl.DataFrame([{k: r.get(k) for k in RESULT_KEYS} for r in rows], schema=_schema())
+    keys = RESULT_KEYS + (("hidden_share",) if any("hidden_share" in r for r in rows) else ())
+    return pl.DataFrame([{k: r.get(k) for k in keys} for r in rows], schema=_schema(keys))
 
 
 def _pick(row: dict) -> dict:
     return {k: row[k] for k in RESULT_KEYS if k in row and k not in ("run_id", "run_path", "status")}
 
 
-def _schema() -> dict:
+def _schema(keys: tuple[str, ...]) -> dict:
     ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train"}
     strs = {"run_id", "arm", "family", "size", "model", "base", "status", "run_path", "error"}
-    return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in RESULT_KEYS}
+    return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in keys}

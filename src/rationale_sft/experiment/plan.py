@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rationale_sft import config as cfglib
 from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
+from rationale_sft.errors import InputError
 from rationale_sft.grid.jobs import Job, make_job
 
 JOBS = "rationale_sft.experiment.jobs"
@@ -38,7 +39,28 @@ class Plan:
 def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
     """All jobs of the experiment ``cfg`` (relative paths in it are read relative to ``config_dir``)."""
     p, task = Plan(), load_task(cfg, Path(config_dir))
-    meds_job, meds = cohort_job(p, cfg, Path(config_dir))
+    if cfg.data.meds_dir and cfg.grid.hidden_shares:
+        raise InputError("grid.hidden_shares varies the synthetic generator; it cannot apply to data.meds_dir "
+                         f"({cfg.data.meds_dir}); drop one of them")
+    bases = base_jobs(p, cfg, task)
+    for share in cfg.grid.hidden_shares or (None,):
+        shared = data_jobs(p, cfg, Path(config_dir), task, share)
+        for spec in cfg.grid.models:
+            for arm, label_weight in arm_levels(cfg):
+                for scale in cfg.grid.scales:
+                    for seed in cfg.grid.seeds:
+                        p.runs.append(p.add(sft_job(cfg, spec, arm, scale, seed, shared, bases[_base_key(spec)],
+                                                    label_weight)))
+        if cfg.fewshot.enabled:
+            fewshot_jobs(p, cfg, shared, bases)
+    return p
+
+
+def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, share: float | None) -> dict:
+    """Cohort, labels, prompts, rationales and baselines of one level of the generator's hidden share
+    (``None``: the data as configured); the first level's artifacts are the index's."""
+    index, p.index = p.index, {}
+    meds_job, meds = cohort_job(p, cfg, config_dir, share)
     labels = p.add(_job("labels", {
         "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
         "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
@@ -47,18 +69,11 @@ def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
                                    "render": cfglib.to_dict(cfg.render)}, [meds_job, labels], "render"))
     rationales = rationale_jobs(p, cfg, meds, meds_job, labels, render)
     baseline_jobs(p, cfg, meds, meds_job, labels)
-    bases = base_jobs(p, cfg, task)
-    shared = {"labels": labels, "render": render, "rationales": rationales}
-    for spec in cfg.grid.models:
-        for arm, label_weight in arm_levels(cfg):
-            for scale in cfg.grid.scales:
-                for seed in cfg.grid.seeds:
-                    p.runs.append(p.add(sft_job(cfg, spec, arm, scale, seed, shared, bases[_base_key(spec)],
-                                                label_weight)))
-    if cfg.fewshot.enabled:
-        fewshot_jobs(p, cfg, shared, bases)
     p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})
-    return p
+    level, p.index = p.index, index or dict(p.index)
+    if share is not None:
+        p.index.setdefault("hidden_share_levels", {})[f"{share:g}"] = level
+    return {"labels": labels, "render": render, "rationales": rationales, "hidden_share": share}
 
 
 def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
@@ -69,12 +84,13 @@ def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
     return cfglib.to_dict(load(path if path.is_absolute() else config_dir / path))
 
 
-def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path) -> tuple[Job | None, str]:
+def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path, share: float | None = None) -> tuple[Job | None, str]:
     """The synthetic cohort job (none for an existing MEDS dataset) and the MEDS path runs read."""
     if cfg.data.meds_dir:
         path = Path(cfg.data.meds_dir)
         return None, str((path if path.is_absolute() else config_dir / path).resolve())
-    job = p.add(_job("cohort", {"synth": cfglib.to_dict(cfg.data.synth)}, [], "cohort"))
+    synth = cfg.data.synth if share is None else dataclasses.replace(cfg.data.synth, hidden_share=share)
+    job = p.add(_job("cohort", {"synth": cfglib.to_dict(synth)}, [], "cohort"))
     return job, job.out_dir
 
 
@@ -143,7 +159,7 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
     kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
               "scale": scale, "seed": seed, "train": train, "score": cfglib.to_dict(cfg.score), "probe": cfg.probe,
-              "meta": _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}")}
+              "meta": _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}", shared)}
     deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
     return _job("sft", kwargs, deps, None, resources=_resources(cfg))
 
@@ -162,7 +178,7 @@ def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> N
                 kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
                           "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
                           "settings": settings, "score": cfglib.to_dict(cfg.score),
-                          "meta": _meta(spec, f"fewshot_{demo}")}
+                          "meta": _meta(spec, f"fewshot_{demo}", shared)}
                 deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
                 p.runs.append(p.add(_job("fewshot", kwargs, deps, None, resources=_resources(cfg))))
 
@@ -173,8 +189,9 @@ def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | 
                     resources=resources)
 
 
-def _meta(spec: ModelSpec, arm: str) -> dict:
-    return {"arm": arm, "family": spec.family, "size": spec.size, "model": spec.name, "base": spec.base}
+def _meta(spec: ModelSpec, arm: str, shared: dict) -> dict:
+    share = {} if shared["hidden_share"] is None else {"hidden_share": shared["hidden_share"]}
+    return {"arm": arm, "family": spec.family, "size": spec.size, "model": spec.name, "base": spec.base, **share}
 
 
 def _base_key(spec: ModelSpec) -> tuple:

@@ -24,7 +24,7 @@ from rationale_sft.stats.compare import PAIR_KEYS
 
 SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "rationale_conclusion",
                  "n_generated_tokens")
-FACTORS = ("family", "model", "scale", "base")
+FACTORS = ("family", "model", "scale", "base", "hidden_share")
 
 
 @dataclass

@@ -235,7 +235,7 @@ def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
     ref = "fewshot_label_only"
     if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
         return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
-    keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot") if k in fs.columns)
+    keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot", "hidden_share") if k in fs.columns)
     d = paired_deltas(fs, ref, keys=keys)
     texts = []
     for arm in sorted(set(d["arm"].to_list())):

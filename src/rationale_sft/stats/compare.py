@@ -24,7 +24,8 @@ from scipy import stats as sps
 
 from rationale_sft.errors import InputError
 
-PAIR_KEYS = ("family", "size", "model", "base", "scale", "seed")
+PAIR_KEYS = ("family", "size", "model", "base", "scale", "seed", "hidden_share")
+"Configuration keys that pair an arm's run with its reference run (absent columns are skipped)."
 
 
 def paired_deltas(results: pl.DataFrame, reference_arm: str = "label_only", metric: str = "auroc",

@@ -48,7 +48,7 @@ def ols_cluster(X: np.ndarray, y: np.ndarray, clusters: np.ndarray, names: list[
                          "method": [f"OLS, CR1 cluster-robust SE by reference run, t({df}), {level:.0%} CI"] * k})
 
 
-def design(deltas: pl.DataFrame, factors: tuple[str, ...] = ("arm", "family", "model", "base"),
+def design(deltas: pl.DataFrame, factors: tuple[str, ...] = ("arm", "family", "model", "base", "hidden_share"),
            numeric: str = "scale") -> tuple[np.ndarray, list[str], list[str]]:
     """Design matrix, its column names, and the names of columns dropped as constant or collinear."""
     cols, names, dropped = [np.ones(deltas.height)], ["intercept"], []
