@@ -15,21 +15,10 @@ import tempfile
 import time
 
 import torch
+from peak import matmul_peak
 
 from rationale_sft.models.families import FAMILIES, SIZES, build_model, n_params
 from rationale_sft.models.tokenizer import train_tokenizer
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 10) -> float:
-    """FLOP/s of an n x n x n matmul in ``dtype`` (best of ``reps``)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm up
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
 
 
 def train_rates(model, vocab: int, batch: int, seq: int, steps: int, repeats: int) -> dict[str, dict[bool, float]]:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from peak import matmul_peak
 
 from rationale_sft.config import build
 from rationale_sft.config.score import ScoreConfig
@@ -22,17 +23,6 @@ from rationale_sft.score.run import build_contexts, score_contexts
 from rationale_sft.train.data import left_pad, pad_id
 from rationale_sft.train.loop import train
 from rationale_sft.train.toy import toy_data, toy_model
-
-
-def matmul_peak(n: int = 1024, reps: int = 10) -> float:
-    """float32 matmul FLOP/s on this machine now (best of ``reps``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
 
 
 def generate_scoring(model, tok, contexts, batch_size: int, new_tokens: int) -> float:
