@@ -49,6 +49,6 @@ def test_user_errors_are_one_line_with_exit_code_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "rationale-sft run: error: unknown key 'grid.armz' (did you mean 'arms'?); valid keys: arms, models, "
-        "scales, seeds"]
+        "scales, seeds, hidden_shares, label_weights"]
     missing = cli("run", "configs/nope.yaml")
     assert missing.returncode == 2 and "config file not found: configs/nope.yaml" in missing.stderr
