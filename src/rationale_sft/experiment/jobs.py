@@ -14,6 +14,7 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
+from rationale_sft.grid.tracking import numeric_metrics
 from rationale_sft.seeding import rng
 
 LABELS, USED, SUBSETS, TEST = "labels.parquet", "labels_used.parquet", "subsets.parquet", "test.parquet"
@@ -54,7 +55,8 @@ def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: 
     rundir.run_stage(out_dir, work, cfg={"task": task, "scales": scales, "seeds": seeds, "seed": seed,
                                          "controls_per_case": controls_per_case,
                                          "test_controls_per_case": test_controls_per_case, "test_max": test_max})
-    return rundir.read_json(Path(out_dir) / rundir.MANIFEST)["extract"] | {"n_test": _count(out_dir, TEST)}
+    manifest = rundir.read_json(Path(out_dir) / rundir.MANIFEST)
+    return manifest["extract"] | {"n_test": manifest["n_test"]}
 
 
 def fixed_test_set(table: pl.DataFrame, controls_per_case: float | None, cap: int, seed: int) -> pl.DataFrame:
@@ -115,7 +117,7 @@ def quality(out_dir: str, root: str, meds: str, labels_dir: str, rationales_dir:
     labels_table = pl.read_parquet(_path(root, labels_dir) / USED)
     check_rationales(table, _path(root, meds), labels_table, out_dir,
                      render_cfg=cfglib.build(RenderConfig, render))
-    return _numeric(rundir.read_json(Path(out_dir) / "quality.json"))
+    return numeric_metrics(rundir.read_json(Path(out_dir) / "quality.json"))
 
 
 def baselines(out_dir: str, root: str, meds: str, labels_dir: str, scale: int, seed: int, cfg: dict) -> dict:
@@ -193,17 +195,3 @@ def fewshot(out_dir: str, root: str, labels_dir: str, render_dir: str, rationale
 def _path(root: str | Path, rel: str) -> Path:
     path = Path(rel)
     return path if path.is_absolute() else Path(root) / path
-
-
-def _count(out_dir: str, name: str) -> int:
-    return pl.scan_parquet(Path(out_dir) / name).select(pl.len()).collect().item()
-
-
-def _numeric(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_numeric(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = v
-    return out

@@ -155,13 +155,9 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
         train["label_weight"] = label_weight
     if spec.lora:
         train["lora"] = {**cfglib.to_dict(cfg.lora), "enabled": True}
-    rationales = shared["rationales"] if arm != "label_only" else None
-    kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
-              "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
-              "scale": scale, "seed": seed, "train": train, "score": cfglib.to_dict(cfg.score), "probe": cfg.probe,
-              "meta": _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}", shared)}
-    deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
-    return _job("sft", kwargs, deps, None, resources=_resources(cfg))
+    meta = _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}", shared)
+    return _run_job("sft", cfg, shared, base, arm != "label_only", scale=scale, seed=seed, train=train,
+                    probe=cfg.probe, meta=meta)
 
 
 def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> None:
@@ -173,14 +169,18 @@ def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> N
                             "seed": seed}
                 if demo != "label_only":
                     settings["rationale_style"] = demo
-                rationales = shared["rationales"] if demo != "label_only" else None
-                base = bases[_base_key(spec)]
-                kwargs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
-                          "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
-                          "settings": settings, "score": cfglib.to_dict(cfg.score),
-                          "meta": _meta(spec, f"fewshot_{demo}", shared)}
-                deps = [shared["labels"], shared["render"], base] + ([rationales] if rationales else [])
-                p.runs.append(p.add(_job("fewshot", kwargs, deps, None, resources=_resources(cfg))))
+                p.runs.append(p.add(_run_job("fewshot", cfg, shared, bases[_base_key(spec)], demo != "label_only",
+                                             settings=settings, meta=_meta(spec, f"fewshot_{demo}", shared))))
+
+
+def _run_job(fn: str, cfg: ExperimentConfig, shared: dict, base: Job, with_rationales: bool, **kwargs) -> Job:
+    """A run job (one results row): reads the shared labels, prompts, base model and, if used, rationales."""
+    rationales = shared["rationales"] if with_rationales else None
+    inputs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
+              "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
+              "score": cfglib.to_dict(cfg.score)}
+    deps = [shared["labels"], shared["render"], base, rationales]
+    return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg))
 
 
 def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None) -> Job:
