@@ -137,16 +137,16 @@ def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
     return subsets.filter((pl.col("scale") == scale) & (pl.col("seed") == seed))["subject_id"].sort().to_list()
 
 
-def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int) -> dict:
+def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict) -> dict:
     """Pretraining texts from a second synthetic cohort (disjoint from every task split) and the knowledge base.
 
-    ``base`` texts: serialized histories (without answers) and knowledge-base sentences. ``reasoning``
-    texts: the knowledge teacher's label-blind step-by-step reasoning about those subjects (it knows no
-    outcome), for the reasoning-oriented base.
+    ``base`` texts: each subject's prompt followed by the knowledge teacher's label-blind rationale (in
+    the grid's styles; it knows no outcome), and knowledge-base sentences. ``reasoning`` texts: the
+    label-blind step-by-step reasoning, for the reasoning-oriented base.
     """
     from rationale_sft.experiment.corpus import build_corpus
 
-    rundir.run_stage(out_dir, lambda d: build_corpus(d, synth, task, render, seed))
+    rundir.run_stage(out_dir, lambda d: build_corpus(d, synth, task, render, seed, teacher))
     table = pl.read_parquet(Path(out_dir) / CORPUS)
     return {f"n_{k}": int(v) for k, v in table.group_by("kind").len().iter_rows()}
 

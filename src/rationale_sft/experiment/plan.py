@@ -38,6 +38,7 @@ class Plan:
 
 def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
     """All jobs of the experiment ``cfg`` (relative paths in it are read relative to ``config_dir``)."""
+    check_budget(cfg)
     p, task = Plan(), load_task(cfg, Path(config_dir))
     if cfg.data.meds_dir and cfg.grid.hidden_shares:
         raise InputError("grid.hidden_shares varies the synthetic generator; it cannot apply to data.meds_dir "
@@ -54,6 +55,26 @@ def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
         if cfg.fewshot.enabled:
             fewshot_jobs(p, cfg, shared, bases)
     return p
+
+
+def check_budget(cfg: ExperimentConfig) -> None:
+    """The grid's training-budget rule: every run takes ``train.steps`` optimizer steps, whatever its arm and scale.
+
+    Epochs would make the steps grow with the training scale (and double them for the two-sequence
+    multitask arm), so a trend over scales would confound data with optimisation. A grid therefore needs a
+    fixed step budget; small scales repeat their subjects, large ones may see each subject less than once.
+
+    >>> from rationale_sft.config import build
+    >>> check_budget(build(ExperimentConfig, {"train": {"steps": 50}}))
+    >>> check_budget(build(ExperimentConfig, {"train": {"epochs": 2}}))
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs would make steps grow with the training scale); set train.steps, e.g. train.steps=100 (scales [500])
+    """
+    if cfg.train.steps <= 0:
+        raise InputError("train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs "
+                         "would make steps grow with the training scale); set train.steps, e.g. train.steps=100 "
+                         f"(scales {list(cfg.grid.scales)})")
 
 
 def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, share: float | None) -> dict:
@@ -126,7 +147,8 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
         synth = dataclasses.replace(cfg.data.synth, seed=cfg.data.synth.seed + PRETRAIN_SEED_OFFSET,
                                     n_subjects=cfg.data.pretrain_subjects)
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
-                                       "render": cfglib.to_dict(cfg.render), "seed": cfg.seed}, [], "corpus"))
+                                       "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
+                                       "teacher": cfglib.to_dict(cfg.teacher)}, [], "corpus"))
     out = {}
     for spec in specs:
         model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,
