@@ -15,7 +15,7 @@ from rationale_sft import config as cfglib
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import diagnostics as diag
 from rationale_sft.report import sections as sec
-from rationale_sft.report.analysis import Analysis, analyse
+from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
 from rationale_sft.report.render import to_html, to_markdown
 from rationale_sft.rundir import write_json, write_parquet, write_text
@@ -55,7 +55,8 @@ def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:
             "n_runs": an.runs.height, "methods": {
                 "per_run_interval": f"stratified percentile bootstrap, {cfg.n_boot} replicates, seed {cfg.seed}",
                 "per_pair_test": "DeLong (Sun & Xu 2014 fast algorithm) and paired stratified bootstrap",
-                "across_configurations": "t-interval, Wilcoxon signed-rank, sign test, Holm and BH"}}
+                "across_configurations": f"{pooled_method(cfg)} (t-interval kept as t_lo/t_hi); Wilcoxon "
+                                         "signed-rank, sign test, Holm and BH"}}
 
 
 def _json_safe(obj):

@@ -51,7 +51,8 @@ def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
             ax.plot(r["mean"], yi, "D" if overall else "o", color=c, ms=6 if overall else 4)
         ax.axvline(0, color="black", lw=0.8, ls="--")
         ax.set_yticks(y, labels)
-        ax.set_xlabel("Delta AUROC (arm - reference), mean and CI over paired configurations")
+        ax.set_xlabel("Delta AUROC (arm - reference): mean over paired configurations,\n"
+                      "CI by bootstrap over test subjects and configurations")
         return save(fig, path)
 
 

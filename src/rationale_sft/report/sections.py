@@ -9,7 +9,7 @@ import polars as pl
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
-from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
+from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot, pooled_method
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
 from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
@@ -63,8 +63,9 @@ def main_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:
         "study AUROC (reference only)": [fmt(x) for x in t["study_auroc"]]})
     n_failed = rd.results.filter(pl.col("status") != "ok").height
     blocks: list[tuple] = [
-        ("table", table, f"Mean over configurations with {cfg.level:.0%} t-intervals; n = configurations per arm. "
-                         "Per-configuration bootstrap intervals are in results.parquet."),
+        ("table", table, f"Mean over configurations; {cfg.level:.0%} intervals: {pooled_method(cfg)} (every "
+                         "configuration is scored on the same test subjects, so both are resampled); n = "
+                         "configurations per arm. Per-configuration bootstrap intervals are in results.parquet."),
         ("p", f"{an.runs.height} finished configurations; {n_failed} not finished (status other than ok)"
               + (f"; failures.json lists {len(rd.failures)}." if rd.failures else "."))]
     blocks += [("p", f"Note: {n}.") for n in an.notes]
@@ -86,9 +87,10 @@ def delta_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
     shown = f.filter(pl.col("arm").is_in(list(cfg.study_arms)) | (pl.col("factor") == "overall"))
     blocks: list[tuple] = [
         ("img", figures.forest(shown, arms, out / "delta_forest.png"),
-         "Delta AUROC (arm - reference) by factor: mean and CI over paired configurations (other arms: overall)"),
-        ("table", _cap(table, cfg), _capped(f"{f['method'][0]}. Holm/BH adjust within the overall rows and within "
-                                            "the per-level rows separately.", table, cfg))]
+         "Delta AUROC (arm - reference) by factor: mean over paired configurations and CI by "
+         f"{pooled_method(cfg)} (other arms: overall)"),
+        ("table", _cap(table, cfg), _capped(f"CI: {f['method'][0]}. Holm/BH adjust within the overall rows and "
+                                            "within the per-level rows separately.", table, cfg))]
     blocks += _model_blocks(an)
     blocks += _pairs_blocks(an, cfg)
     return Section("delta", "Delta AUROC by factor", blocks)

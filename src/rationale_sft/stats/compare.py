@@ -142,7 +142,7 @@ def factor_summary(deltas: pl.DataFrame, factors: tuple[str, ...] = ("family", "
         for factor in (f for f in factors if f in sub.columns):
             for value in sorted(set(sub[factor].to_list()), key=_sort_key):
                 d = sub.filter(pl.col(factor).eq_missing(value))["delta"].to_numpy()
-                rows.append(_summary_row(arm, factor, _fmt_level(value), d, level))
+                rows.append(_summary_row(arm, factor, level_name(value), d, level))
     table = pl.DataFrame(rows, schema=_SUMMARY_SCHEMA)
     return _adjust(table)
 
@@ -174,7 +174,12 @@ def _sort_key(value) -> tuple:
     return (value is None, isinstance(value, str), value if value is not None else 0)
 
 
-def _fmt_level(value) -> str:
+def level_name(value) -> str:
+    """How a factor level is named in summaries: ``(none)`` for missing, whole floats without ``.0``.
+
+    >>> level_name(None), level_name(300.0), level_name("llama")
+    ('(none)', '300', 'llama')
+    """
     if value is None:
         return "(none)"
     if isinstance(value, float) and value.is_integer():
