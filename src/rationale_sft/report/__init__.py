@@ -19,6 +19,7 @@ from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
 from rationale_sft.report.render import to_html, to_markdown
 from rationale_sft.rundir import write_json, write_parquet, write_text
+from rationale_sft.stats import auroc
 
 TITLE = "Rationale SFT vs label-only SFT: report"
 
@@ -52,6 +53,7 @@ def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:
             "arms": an.arms.to_dicts(), "factors": an.factors.to_dicts(),
             "gap_model": {"terms": an.model.to_dicts(), "dropped": an.model_dropped},
             "representative": an.representative, "notes": an.notes,
+            "oracle_auroc": auroc(*an.oracle) if an.oracle else None,
             "n_runs": an.runs.height, "methods": {
                 "per_run_interval": f"stratified percentile bootstrap, {cfg.n_boot} replicates, seed {cfg.seed}",
                 "per_pair_test": "DeLong (Sun & Xu 2014 fast algorithm) and paired stratified bootstrap",

@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.errors import InputError
-from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
+from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_baselines, read_scores
 from rationale_sft.seeding import rng
 from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
                                  gap_model, holm, paired_bootstrap_diff, paired_deltas, pooled_interval,
@@ -45,6 +45,8 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     "Per run id: its AUROC and AUPRC under the shared subject resamples (the two-level bootstrap's first level)."
+    oracle: tuple[np.ndarray, np.ndarray] | None = None
+    "(labels, true risk) of the oracle on the representative configuration's test subjects; None without one."
 
 
 def is_fewshot(arm: str) -> bool:
@@ -69,8 +71,24 @@ def analyse(rd: RunDir, cfg: ReportConfig) -> Analysis:
     factors = pooled_factors(factor_summary(deltas, FACTORS, cfg.level), deltas, reps, cfg) if deltas.height \
         else pl.DataFrame()
     model, dropped = gap_model(deltas, cfg.level) if deltas.height > 1 else (pl.DataFrame(), [])
+    rep = representative(sft, cfg)
     return Analysis(runs, scores, deltas, arm_table(runs, cfg, reps), factors, model, dropped,
-                    verdict(factors, cfg), representative(sft, cfg), notes, reps)
+                    verdict(factors, cfg), rep, notes, reps, oracle_scores(rd, rep, scores))
+
+
+def oracle_scores(rd: RunDir, rep: dict, scores: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, true risk) of the oracle from the baselines job, on the representative configuration's test
+    subjects (every configuration is scored on them); None without an oracle."""
+    preds = next((p["oracle"] for p in read_baselines(rd).values() if "oracle" in p), None)
+    if preds is None:
+        return None
+    rep_ref = next(iter(rep.get("runs", {}).values()), None)
+    if rep_ref in scores:
+        preds = preds.filter(pl.col("subject_id").is_in(scores[rep_ref]["subject_id"].to_list()))
+    y = preds["boolean_value"].cast(pl.Boolean).to_numpy()
+    if not 0 < y.sum() < y.size:
+        return None
+    return y, preds["predicted_boolean_probability"].cast(pl.Float64).to_numpy()
 
 
 def pooled_method(cfg: ReportConfig) -> str:

@@ -14,7 +14,7 @@ from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
 from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
                                  signed_tests, t_interval)
-from rationale_sft.stats.metrics import band_names
+from rationale_sft.stats.metrics import band_names, cohort_age_edges
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
 CALL_TEXT = {"reproduced": "Yes: the study's effect reproduces here",
@@ -134,11 +134,14 @@ def scale_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Sec
     sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
     if "scale" not in sft.columns or sft["scale"].drop_nulls().n_unique() < 2:
         return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid.")])
+    oracle = an.oracle
     png = figures.scale_curves(sft.filter(pl.col("scale").is_not_null()), arm_order(sft["arm"].to_list(), cfg),
-                               out / "auroc_vs_scale.png", baseline_curves(an, rd))
+                               out / "auroc_vs_scale.png", baseline_curves(an, rd),
+                               auroc(*oracle) if oracle else None)
     return Section("scale", "AUROC vs data scale", [
         ("img", png, "AUROC vs number of training subjects, per family (grey: baselines fitted on the same "
-                     "number of subjects, scored on the same test subjects)")])
+                     "number of subjects, scored on the same test subjects; dotted: chance 0.5; dashed: "
+                     + ("the oracle on the same test subjects)" if oracle else "no oracle in this run directory)"))])
 
 
 def baseline_curves(an: Analysis, rd: RunDir, models: tuple[str, ...] = ("lr", "lightgbm")) -> dict:
@@ -166,7 +169,9 @@ def curves_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Se
     curves = {a: _ys(an.scores[rep["runs"][a]]) for a in arms if rep["runs"][a] in an.scores}
     blocks: list[tuple] = [("p", f"Representative configuration: {title} (largest scale; first family, model and "
                                  "seed). Every arm is scored on the same test subjects."),
-                           ("img", figures.roc_curves(curves, arms, title, out / "roc.png"), "ROC curves per arm"),
+                           ("img", figures.roc_curves(curves, arms, title, out / "roc.png", an.oracle),
+                            "ROC curves per arm, with chance (diagonal) and the oracle (true risk, dashed) on the "
+                            "same test subjects"),
                            ("img", figures.calibration(curves, arms, cfg.n_bins, title, out / "calibration.png"),
                             "Reliability curves per arm (equal-mass bins)")]
     blocks.append(("table", _ece_table(an, rep, arms), "ECE with equal-width and equal-mass bins "
@@ -196,11 +201,15 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
         return [("absent", "No labelled cohort with age and sex in index.json ('labels'): AUROC by age band and "
                            "sex is not shown.")]
     tables = []
+    first = an.scores[rep["runs"][next(iter(curves))]].join(labels.select("subject_id", "age"), on="subject_id",
+                                                            how="left")
+    edges, span = (cfg.age_edges, None) if cfg.age_edges else cohort_age_edges(
+        first["age"].cast(pl.Float64).fill_null(np.nan).to_numpy())
     for arm in curves:
         s = an.scores[rep["runs"][arm]].join(labels.select("subject_id", "age", "sex"), on="subject_id", how="left")
         y, p = _ys(s)
-        ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), cfg.age_edges)
-        for name, groups, order in (("age", ages, band_names(cfg.age_edges)),
+        ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), edges, span)
+        for name, groups, order in (("age", ages, band_names(edges, span)),
                                     ("sex", s["sex"].fill_null("unknown").to_numpy(), None)):
             t = auroc_by_group(y, p, groups, order).with_columns(pl.lit(name).alias("by"), pl.lit(arm).alias("arm"))
             tables.append(t)
@@ -208,8 +217,11 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
     wide = long.pivot("arm", index=["group", "n", "n_pos"], values="auroc")
     shown = wide.with_columns(pl.col("n").cast(pl.String), pl.col("n_pos").cast(pl.String),
                               *[pl.col(a).map_elements(fmt, return_dtype=pl.String) for a in curves])
+    bands = (f"age bands cut at report.age_edges {list(edges)}" if cfg.age_edges else
+             f"age bands: quartiles of the test subjects' ages in whole years, within their range {span[0]:g}-"
+             f"{span[1]:g}")
     return [("table", shown, "AUROC by age band and sex per arm, representative configuration (same subjects for "
-                             "every arm; no interval; a group with one class shows a dash).")]
+                             f"every arm; {bands}; no interval; a group with one class shows a dash).")]
 
 
 def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
@@ -225,11 +237,13 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
             .agg(pl.col("auroc").mean()).pivot("arm", index=key, values="auroc").sort(key))
     wide = wide.select(key, *[a for a in arms if a in wide.columns])
     shown = wide.with_columns([pl.col(a).map_elements(fmt, return_dtype=pl.String) for a in wide.columns[1:]])
-    png = figures.bars(wide, key, wide.columns[1:], "mean AUROC", out / "fewshot_vs_finetuned.png")
+    png = figures.bars(wide, key, wide.columns[1:], "mean AUROC", out / "fewshot_vs_finetuned.png",
+                       auroc(*an.oracle) if an.oracle else None)
     return Section("fewshot", "Few-shot vs fine-tuned", [
         ("table", shown, f"Mean AUROC per {key} and arm (few-shot arms: untrained model with in-context "
                          "demonstrations; fine-tuned arms averaged over scales and seeds)."),
-        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model"), *_demo_blocks(fs, cfg)])
+        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model (dotted: chance 0.5; dashed: the oracle "
+                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(fs, cfg)])
 
 
 def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
