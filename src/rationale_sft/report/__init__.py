@@ -14,6 +14,7 @@ from pathlib import Path
 from rationale_sft import config as cfglib
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import diagnostics as diag
+from rationale_sft.report import history
 from rationale_sft.report import sections as sec
 from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
@@ -34,6 +35,7 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
     sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
                 sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
                 sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
+                history.history_section(an, cfg, rd, out),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
     made = {b[1] for s in sections for b in s.blocks if b[0] == "img"}

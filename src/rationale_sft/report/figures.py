@@ -185,3 +185,27 @@ def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str
         reference_lines(ax, oracle)
         ax.legend(frameon=False, fontsize=8)
         return save(fig, path)
+
+
+def strata_curves(table: pl.DataFrame, path: Path, oracle: float | None = None) -> str:
+    """AUROC per history-length stratum, one panel per scale: label-only, LR and the line count, with the
+    pooled within-strata value as the last point (``table`` from :func:`report.history.strata_table`)."""
+    scales = list(dict.fromkeys(table["scale"].to_list()))
+    series = (("label-only AUROC", COLORS[0], "o"), ("LR AUROC", "grey", "s"), ("line-count AUROC", COLORS[2], "^"))
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.4 * len(scales), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(scales), sharey=True))
+        for ax, scale in zip(axes, scales):
+            sub = table.filter((pl.col("scale") == scale) & (pl.col("history lines") != "all"))
+            names = sub["history lines"].to_list()
+            for col, c, marker in series:
+                ax.plot(range(len(names)), sub[col].fill_null(np.nan).to_numpy(), marker=marker, ms=4, color=c,
+                        label=col.replace(" AUROC", ""))
+            reference_lines(ax, oracle)
+            ax.set_xticks(range(len(names)), [n.replace("within strata (pooled)", "pooled") for n in names],
+                          rotation=30, ha="right")
+            ax.set_title(f"scale: {scale}")
+            ax.set_xlabel("history lines (stratum)")
+        axes[0].set_ylabel("AUROC within stratum")
+        axes[-1].legend(frameon=False, fontsize=7)
+        return save(fig, path)
