@@ -9,6 +9,7 @@ import polars as pl
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
+from rationale_sft.report.budget import scale_blocks
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot, pooled_method
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
@@ -132,8 +133,10 @@ def _pairs_blocks(an: Analysis, cfg: ReportConfig) -> list[tuple]:
 def scale_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Section:
     """AUROC against training-set size, per arm and family, with the baselines fitted at each scale."""
     sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
+    budget = scale_blocks(an, cfg, rd)
     if "scale" not in sft.columns or sft["scale"].drop_nulls().n_unique() < 2:
-        return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid.")])
+        return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid."),
+                                                        *budget])
     oracle = an.oracle
     png = figures.scale_curves(sft.filter(pl.col("scale").is_not_null()), arm_order(sft["arm"].to_list(), cfg),
                                out / "auroc_vs_scale.png", baseline_curves(an, rd),
@@ -141,7 +144,8 @@ def scale_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Sec
     return Section("scale", "AUROC vs data scale", [
         ("img", png, "AUROC vs number of training subjects, per family (grey: baselines fitted on the same "
                      "number of subjects, scored on the same test subjects; dotted: chance 0.5; dashed: "
-                     + ("the oracle on the same test subjects)" if oracle else "no oracle in this run directory)"))])
+                     + ("the oracle on the same test subjects)" if oracle else "no oracle in this run directory)")),
+        *budget])
 
 
 def baseline_curves(an: Analysis, rd: RunDir, models: tuple[str, ...] = ("lr", "lightgbm")) -> dict:

@@ -196,13 +196,24 @@ def pooled_interval(estimates: np.ndarray, replicates: np.ndarray, rng: np.rando
     >>> [round(v, 3) for v in pooled_interval(np.array([0.2, 0.2]), reps, np.random.default_rng(0), 0.5)]
     [0.2, 0.15, 0.25]
     """
-    estimates, replicates = np.asarray(estimates, np.float64), np.atleast_2d(np.asarray(replicates, np.float64))
-    n_configs, n_boot = replicates.shape
-    if n_configs == 0:
+    estimates = np.asarray(estimates, np.float64)
+    if estimates.size == 0:
         return np.nan, np.nan, np.nan
+    return (float(estimates.mean()), *percentile_ci(pooled_replicates(replicates, rng), level))
+
+
+def pooled_replicates(replicates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B,) replicates of the mean over configurations: replicate b averages C configurations drawn with
+    replacement, each under subject draw b (``replicates`` is (C, B)). Differences of two such vectors (e.g.
+    the gap at two scales) stay paired on the subject draws.
+
+    >>> pooled_replicates(np.array([[1.0, 2.0], [1.0, 2.0]]), np.random.default_rng(0)).tolist()
+    [1.0, 2.0]
+    """
+    replicates = np.atleast_2d(np.asarray(replicates, np.float64))
+    n_configs, n_boot = replicates.shape
     pick = rng.integers(0, n_configs, (n_boot, n_configs))
-    pooled = replicates[pick, np.arange(n_boot)[:, None]].mean(1)
-    return (float(estimates.mean()), *percentile_ci(pooled, level))
+    return replicates[pick, np.arange(n_boot)[:, None]].mean(1)
 
 
 def two_level_bootstrap(y: np.ndarray, arm_scores: np.ndarray, ref_scores: np.ndarray, rng: np.random.Generator,
