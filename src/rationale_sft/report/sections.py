@@ -13,8 +13,10 @@ from rationale_sft.report.budget import scale_blocks
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot, pooled_method
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
+from rationale_sft.seeding import rng
 from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
-                                 signed_tests, t_interval)
+                                 two_level_bootstrap)
+from rationale_sft.stats.compare import level_name as fmt_level
 from rationale_sft.stats.metrics import band_names, cohort_age_edges
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
@@ -245,26 +247,70 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
                        auroc(*an.oracle) if an.oracle else None)
     return Section("fewshot", "Few-shot vs fine-tuned", [
         ("table", shown, f"Mean AUROC per {key} and arm (few-shot arms: untrained model with in-context "
-                         "demonstrations; fine-tuned arms averaged over scales and seeds)."),
+                         "demonstrations, scored on " + _subset_text(fs) + "; fine-tuned arms averaged over scales "
+                         "and seeds)."),
         ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model (dotted: chance 0.5; dashed: the oracle "
-                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(fs, cfg)])
+                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(an, fs, cfg)])
 
 
-def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
-    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k."""
+def _subset_text(fs: pl.DataFrame) -> str:
+    lo, hi = int(fs["n_test"].min()), int(fs["n_test"].max())
+    return f"{lo} test subjects" if lo == hi else f"{lo}-{hi} test subjects"
+
+
+def _demo_blocks(an: Analysis, fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
+    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k on the test subjects
+    that both runs scored (few-shot runs may score a fixed subset of the test set)."""
     ref = "fewshot_label_only"
     if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
         return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
     keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot", "hidden_share") if k in fs.columns)
     d = paired_deltas(fs, ref, keys=keys)
-    texts = []
+    sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
+    n_test = int(sft["n_test"].max()) if sft.height else None
+    rows, texts = [], []
+    for pair in d.sort("arm", *keys).iter_rows(named=True):
+        j = _paired_scores(an, [(pair["run_id"], pair["run_id_ref"])])
+        t = delong_test(j[0], j[1][0], j[2][0], cfg.level) if j else None
+        rows.append({"arm": pair["arm"], **{k: fmt_level(pair[k]) for k in keys},
+                     "paired subjects": str(j[0].size) if j else "0", "cases": str(int(j[0].sum())) if j else "0",
+                     "Delta AUROC [DeLong CI]": fmt_ci(t["diff"], t["lo"], t["hi"]) if t else "–",
+                     "DeLong p": fmt_p(t["p"]) if t else "–"})
     for arm in sorted(set(d["arm"].to_list())):
-        delta = d.filter(pl.col("arm") == arm)["delta"].to_numpy()
-        mean, lo, hi = t_interval(delta, cfg.level)
-        texts.append(f"{arm}: Delta AUROC {fmt_ci(mean, lo, hi)} over {delta.size} pairs, Wilcoxon "
-                     f"{p_text(signed_tests(delta)[0])}")
+        sub = d.filter(pl.col("arm") == arm)
+        j = _paired_scores(an, list(zip(sub["run_id"], sub["run_id_ref"])))
+        if j is None:
+            continue
+        r = two_level_bootstrap(*j, rng(cfg.seed, f"fewshot_pairs/{arm}"), cfg.n_boot, cfg.level)
+        texts.append(f"{arm} - {ref}: mean Delta AUROC {fmt_ci(r['mean'], r['lo'], r['hi'])} over {r['n_configs']} "
+                     f"pair(s) on the {r['n_subjects']} test subjects every run of the comparison scored"
+                     + (f" (of {n_test})" if n_test else ""))
+    caption = (f"Per pair (same model, seed and k), on the test subjects both runs scored: Delta AUROC with the "
+               f"paired DeLong {cfg.level:.0%} CI and p. Pooled over pairs: {pooled_method(cfg)}.")
     return [("p", "Rationale demonstrations vs label-only demonstrations (the study found rationales help as "
-                  f"demonstrations), paired by {', '.join(keys)}: " + "; ".join(texts) + ".")]
+                  f"demonstrations), paired by {', '.join(keys)} and on the same test subjects: "
+                  + ("; ".join(texts) if texts else "no pair shares subjects of both classes") + "."),
+            ("table", pl.DataFrame(rows), caption)]
+
+
+def _paired_scores(an: Analysis, pairs: list[tuple[str, str]]):
+    """(labels, arm scores (C, n), reference scores (C, n)) on the subjects every run of ``pairs`` scored, or
+    None when those subjects lack a class or a run has no scores."""
+    runs = [r for pair in pairs for r in pair]
+    if any(r not in an.scores for r in runs):
+        return None
+    common = an.scores[runs[0]].select("subject_id", "label")
+    for r in runs[1:]:
+        common = common.join(an.scores[r].select("subject_id"), on="subject_id", how="semi")
+    common = common.sort("subject_id")
+    y = common["label"].cast(pl.Boolean).to_numpy()
+    if not 0 < y.sum() < y.size:
+        return None
+
+    def mat(ids):
+        return np.stack([common.join(an.scores[r].select("subject_id", "p_yes"), on="subject_id", how="left",
+                                     maintain_order="left")["p_yes"].cast(pl.Float64).to_numpy() for r in ids])
+    return y, mat([a for a, _ in pairs]), mat([b for _, b in pairs])
 
 
 def baselines_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:

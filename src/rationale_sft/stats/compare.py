@@ -52,7 +52,8 @@ def paired_deltas(results: pl.DataFrame, reference_arm: str = "label_only", metr
                          f"{', '.join(keys)} (first: {dup.row(0, named=True)}); each must appear once")
     ref = ref.select(*keys, pl.col(metric).alias(f"{metric}_ref"),
                      *([pl.col("run_id").alias("run_id_ref")] if "run_id" in ref.columns else []))
-    others = results.filter(pl.col("arm") != reference_arm)
+    # columns a previous pairing left (e.g. run_id_ref from per-run tests) are replaced, not suffixed
+    others = results.filter(pl.col("arm") != reference_arm).drop(ref.columns[len(keys):], "delta", strict=False)
     out = others.join(ref, on=list(keys), how="inner", nulls_equal=True, maintain_order="left")
     return out.with_columns((pl.col(metric) - pl.col(f"{metric}_ref")).alias("delta"))
 
