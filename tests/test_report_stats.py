@@ -73,7 +73,8 @@ def test_history_strata_expose_a_line_counter(tmp_path):
     pooled = pl.col("history lines") == WITHIN
     all_rows = pl.col("history lines") == "all"
     # a line counter matches the line count overall and falls to about chance within strata
-    assert counts.filter(all_rows)["label-only AUROC"].to_list() == counts.filter(all_rows)["line-count AUROC"].to_list()
+    overall = counts.filter(all_rows)
+    assert overall["label-only AUROC"].to_list() == overall["line-count AUROC"].to_list()
     drop = counts.filter(all_rows)["label-only AUROC"] - counts.filter(pooled)["label-only AUROC"]
     assert (counts.filter(pooled)["label-only AUROC"] == counts.filter(pooled)["line-count AUROC"]).all()
     assert (drop > 0.1).all(), drop.to_list()

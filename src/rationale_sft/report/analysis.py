@@ -108,8 +108,8 @@ def run_replicates(runs: pl.DataFrame, scores: dict[str, pl.DataFrame],
     ids = runs.filter(pl.col("run_id").is_in(list(scores))).select("run_id", cohort.alias("cohort"))
     if not ids.height:
         return {}
-    long = pl.concat([scores[r].select("subject_id", pl.col("label").cast(pl.Boolean), pl.col("p_yes")
-                                       .cast(pl.Float64)).with_columns(pl.lit(i).alias("row"), pl.lit(c).alias("cohort"))
+    long = pl.concat([scores[r].select("subject_id", pl.col("label").cast(pl.Boolean), pl.col("p_yes").cast(pl.Float64),
+                                       pl.lit(i).alias("row"), pl.lit(c).alias("cohort"))
                       for i, (r, c) in enumerate(ids.iter_rows())])
     keys = long.group_by("cohort", "subject_id").agg(pl.col("label").n_unique().alias("k"), pl.col("label").first()
                                                       ).sort("cohort", "subject_id").with_row_index("col")

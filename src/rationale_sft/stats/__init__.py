@@ -20,6 +20,6 @@ from rationale_sft.stats.model import gap_model, ols_cluster
 
 __all__ = ["age_bands", "auroc", "auroc_by_group", "average_precision", "benjamini_hochberg", "bootstrap_ci",
            "bootstrap_table", "brier", "delong_auc_cov", "delong_ci", "delong_test", "expected_calibration_error",
-           "factor_summary", "gap_model", "holm", "ols_cluster", "paired_bootstrap_diff", "paired_deltas", "pooled_interval",
-           "reliability_curve", "signed_tests", "stratified_weights", "subject_replicates", "t_interval",
-           "two_level_bootstrap"]
+           "factor_summary", "gap_model", "holm", "ols_cluster", "paired_bootstrap_diff", "paired_deltas",
+           "pooled_interval", "reliability_curve", "signed_tests", "stratified_weights", "subject_replicates",
+           "t_interval", "two_level_bootstrap"]
