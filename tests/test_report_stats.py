@@ -100,6 +100,9 @@ def test_scale_paragraph_says_data_at_a_fixed_step_budget(grid):
     assert "Training budget rule: a fixed budget of train.steps = 40 optimizer steps" in md
     assert "Every fine-tuned run took 40 optimizer steps, so the trend is a data effect at a fixed step budget." in md
     assert "freeform: gap at scale 200: " in md and "change " in md
+    budget = json.loads((grid / "report" / "stats.json").read_text())["budget"]
+    assert budget["rule"]["fixed"] is True and {r["steps"] for r in budget["runs"]} == {40}
+    assert len(budget["runs"]) == 54 and len(budget["gap_by_scale"]) == 2
 
 
 def test_scale_paragraph_warns_when_steps_grow_with_scale(tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rationale_sft import config as cfglib
 from rationale_sft.config.report import ReportConfig
+from rationale_sft.report import budget, history
 from rationale_sft.report import diagnostics as diag
-from rationale_sft.report import history
 from rationale_sft.report import sections as sec
 from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
@@ -42,7 +42,9 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
     for stale in sorted(before - made):  # figures of an earlier report that this one no longer has
         (out / stale).unlink()
     write_parquet(an.runs, out / "results.parquet")
-    write_json(out / "stats.json", _json_safe(stats_dict(an, cfg, input_hashes(rd))))
+    stats = stats_dict(an, cfg, input_hashes(rd)) | {"history_strata": history.strata_stats(an, cfg, rd),
+                                                      "budget": budget.budget_stats(an, cfg, rd)}
+    write_json(out / "stats.json", _json_safe(stats))
     name = grid_name(rd)
     title = f"{TITLE} ({name})" if name else TITLE
     write_text(out / "report.md", to_markdown(sections, title))

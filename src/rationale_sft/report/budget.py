@@ -75,6 +75,13 @@ def scale_blocks(an: Analysis, cfg: ReportConfig, rd: RunDir) -> list[tuple]:
     return blocks
 
 
+def budget_stats(an: Analysis, cfg: ReportConfig, rd: RunDir) -> dict:
+    """The budget rule, each fine-tuned run's steps and tokens, and the data-or-steps sentence, for stats.json."""
+    table = budget_table(an, rd, cfg)
+    return {"rule": budget_rule(grid_config(rd)), "runs": table.to_dicts(), "steps": steps_verdict(table),
+            "gap_by_scale": gap_by_scale(an, cfg)}
+
+
 def gap_by_scale(an: Analysis, cfg: ReportConfig) -> list[str]:
     """Per arm: the pooled gap at each scale, and its change from the smallest to the largest scale with a
     two-level bootstrap interval (paired on the subject draws)."""
@@ -113,6 +120,8 @@ def steps_verdict(table: pl.DataFrame) -> str:
 
     >>> steps_verdict(pl.DataFrame({"scale": [30, 120], "steps": [50, 50]}))
     'Every fine-tuned run took 50 optimizer steps, so the trend is a data effect at a fixed step budget.'
+    >>> steps_verdict(pl.DataFrame({"scale": [30, 30], "steps": [8, 8]}))[:21]
+    'Only one data scale: '
     >>> steps_verdict(pl.DataFrame({"scale": [30, 120], "steps": [8, 30]}))[:60]
     'Optimizer steps differ across scales (30: 8; 120: 30), so th'
     """
@@ -120,6 +129,8 @@ def steps_verdict(table: pl.DataFrame) -> str:
         return "Optimizer steps are unknown (no train_steps column and no train.json), so whether this is data " \
                "or steps cannot be told."
     steps = table["steps"].drop_nulls()
+    if "scale" in table.columns and table["scale"].drop_nulls().n_unique() < 2:
+        return "Only one data scale: there is no trend with scale to attribute to data or steps."
     if steps.n_unique() == 1:
         return f"Every fine-tuned run took {steps[0]} optimizer steps, so the trend is a data effect at a fixed " \
                "step budget."
@@ -133,4 +144,4 @@ def steps_verdict(table: pl.DataFrame) -> str:
             "steps.")
 
 
-__all__ = ["budget_rule", "budget_table", "gap_by_scale", "scale_blocks", "steps_verdict"]
+__all__ = ["budget_rule", "budget_stats", "budget_table", "gap_by_scale", "scale_blocks", "steps_verdict"]

@@ -91,6 +91,16 @@ def history_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> S
     return Section("history", title, blocks)
 
 
+def strata_stats(an: Analysis, cfg: ReportConfig, rd: RunDir) -> list[dict]:
+    """The strata table's rows for stats.json (empty without examples or reference runs)."""
+    examples = read_examples(rd)
+    ref = an.runs.filter(pl.col("arm") == cfg.reference_arm)
+    if examples is None or "n_history_items" not in examples.columns or not ref.height:
+        return []
+    lines = examples.select("subject_id", pl.col("n_history_items").cast(pl.Int64)).unique("subject_id", keep="first")
+    return strata_table(an, ref, lines, read_baselines(rd)).to_dicts()
+
+
 def strata_table(an: Analysis, ref: pl.DataFrame, lines: pl.DataFrame, baselines: dict) -> pl.DataFrame:
     """One row per scale and stratum (then ``all`` and ``within strata (pooled)``)."""
     rows = []
