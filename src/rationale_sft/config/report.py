@@ -36,8 +36,8 @@ class ReportConfig:
     "The study's mean ROC-AUC per arm, shown for reference only."
     n_bins: int = 10
     "Bins of the reliability curves and ECE (equal width and equal mass)."
-    age_edges: tuple[float, ...] = (50.0, 60.0, 65.0)
-    "Age band edges (years) for AUROC by age band."
+    age_edges: tuple[float, ...] = ()
+    "Age band edges (years) for AUROC by age band; empty: quartiles of the test subjects' ages (whole years)."
     max_rows: int = 40
     "Longest table shown in the HTML/markdown (all rows stay in results.parquet and stats.json)."
 
@@ -49,5 +49,6 @@ class ReportConfig:
         if self.n_boot < 100 or self.n_bins < 2 or self.max_rows < 1:
             raise ValueError(f"need n_boot >= 100, n_bins >= 2 and max_rows >= 1; got n_boot={self.n_boot}, "
                              f"n_bins={self.n_bins}, max_rows={self.max_rows}")
-        if not self.age_edges or list(self.age_edges) != sorted(set(self.age_edges)):
-            raise ValueError(f"'age_edges' must be increasing and non-empty, got {list(self.age_edges)}")
+        if list(self.age_edges) != sorted(set(self.age_edges)):
+            raise ValueError(f"'age_edges' must be increasing (or empty: bands from the cohort's ages), got "
+                             f"{list(self.age_edges)}")

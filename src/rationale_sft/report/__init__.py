@@ -13,12 +13,14 @@ from pathlib import Path
 
 from rationale_sft import config as cfglib
 from rationale_sft.config.report import ReportConfig
+from rationale_sft.report import budget, history
 from rationale_sft.report import diagnostics as diag
 from rationale_sft.report import sections as sec
-from rationale_sft.report.analysis import Analysis, analyse
+from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
 from rationale_sft.report.render import to_html, to_markdown
 from rationale_sft.rundir import write_json, write_parquet, write_text
+from rationale_sft.stats import auroc
 
 TITLE = "Rationale SFT vs label-only SFT: report"
 
@@ -33,13 +35,16 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
     sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
                 sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
                 sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
+                history.history_section(an, cfg, rd, out),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
     made = {b[1] for s in sections for b in s.blocks if b[0] == "img"}
     for stale in sorted(before - made):  # figures of an earlier report that this one no longer has
         (out / stale).unlink()
     write_parquet(an.runs, out / "results.parquet")
-    write_json(out / "stats.json", _json_safe(stats_dict(an, cfg, input_hashes(rd))))
+    stats = stats_dict(an, cfg, input_hashes(rd)) | {"history_strata": history.strata_stats(an, cfg, rd),
+                                                      "budget": budget.budget_stats(an, cfg, rd)}
+    write_json(out / "stats.json", _json_safe(stats))
     name = grid_name(rd)
     title = f"{TITLE} ({name})" if name else TITLE
     write_text(out / "report.md", to_markdown(sections, title))
@@ -52,10 +57,12 @@ def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:
             "arms": an.arms.to_dicts(), "factors": an.factors.to_dicts(),
             "gap_model": {"terms": an.model.to_dicts(), "dropped": an.model_dropped},
             "representative": an.representative, "notes": an.notes,
+            "oracle_auroc": auroc(*an.oracle) if an.oracle else None,
             "n_runs": an.runs.height, "methods": {
                 "per_run_interval": f"stratified percentile bootstrap, {cfg.n_boot} replicates, seed {cfg.seed}",
                 "per_pair_test": "DeLong (Sun & Xu 2014 fast algorithm) and paired stratified bootstrap",
-                "across_configurations": "t-interval, Wilcoxon signed-rank, sign test, Holm and BH"}}
+                "across_configurations": f"{pooled_method(cfg)} (t-interval kept as t_lo/t_hi); Wilcoxon "
+                                         "signed-rank, sign test, Holm and BH"}}
 
 
 def _json_safe(obj):

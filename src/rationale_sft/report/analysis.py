@@ -16,11 +16,13 @@ from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.errors import InputError
-from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
+from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_baselines, read_scores
 from rationale_sft.seeding import rng
 from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
-                                 gap_model, holm, paired_bootstrap_diff, paired_deltas, t_interval)
-from rationale_sft.stats.compare import PAIR_KEYS
+                                 gap_model, holm, paired_bootstrap_diff, paired_deltas, pooled_interval,
+                                 subject_replicates, t_interval)
+from rationale_sft.stats.bootstrap import two_level_method
+from rationale_sft.stats.compare import PAIR_KEYS, level_name
 
 SCORE_COLUMNS = ("subject_id", "label", "p_yes", "p_direct", "conclusion", "rationale_conclusion",
                  "n_generated_tokens")
@@ -41,6 +43,10 @@ class Analysis:
     verdict: dict
     representative: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    "Per run id: its AUROC and AUPRC under the shared subject resamples (the two-level bootstrap's first level)."
+    oracle: tuple[np.ndarray, np.ndarray] | None = None
+    "(labels, true risk) of the oracle on the representative configuration's test subjects; None without one."
 
 
 def is_fewshot(arm: str) -> bool:
@@ -56,15 +62,84 @@ def analyse(rd: RunDir, cfg: ReportConfig) -> Analysis:
     """Compute every number of the report from the run directory's files."""
     runs, scores, notes = run_metrics(rd, cfg)
     runs = add_pair_tests(runs, scores, cfg)
+    reps = run_replicates(runs, scores, cfg)
     sft = runs.filter(~pl.col("arm").str.starts_with(FEWSHOT_PREFIX))
     has_ref = cfg.reference_arm in set(sft["arm"].to_list())
     deltas = paired_deltas(sft, cfg.reference_arm) if has_ref else pl.DataFrame()
     if not has_ref:
         notes.append(f"no runs of the reference arm {cfg.reference_arm!r}: no paired comparisons")
-    factors = factor_summary(deltas, FACTORS, cfg.level) if deltas.height else pl.DataFrame()
+    factors = pooled_factors(factor_summary(deltas, FACTORS, cfg.level), deltas, reps, cfg) if deltas.height \
+        else pl.DataFrame()
     model, dropped = gap_model(deltas, cfg.level) if deltas.height > 1 else (pl.DataFrame(), [])
-    return Analysis(runs, scores, deltas, arm_table(runs, cfg), factors, model, dropped,
-                    verdict(factors, cfg), representative(sft, cfg), notes)
+    rep = representative(sft, cfg)
+    return Analysis(runs, scores, deltas, arm_table(runs, cfg, reps), factors, model, dropped,
+                    verdict(factors, cfg), rep, notes, reps, oracle_scores(rd, rep, scores))
+
+
+def oracle_scores(rd: RunDir, rep: dict, scores: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, true risk) of the oracle from the baselines job, on the representative configuration's test
+    subjects (every configuration is scored on them); None without an oracle."""
+    preds = next((p["oracle"] for p in read_baselines(rd).values() if "oracle" in p), None)
+    if preds is None:
+        return None
+    rep_ref = next(iter(rep.get("runs", {}).values()), None)
+    if rep_ref in scores:
+        preds = preds.filter(pl.col("subject_id").is_in(scores[rep_ref]["subject_id"].to_list()))
+    y = preds["boolean_value"].cast(pl.Boolean).to_numpy()
+    if not 0 < y.sum() < y.size:
+        return None
+    return y, preds["predicted_boolean_probability"].cast(pl.Float64).to_numpy()
+
+
+def pooled_method(cfg: ReportConfig) -> str:
+    """What every interval that pools configurations resamples, with its replicates and seed."""
+    return f"{two_level_method(cfg.n_boot, cfg.level)}, seed {cfg.seed}"
+
+
+def run_replicates(runs: pl.DataFrame, scores: dict[str, pl.DataFrame],
+                   cfg: ReportConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Every run's AUROC and AUPRC under one shared set of test-subject resamples.
+
+    Subjects are keyed by (cohort, subject id): runs of one cohort (``hidden_share`` level) share the draw
+    of each subject; cohorts are resampled separately, within labels. A run that scored a subset of the
+    subjects (few-shot) is evaluated on its own subjects under the same draw.
+    """
+    cohort = pl.col("hidden_share").cast(pl.String).fill_null("") if "hidden_share" in runs.columns else pl.lit("")
+    ids = runs.filter(pl.col("run_id").is_in(list(scores))).select("run_id", cohort.alias("cohort"))
+    if not ids.height:
+        return {}
+    long = pl.concat([scores[r].select("subject_id", pl.col("label").cast(pl.Boolean), pl.col("p_yes").cast(pl.Float64),
+                                       pl.lit(i).alias("row"), pl.lit(c).alias("cohort"))
+                      for i, (r, c) in enumerate(ids.iter_rows())])
+    keys = long.group_by("cohort", "subject_id").agg(pl.col("label").n_unique().alias("k"), pl.col("label").first()
+                                                      ).sort("cohort", "subject_id").with_row_index("col")
+    if keys["k"].max() > 1:
+        bad = keys.filter(pl.col("k") > 1).row(0, named=True)
+        raise InputError(f"subject {bad['subject_id']} has different labels in different runs' scores.parquet; "
+                         "runs of one cohort must score the same labelled subjects (re-run the grid)")
+    long = long.join(keys.select("cohort", "subject_id", "col"), on=["cohort", "subject_id"])
+    mat = np.full((ids.height, keys.height), np.nan)
+    mat[long["row"].to_numpy(), long["col"].to_numpy()] = long["p_yes"].to_numpy()
+    strata = keys["cohort"].rank("dense").cast(pl.Int64).to_numpy()
+    reps = subject_replicates(keys["label"].to_numpy(), mat, rng(cfg.seed, "two_level_subjects"), cfg.n_boot, strata)
+    return {r: {m: reps[m][i] for m in reps} for i, r in enumerate(ids["run_id"].to_list())}
+
+
+def pooled_factors(factors: pl.DataFrame, deltas: pl.DataFrame, reps: dict, cfg: ReportConfig) -> pl.DataFrame:
+    """Replace the t-interval of every factor row by the two-level bootstrap (kept as ``t_lo``/``t_hi``)."""
+    bounds = []
+    for row in factors.iter_rows(named=True):
+        sub = deltas.filter(pl.col("arm") == row["arm"])
+        if row["factor"] != "overall":
+            sub = sub.filter(pl.col(row["factor"]).map_elements(level_name, return_dtype=pl.String) == row["level"])
+        sub = sub.filter(pl.col("run_id").is_in(list(reps)) & pl.col("run_id_ref").is_in(list(reps)))
+        d = np.array([reps[a]["auroc"] - reps[r]["auroc"] for a, r in zip(sub["run_id"], sub["run_id_ref"])])
+        g = rng(cfg.seed, f"two_level_configs/{row['arm']}/{row['factor']}/{row['level']}")
+        bounds.append(pooled_interval(sub["delta"].to_numpy(), d.reshape(sub.height, -1), g, cfg.level)[1:])
+    lo, hi = zip(*bounds) if bounds else ((), ())
+    method = f"{pooled_method(cfg)}; Wilcoxon signed-rank and sign tests over paired configurations"
+    return factors.rename({"lo": "t_lo", "hi": "t_hi"}).with_columns(
+        pl.Series("lo", lo, pl.Float64), pl.Series("hi", hi, pl.Float64), pl.lit(method).alias("method"))
 
 
 def run_metrics(rd: RunDir, cfg: ReportConfig) -> tuple[pl.DataFrame, dict[str, pl.DataFrame], list[str]]:
@@ -153,18 +228,29 @@ def _pair_row(pair: dict, scores: dict[str, pl.DataFrame], cfg: ReportConfig) ->
             "delong_z": test["z"], "delong_p": test["p"]}
 
 
-def arm_table(runs: pl.DataFrame, cfg: ReportConfig) -> pl.DataFrame:
-    """Per arm: configurations, mean AUROC/AUPRC with t-intervals over configurations, Brier, ECE."""
+def arm_table(runs: pl.DataFrame, cfg: ReportConfig, reps: dict | None = None) -> pl.DataFrame:
+    """Per arm: configurations, mean AUROC/AUPRC with intervals over test subjects and configurations (t-intervals
+    over configurations when ``reps`` is not given), Brier, ECE."""
     rows = []
     for arm in arm_order(runs["arm"].to_list(), cfg):
         sub = runs.filter(pl.col("arm") == arm)
-        au, au_lo, au_hi = t_interval(sub["auroc"].to_numpy(), cfg.level)
-        ap, ap_lo, ap_hi = t_interval(sub["auprc"].to_numpy(), cfg.level)
+        if reps and all(r in reps for r in sub["run_id"]):
+            au, au_lo, au_hi = _pooled_metric(sub, reps, "auroc", cfg)
+            ap, ap_lo, ap_hi = _pooled_metric(sub, reps, "auprc", cfg)
+        else:
+            au, au_lo, au_hi = t_interval(sub["auroc"].to_numpy(), cfg.level)
+            ap, ap_lo, ap_hi = t_interval(sub["auprc"].to_numpy(), cfg.level)
         rows.append({"arm": arm, "kind": "few-shot" if is_fewshot(arm) else "fine-tuned", "n_configs": sub.height,
                      "n_test": int(sub["n_test"].median()), "auroc": au, "auroc_lo": au_lo, "auroc_hi": au_hi,
                      "auprc": ap, "auprc_lo": ap_lo, "auprc_hi": ap_hi, "brier": float(sub["brier"].mean()),
                      "ece": float(sub["ece_quantile"].mean()), "study_auroc": cfg.study_reference.get(arm)})
     return pl.DataFrame(rows, schema_overrides={"study_auroc": pl.Float64})
+
+
+def _pooled_metric(sub: pl.DataFrame, reps: dict, metric: str, cfg: ReportConfig) -> tuple[float, float, float]:
+    rows = np.array([reps[r][metric] for r in sub["run_id"]])
+    g = rng(cfg.seed, f"two_level_configs/{sub['arm'][0]}/{metric}")
+    return pooled_interval(sub[metric].to_numpy(), rows, g, cfg.level)
 
 
 def arm_order(arms: list[str], cfg: ReportConfig) -> list[str]:
@@ -185,8 +271,9 @@ def verdict(factors: pl.DataFrame, cfg: ReportConfig) -> dict:
     if factors.height:
         for row in factors.filter(pl.col("factor") == "overall").iter_rows(named=True):
             if row["arm"] in cfg.study_arms:
-                arms[row["arm"]] = {**{k: row[k] for k in ("n", "mean", "lo", "hi", "p_wilcoxon", "p_sign",
-                                                            "p_holm", "p_bh")}, "call": _call(row, cfg.alpha)}
+                arms[row["arm"]] = {**{k: row.get(k) for k in ("n", "mean", "lo", "hi", "t_lo", "t_hi", "p_wilcoxon",
+                                                                "p_sign", "p_holm", "p_bh")},
+                                    "interval": row["method"].split(";")[0], "call": _call(row, cfg.alpha)}
     calls = {a["call"] for a in arms.values()}
     overall = ("no data" if not arms else "reproduced" if calls == {"reproduced"}
                else "reversed" if calls == {"reversed"} else "partly reproduced" if "reproduced" in calls

@@ -247,8 +247,11 @@ def methods_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:
               f"run's scores.parquet; intervals: label-stratified percentile bootstrap over subjects ({cfg.n_boot} "
               f"replicates, {cfg.level:.0%}, seed {cfg.seed}). Paired arm-vs-reference comparisons on the same "
               "subjects: DeLong test (fast midrank algorithm of Sun & Xu 2014) and paired bootstrap. Across "
-              "configurations: Delta AUROC paired by family, size, model, base, scale and seed; Student-t "
-              "intervals; Wilcoxon signed-rank and sign tests; Holm and Benjamini-Hochberg adjustment; OLS with "
-              "cluster-robust (CR1) standard errors clustered on the reference run."),
+              "configurations: Delta AUROC paired by family, size, model, base, scale and seed; means over "
+              "configurations with a two-level percentile bootstrap (each replicate draws the test subjects once, "
+              "within label and cohort, for every configuration, then draws configurations with replacement, and "
+              f"recomputes every AUROC; {cfg.n_boot} replicates, seed {cfg.seed}); Wilcoxon signed-rank and sign "
+              "tests; Holm and Benjamini-Hochberg adjustment; OLS with cluster-robust (CR1) standard errors "
+              "clustered on the reference run."),
         ("table", pl.DataFrame({"input": list(hashes), "sha256 (16 hex)": list(hashes.values())}),
          "Inputs of this report (the report is a pure function of the run directory's files).")])

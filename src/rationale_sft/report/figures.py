@@ -14,7 +14,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from rationale_sft.rundir import atomic_path
-from rationale_sft.stats import reliability_curve
+from rationale_sft.stats import auroc, reliability_curve
 
 RC = {"svg.hashsalt": "rationale-sft", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
       "figure.dpi": 100, "savefig.dpi": 110, "path.simplify": False}
@@ -31,6 +31,13 @@ def save(fig: Figure, path: Path) -> str:
 def color(arms: list[str], arm: str) -> str:
     """A stable colour per arm (its position in the report's arm order)."""
     return COLORS[arms.index(arm) % len(COLORS)] if arm in arms else COLORS[-1]
+
+
+def reference_lines(ax, oracle: float | None) -> None:
+    """Chance (AUROC 0.5) and the oracle's AUROC on the same test subjects, as labelled horizontal lines."""
+    ax.axhline(0.5, color="black", lw=0.8, ls=":", label="chance (0.5)")
+    if oracle is not None:
+        ax.axhline(oracle, color="#8d5a97", lw=1.0, ls="--", label=f"oracle ({oracle:.3f})")
 
 
 def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
@@ -51,14 +58,16 @@ def forest(factors: pl.DataFrame, arms: list[str], path: Path) -> str:
             ax.plot(r["mean"], yi, "D" if overall else "o", color=c, ms=6 if overall else 4)
         ax.axvline(0, color="black", lw=0.8, ls="--")
         ax.set_yticks(y, labels)
-        ax.set_xlabel("Delta AUROC (arm - reference), mean and CI over paired configurations")
+        ax.set_xlabel("Delta AUROC (arm - reference): mean over paired configurations,\n"
+                      "CI by bootstrap over test subjects and configurations")
         return save(fig, path)
 
 
 def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path,
-                 baselines: dict[str, list[tuple[float, float]]] | None = None) -> str:
+                 baselines: dict[str, list[tuple[float, float]]] | None = None, oracle: float | None = None) -> str:
     """Mean AUROC (min-max over seeds as bars) against training-set size, per family and arm; baselines'
-    AUROC per scale (``{model: [(scale, auroc)]}``) as grey reference lines in every panel."""
+    AUROC per scale (``{model: [(scale, auroc)]}``) as grey reference lines in every panel, chance and oracle
+    as horizontal lines."""
     families = sorted(set(runs["family"].cast(pl.String).fill_null("-").to_list()))
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(3.6 * len(families), 3.2))
@@ -75,6 +84,7 @@ def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path,
             for k, (model, points) in enumerate(sorted((baselines or {}).items())):
                 xs, ys = zip(*sorted(points))
                 ax.plot(xs, ys, color="grey", ls=("--", ":", "-.", (0, (1, 3)))[k % 4], lw=1.0, label=model)
+            reference_lines(ax, oracle)
             ax.set_xscale("log", base=2)
             ticks = sorted(set(sub["scale"].drop_nulls().cast(pl.Float64).to_list()))
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -86,15 +96,19 @@ def scale_curves(runs: pl.DataFrame, arms: list[str], path: Path,
         return save(fig, path)
 
 
-def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], arms: list[str], title: str, path: Path) -> str:
-    """ROC curves of several arms on the same subjects."""
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], arms: list[str], title: str, path: Path,
+               oracle: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+    """ROC curves of several arms on the same subjects, with chance (the diagonal) and the oracle's curve."""
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(4.2, 4.0))
         ax = fig.subplots()
         for arm, (y, s) in curves.items():
             fpr, tpr = roc_points(y, s)
             ax.plot(fpr, tpr, label=arm, color=color(arms, arm), lw=1.4)
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        if oracle is not None:
+            fpr, tpr = roc_points(*oracle)
+            ax.plot(fpr, tpr, color="#8d5a97", lw=1.0, ls="--", label=f"oracle (AUROC {auroc(*oracle):.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="chance (AUROC 0.5)")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(title, fontsize=8)
@@ -153,8 +167,9 @@ def loss_curves(logs: dict[str, pl.DataFrame], arms: list[str], path: Path) -> s
         return save(fig, path)
 
 
-def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str, path: Path) -> str:
-    """Grouped bars: one group per row of ``table``, one bar per value column."""
+def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str, path: Path,
+         oracle: float | None = None) -> str:
+    """Grouped bars: one group per row of ``table``, one bar per value column; AUROC chance and oracle lines."""
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(max(4.0, 0.9 * table.height + 2), 3.2))
         ax = fig.subplots()
@@ -167,5 +182,30 @@ def bars(table: pl.DataFrame, label_col: str, value_cols: list[str], ylabel: str
         ax.set_ylabel(ylabel)
         values = np.concatenate([table[c].cast(pl.Float64).drop_nulls().drop_nans().to_numpy() for c in value_cols])
         ax.set_ylim(max(0.0, min(0.4, float(values.min(initial=0.4)) - 0.05)), 1.0)
+        reference_lines(ax, oracle)
         ax.legend(frameon=False, fontsize=8)
+        return save(fig, path)
+
+
+def strata_curves(table: pl.DataFrame, path: Path, oracle: float | None = None) -> str:
+    """AUROC per history-length stratum, one panel per scale: label-only, LR and the line count, with the
+    pooled within-strata value as the last point (``table`` from :func:`report.history.strata_table`)."""
+    scales = list(dict.fromkeys(table["scale"].to_list()))
+    series = (("label-only AUROC", COLORS[0], "o"), ("LR AUROC", "grey", "s"), ("line-count AUROC", COLORS[2], "^"))
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.4 * len(scales), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(scales), sharey=True))
+        for ax, scale in zip(axes, scales):
+            sub = table.filter((pl.col("scale") == scale) & (pl.col("history lines") != "all"))
+            names = sub["history lines"].to_list()
+            for col, c, marker in series:
+                ax.plot(range(len(names)), sub[col].fill_null(np.nan).to_numpy(), marker=marker, ms=4, color=c,
+                        label=col.replace(" AUROC", ""))
+            reference_lines(ax, oracle)
+            ax.set_xticks(range(len(names)), [n.replace("within strata (pooled)", "pooled") for n in names],
+                          rotation=30, ha="right")
+            ax.set_title(f"scale: {scale}")
+            ax.set_xlabel("history lines (stratum)")
+        axes[0].set_ylabel("AUROC within stratum")
+        axes[-1].legend(frameon=False, fontsize=7)
         return save(fig, path)

@@ -154,16 +154,37 @@ def read_quality(rd: RunDir) -> dict[str, dict]:
     return out
 
 
-def grid_name(rd: RunDir) -> str | None:
-    """The experiment name from ``RUN_DIR/config.yaml`` (None when absent or unreadable)."""
+def grid_config(rd: RunDir) -> dict:
+    """The resolved experiment config ``RUN_DIR/config.yaml`` as a dict (empty when absent or unreadable)."""
     import yaml
 
     path = rd.root / "config.yaml"
     try:
         data = yaml.safe_load(path.read_text()) if path.is_file() else None
     except yaml.YAMLError:
-        return None
-    return str(data["name"]) if isinstance(data, dict) and data.get("name") else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def grid_name(rd: RunDir) -> str | None:
+    """The experiment name from ``RUN_DIR/config.yaml`` (None when absent or unreadable)."""
+    data = grid_config(rd)
+    return str(data["name"]) if data.get("name") else None
+
+
+def read_budget(rd: RunDir, row: dict) -> dict:
+    """A run's optimizer steps and trained tokens: ``train_steps``/``train_tokens`` of results.parquet when
+    present, else ``steps`` of its train.json and the target tokens summed over its train_log.parquet; each
+    None when unknown (few-shot runs train nothing)."""
+    steps, tokens = row.get("train_steps"), row.get("train_tokens")
+    if steps is None:
+        path = rd.path(row["run_path"]) / "train.json"
+        steps = _read_json(path, {}).get("steps") if path.is_file() else None
+    if tokens is None:
+        log = read_train_log(rd, row)
+        tokens = int(log["n_target_tokens"].sum()) if log is not None and "n_target_tokens" in log.columns else None
+    return {"steps": None if steps is None else int(steps), "tokens": None if tokens is None else int(tokens),
+            "tokens_source": "train_tokens" if row.get("train_tokens") is not None else "target tokens (train_log)"}
 
 
 def input_hashes(rd: RunDir) -> dict[str, str]:

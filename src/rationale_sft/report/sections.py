@@ -9,12 +9,15 @@ import polars as pl
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
-from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
+from rationale_sft.report.budget import scale_blocks
+from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot, pooled_method
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
+from rationale_sft.seeding import rng
 from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
-                                 signed_tests, t_interval)
-from rationale_sft.stats.metrics import band_names
+                                 two_level_bootstrap)
+from rationale_sft.stats.compare import level_name as fmt_level
+from rationale_sft.stats.metrics import band_names, cohort_age_edges
 
 NAMES = {"label_only": "label only", "freeform": "free-form rationale", "stepwise": "step-by-step rationale"}
 CALL_TEXT = {"reproduced": "Yes: the study's effect reproduces here",
@@ -63,8 +66,9 @@ def main_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:
         "study AUROC (reference only)": [fmt(x) for x in t["study_auroc"]]})
     n_failed = rd.results.filter(pl.col("status") != "ok").height
     blocks: list[tuple] = [
-        ("table", table, f"Mean over configurations with {cfg.level:.0%} t-intervals; n = configurations per arm. "
-                         "Per-configuration bootstrap intervals are in results.parquet."),
+        ("table", table, f"Mean over configurations; {cfg.level:.0%} intervals: {pooled_method(cfg)} (every "
+                         "configuration is scored on the same test subjects, so both are resampled); n = "
+                         "configurations per arm. Per-configuration bootstrap intervals are in results.parquet."),
         ("p", f"{an.runs.height} finished configurations; {n_failed} not finished (status other than ok)"
               + (f"; failures.json lists {len(rd.failures)}." if rd.failures else "."))]
     blocks += [("p", f"Note: {n}.") for n in an.notes]
@@ -86,9 +90,10 @@ def delta_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
     shown = f.filter(pl.col("arm").is_in(list(cfg.study_arms)) | (pl.col("factor") == "overall"))
     blocks: list[tuple] = [
         ("img", figures.forest(shown, arms, out / "delta_forest.png"),
-         "Delta AUROC (arm - reference) by factor: mean and CI over paired configurations (other arms: overall)"),
-        ("table", _cap(table, cfg), _capped(f"{f['method'][0]}. Holm/BH adjust within the overall rows and within "
-                                            "the per-level rows separately.", table, cfg))]
+         "Delta AUROC (arm - reference) by factor: mean over paired configurations and CI by "
+         f"{pooled_method(cfg)} (other arms: overall)"),
+        ("table", _cap(table, cfg), _capped(f"CI: {f['method'][0]}. Holm/BH adjust within the overall rows and "
+                                            "within the per-level rows separately.", table, cfg))]
     blocks += _model_blocks(an)
     blocks += _pairs_blocks(an, cfg)
     return Section("delta", "Delta AUROC by factor", blocks)
@@ -130,13 +135,19 @@ def _pairs_blocks(an: Analysis, cfg: ReportConfig) -> list[tuple]:
 def scale_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Section:
     """AUROC against training-set size, per arm and family, with the baselines fitted at each scale."""
     sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
+    budget = scale_blocks(an, cfg, rd)
     if "scale" not in sft.columns or sft["scale"].drop_nulls().n_unique() < 2:
-        return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid.")])
+        return Section("scale", "AUROC vs data scale", [("absent", "Fewer than two data scales in this grid."),
+                                                        *budget])
+    oracle = an.oracle
     png = figures.scale_curves(sft.filter(pl.col("scale").is_not_null()), arm_order(sft["arm"].to_list(), cfg),
-                               out / "auroc_vs_scale.png", baseline_curves(an, rd))
+                               out / "auroc_vs_scale.png", baseline_curves(an, rd),
+                               auroc(*oracle) if oracle else None)
     return Section("scale", "AUROC vs data scale", [
         ("img", png, "AUROC vs number of training subjects, per family (grey: baselines fitted on the same "
-                     "number of subjects, scored on the same test subjects)")])
+                     "number of subjects, scored on the same test subjects; dotted: chance 0.5; dashed: "
+                     + ("the oracle on the same test subjects)" if oracle else "no oracle in this run directory)")),
+        *budget])
 
 
 def baseline_curves(an: Analysis, rd: RunDir, models: tuple[str, ...] = ("lr", "lightgbm")) -> dict:
@@ -164,7 +175,9 @@ def curves_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) -> Se
     curves = {a: _ys(an.scores[rep["runs"][a]]) for a in arms if rep["runs"][a] in an.scores}
     blocks: list[tuple] = [("p", f"Representative configuration: {title} (largest scale; first family, model and "
                                  "seed). Every arm is scored on the same test subjects."),
-                           ("img", figures.roc_curves(curves, arms, title, out / "roc.png"), "ROC curves per arm"),
+                           ("img", figures.roc_curves(curves, arms, title, out / "roc.png", an.oracle),
+                            "ROC curves per arm, with chance (diagonal) and the oracle (true risk, dashed) on the "
+                            "same test subjects"),
                            ("img", figures.calibration(curves, arms, cfg.n_bins, title, out / "calibration.png"),
                             "Reliability curves per arm (equal-mass bins)")]
     blocks.append(("table", _ece_table(an, rep, arms), "ECE with equal-width and equal-mass bins "
@@ -194,11 +207,15 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
         return [("absent", "No labelled cohort with age and sex in index.json ('labels'): AUROC by age band and "
                            "sex is not shown.")]
     tables = []
+    first = an.scores[rep["runs"][next(iter(curves))]].join(labels.select("subject_id", "age"), on="subject_id",
+                                                            how="left")
+    edges, span = (cfg.age_edges, None) if cfg.age_edges else cohort_age_edges(
+        first["age"].cast(pl.Float64).fill_null(np.nan).to_numpy())
     for arm in curves:
         s = an.scores[rep["runs"][arm]].join(labels.select("subject_id", "age", "sex"), on="subject_id", how="left")
         y, p = _ys(s)
-        ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), cfg.age_edges)
-        for name, groups, order in (("age", ages, band_names(cfg.age_edges)),
+        ages = age_bands(s["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), edges, span)
+        for name, groups, order in (("age", ages, band_names(edges, span)),
                                     ("sex", s["sex"].fill_null("unknown").to_numpy(), None)):
             t = auroc_by_group(y, p, groups, order).with_columns(pl.lit(name).alias("by"), pl.lit(arm).alias("arm"))
             tables.append(t)
@@ -206,8 +223,11 @@ def _subgroup_blocks(curves: dict, an: Analysis, rep: dict, rd: RunDir, cfg: Rep
     wide = long.pivot("arm", index=["group", "n", "n_pos"], values="auroc")
     shown = wide.with_columns(pl.col("n").cast(pl.String), pl.col("n_pos").cast(pl.String),
                               *[pl.col(a).map_elements(fmt, return_dtype=pl.String) for a in curves])
+    bands = (f"age bands cut at report.age_edges {list(edges)}" if cfg.age_edges else
+             f"age bands: quartiles of the test subjects' ages in whole years, within their range {span[0]:g}-"
+             f"{span[1]:g}")
     return [("table", shown, "AUROC by age band and sex per arm, representative configuration (same subjects for "
-                             "every arm; no interval; a group with one class shows a dash).")]
+                             f"every arm; {bands}; no interval; a group with one class shows a dash).")]
 
 
 def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
@@ -223,28 +243,74 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
             .agg(pl.col("auroc").mean()).pivot("arm", index=key, values="auroc").sort(key))
     wide = wide.select(key, *[a for a in arms if a in wide.columns])
     shown = wide.with_columns([pl.col(a).map_elements(fmt, return_dtype=pl.String) for a in wide.columns[1:]])
-    png = figures.bars(wide, key, wide.columns[1:], "mean AUROC", out / "fewshot_vs_finetuned.png")
+    png = figures.bars(wide, key, wide.columns[1:], "mean AUROC", out / "fewshot_vs_finetuned.png",
+                       auroc(*an.oracle) if an.oracle else None)
     return Section("fewshot", "Few-shot vs fine-tuned", [
         ("table", shown, f"Mean AUROC per {key} and arm (few-shot arms: untrained model with in-context "
-                         "demonstrations; fine-tuned arms averaged over scales and seeds)."),
-        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model"), *_demo_blocks(fs, cfg)])
+                         "demonstrations, scored on " + _subset_text(fs) + "; fine-tuned arms averaged over scales "
+                         "and seeds)."),
+        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model (dotted: chance 0.5; dashed: the oracle "
+                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(an, fs, cfg)])
 
 
-def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
-    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k."""
+def _subset_text(fs: pl.DataFrame) -> str:
+    lo, hi = int(fs["n_test"].min()), int(fs["n_test"].max())
+    return f"{lo} test subjects" if lo == hi else f"{lo}-{hi} test subjects"
+
+
+def _demo_blocks(an: Analysis, fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
+    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k on the test subjects
+    that both runs scored (few-shot runs may score a fixed subset of the test set)."""
     ref = "fewshot_label_only"
     if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
         return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
     keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot", "hidden_share") if k in fs.columns)
     d = paired_deltas(fs, ref, keys=keys)
-    texts = []
+    sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))
+    n_test = int(sft["n_test"].max()) if sft.height else None
+    rows, texts = [], []
+    for pair in d.sort("arm", *keys).iter_rows(named=True):
+        j = _paired_scores(an, [(pair["run_id"], pair["run_id_ref"])])
+        t = delong_test(j[0], j[1][0], j[2][0], cfg.level) if j else None
+        rows.append({"arm": pair["arm"], **{k: fmt_level(pair[k]) for k in keys},
+                     "paired subjects": str(j[0].size) if j else "0", "cases": str(int(j[0].sum())) if j else "0",
+                     "Delta AUROC [DeLong CI]": fmt_ci(t["diff"], t["lo"], t["hi"]) if t else "–",
+                     "DeLong p": fmt_p(t["p"]) if t else "–"})
     for arm in sorted(set(d["arm"].to_list())):
-        delta = d.filter(pl.col("arm") == arm)["delta"].to_numpy()
-        mean, lo, hi = t_interval(delta, cfg.level)
-        texts.append(f"{arm}: Delta AUROC {fmt_ci(mean, lo, hi)} over {delta.size} pairs, Wilcoxon "
-                     f"{p_text(signed_tests(delta)[0])}")
+        sub = d.filter(pl.col("arm") == arm)
+        j = _paired_scores(an, list(zip(sub["run_id"], sub["run_id_ref"])))
+        if j is None:
+            continue
+        r = two_level_bootstrap(*j, rng(cfg.seed, f"fewshot_pairs/{arm}"), cfg.n_boot, cfg.level)
+        texts.append(f"{arm} - {ref}: mean Delta AUROC {fmt_ci(r['mean'], r['lo'], r['hi'])} over {r['n_configs']} "
+                     f"pair(s) on the {r['n_subjects']} test subjects every run of the comparison scored"
+                     + (f" (of {n_test})" if n_test else ""))
+    caption = (f"Per pair (same model, seed and k), on the test subjects both runs scored: Delta AUROC with the "
+               f"paired DeLong {cfg.level:.0%} CI and p. Pooled over pairs: {pooled_method(cfg)}.")
     return [("p", "Rationale demonstrations vs label-only demonstrations (the study found rationales help as "
-                  f"demonstrations), paired by {', '.join(keys)}: " + "; ".join(texts) + ".")]
+                  f"demonstrations), paired by {', '.join(keys)} and on the same test subjects: "
+                  + ("; ".join(texts) if texts else "no pair shares subjects of both classes") + "."),
+            ("table", pl.DataFrame(rows), caption)]
+
+
+def _paired_scores(an: Analysis, pairs: list[tuple[str, str]]):
+    """(labels, arm scores (C, n), reference scores (C, n)) on the subjects every run of ``pairs`` scored, or
+    None when those subjects lack a class or a run has no scores."""
+    runs = [r for pair in pairs for r in pair]
+    if any(r not in an.scores for r in runs):
+        return None
+    common = an.scores[runs[0]].select("subject_id", "label")
+    for r in runs[1:]:
+        common = common.join(an.scores[r].select("subject_id"), on="subject_id", how="semi")
+    common = common.sort("subject_id")
+    y = common["label"].cast(pl.Boolean).to_numpy()
+    if not 0 < y.sum() < y.size:
+        return None
+
+    def mat(ids):
+        return np.stack([common.join(an.scores[r].select("subject_id", "p_yes"), on="subject_id", how="left",
+                                     maintain_order="left")["p_yes"].cast(pl.Float64).to_numpy() for r in ids])
+    return y, mat([a for a, _ in pairs]), mat([b for _, b in pairs])
 
 
 def baselines_section(an: Analysis, cfg: ReportConfig, rd: RunDir) -> Section:

@@ -52,7 +52,8 @@ def paired_deltas(results: pl.DataFrame, reference_arm: str = "label_only", metr
                          f"{', '.join(keys)} (first: {dup.row(0, named=True)}); each must appear once")
     ref = ref.select(*keys, pl.col(metric).alias(f"{metric}_ref"),
                      *([pl.col("run_id").alias("run_id_ref")] if "run_id" in ref.columns else []))
-    others = results.filter(pl.col("arm") != reference_arm)
+    # columns a previous pairing left (e.g. run_id_ref from per-run tests) are replaced, not suffixed
+    others = results.filter(pl.col("arm") != reference_arm).drop(ref.columns[len(keys):], "delta", strict=False)
     out = others.join(ref, on=list(keys), how="inner", nulls_equal=True, maintain_order="left")
     return out.with_columns((pl.col(metric) - pl.col(f"{metric}_ref")).alias("delta"))
 
@@ -142,7 +143,7 @@ def factor_summary(deltas: pl.DataFrame, factors: tuple[str, ...] = ("family", "
         for factor in (f for f in factors if f in sub.columns):
             for value in sorted(set(sub[factor].to_list()), key=_sort_key):
                 d = sub.filter(pl.col(factor).eq_missing(value))["delta"].to_numpy()
-                rows.append(_summary_row(arm, factor, _fmt_level(value), d, level))
+                rows.append(_summary_row(arm, factor, level_name(value), d, level))
     table = pl.DataFrame(rows, schema=_SUMMARY_SCHEMA)
     return _adjust(table)
 
@@ -174,7 +175,12 @@ def _sort_key(value) -> tuple:
     return (value is None, isinstance(value, str), value if value is not None else 0)
 
 
-def _fmt_level(value) -> str:
+def level_name(value) -> str:
+    """How a factor level is named in summaries: ``(none)`` for missing, whole floats without ``.0``.
+
+    >>> level_name(None), level_name(300.0), level_name("llama")
+    ('(none)', '300', 'llama')
+    """
     if value is None:
         return "(none)"
     if isinstance(value, float) and value.is_integer():

@@ -184,22 +184,47 @@ def auroc_by_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray,
     return pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "n_pos": pl.Int64, "auroc": pl.Float64})
 
 
-def band_names(edges: tuple[float, ...]) -> list[str]:
-    """Names of the age bands cut at ``edges``, youngest first.
+def band_names(edges: tuple[float, ...], span: tuple[float, float] | None = None) -> list[str]:
+    """Names of the age bands cut at ``edges``, youngest first; with ``span`` (min, max) the outer bands are
+    closed at the cohort's own youngest and oldest age.
 
-    >>> band_names((50, 60))
-    ['<50', '50-60', '>=60']
+    >>> band_names((50, 60)), band_names((50, 60), (41, 79))
+    (['<50', '50-60', '>=60'], ['41-50', '50-60', '60-79'])
     """
+    if span is not None:
+        return [f"{a:g}-{b:g}" for a, b in zip((span[0], *edges), (*edges, span[1]))]
     return [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]:g}"]
 
 
-def age_bands(age: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+def cohort_age_edges(age: np.ndarray, n_bands: int = 4) -> tuple[tuple[float, ...], tuple[float, float]]:
+    """Band edges that follow the cohort: whole-year quantiles of ``age`` (equal-mass bands), and its span.
+
+    Returns ``(edges, (floor(min), ceil(max)))``; edges lie strictly inside the span, duplicates dropped, so a
+    narrow cohort gets fewer bands (none: a single band, edges ``()``). Missing ages are ignored.
+
+    >>> cohort_age_edges(np.array([41.2, 48.0, 52.5, 55.0, 58.1, 63.0, 70.4, 78.9, np.nan]))
+    ((51.0, 57.0, 65.0), (41.0, 79.0))
+    >>> cohort_age_edges(np.array([60.2, 60.4, 60.9]))
+    ((), (60.0, 61.0))
+    """
+    age = np.asarray(age, np.float64)
+    age = age[~np.isnan(age)]
+    if not age.size:
+        return (), (np.nan, np.nan)
+    span = (float(np.floor(age.min())), float(np.ceil(age.max())))
+    qs = np.round(np.quantile(age, np.arange(1, n_bands) / n_bands))
+    return tuple(float(q) for q in np.unique(qs) if span[0] < q < span[1]), span
+
+
+def age_bands(age: np.ndarray, edges: tuple[float, ...], span: tuple[float, float] | None = None) -> np.ndarray:
     """Label ages with bands cut at ``edges`` (e.g. ``<50``, ``50-60``, ``>=60``); missing ages -> ``unknown``.
 
     >>> age_bands(np.array([45.0, 50.0, 61.2, np.nan]), (50, 60)).tolist()
     ['<50', '50-60', '>=60', 'unknown']
+    >>> age_bands(np.array([45.0, 50.0]), (), (45, 50)).tolist()
+    ['45-50', '45-50']
     """
     age = np.asarray(age, np.float64)
-    names = band_names(edges)
+    names = band_names(edges, span)
     idx = np.searchsorted(np.asarray(edges, np.float64), age, side="right")
     return np.where(np.isnan(age), "unknown", np.asarray(names)[np.minimum(idx, len(names) - 1)])
