@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.errors import InputError
+from rationale_sft.report.gates import gate_table, gated_verdict, reference_aurocs
 from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_scores
 from rationale_sft.seeding import rng
 from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
@@ -41,6 +42,8 @@ class Analysis:
     verdict: dict
     representative: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    gates: pl.DataFrame = field(default_factory=pl.DataFrame)
+    "Quality gates, one row per run x gate (report.gates.gate_table)."
 
 
 def is_fewshot(arm: str) -> bool:
@@ -63,8 +66,9 @@ def analyse(rd: RunDir, cfg: ReportConfig) -> Analysis:
         notes.append(f"no runs of the reference arm {cfg.reference_arm!r}: no paired comparisons")
     factors = factor_summary(deltas, FACTORS, cfg.level) if deltas.height else pl.DataFrame()
     model, dropped = gap_model(deltas, cfg.level) if deltas.height > 1 else (pl.DataFrame(), [])
+    gates = gate_table(runs, cfg, reference_aurocs(rd, runs, scores, cfg))
     return Analysis(runs, scores, deltas, arm_table(runs, cfg), factors, model, dropped,
-                    verdict(factors, cfg), representative(sft, cfg), notes)
+                    gated_verdict(verdict(factors, cfg), gates, cfg), representative(sft, cfg), notes, gates)
 
 
 def run_metrics(rd: RunDir, cfg: ReportConfig) -> tuple[pl.DataFrame, dict[str, pl.DataFrame], list[str]]:

@@ -10,6 +10,7 @@ import polars as pl
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot
+from rationale_sft.report.gates import describe, failed_gates
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
 from rationale_sft.stats import (age_bands, auroc, auroc_by_group, bootstrap_table, delong_test, paired_deltas,
@@ -21,7 +22,8 @@ CALL_TEXT = {"reproduced": "Yes: the study's effect reproduces here",
              "partly reproduced": "Partly: the study's effect reproduces for some rationale arms",
              "reversed": "No, the opposite: the rationale arms discriminate better than the reference here",
              "not reproduced": "No: the study's effect does not reproduce here with the stated certainty",
-             "no data": "Cannot tell: there are no paired rationale-arm configurations"}
+             "no data": "Cannot tell: there are no paired rationale-arm configurations",
+             "not evaluable": "Not evaluable: a quality gate fails, so this grid does not test the study's claim"}
 
 
 def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
@@ -30,6 +32,10 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
     blocks: list[tuple] = [("verdict", CALL_TEXT[v["overall"]] + ".")]
     for arm, a in v["arms"].items():
         study = v["study_delta"].get(arm)
+        if a.get("failed_gates"):
+            blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
+                                f"not evaluable. Failed quality gates: {describe(a['failed_gates'])}."))
+            continue
         blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
                             f"mean Delta AUROC {fmt_ci(a['mean'], a['lo'], a['hi'])} over {a['n']} paired "
                             f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank "
@@ -37,6 +43,12 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
                             f"{p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
                             + (f" (study: {study:+.3f})." if study is not None else ".")))
     blocks.append(("p", f"Rule: {v['rule']} (alpha = {v['alpha']})."))
+    if v.get("fewshot_failed_gates"):
+        blocks.append(("p", "Few-shot comparison (rationale vs label-only demonstrations): not evaluable. Failed "
+                            f"quality gates: {describe(v['fewshot_failed_gates'])}."))
+    if v.get("gates_not_measured"):
+        blocks.append(("p", f"Quality gates not measured (their inputs are not in this run directory), so not "
+                            f"checked by the verdict: {', '.join(v['gates_not_measured'])}."))
     few = sorted({a["n"] for a in v["arms"].values() if 2.0 / 2 ** a["n"] >= v["alpha"]})
     if few:
         blocks.append(("p", f"Too few pairs for certainty: with {few[0]} paired configurations the smallest possible "
@@ -227,14 +239,19 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
     return Section("fewshot", "Few-shot vs fine-tuned", [
         ("table", shown, f"Mean AUROC per {key} and arm (few-shot arms: untrained model with in-context "
                          "demonstrations; fine-tuned arms averaged over scales and seeds)."),
-        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model"), *_demo_blocks(fs, cfg)])
+        ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model"), *_demo_blocks(fs, cfg, an.gates)])
 
 
-def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
-    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k."""
+def _demo_blocks(fs: pl.DataFrame, cfg: ReportConfig, gates: pl.DataFrame | None = None) -> list[tuple]:
+    """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k (not evaluable when
+    a few-shot quality gate fails)."""
     ref = "fewshot_label_only"
     if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
         return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
+    failed = failed_gates(gates, sorted(set(fs["arm"].to_list()))) if gates is not None and gates.height else []
+    if failed:
+        return [("p", "Rationale demonstrations vs label-only demonstrations: not evaluable. Failed quality gates: "
+                      f"{describe(failed)}.")]
     keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot", "hidden_share") if k in fs.columns)
     d = paired_deltas(fs, ref, keys=keys)
     texts = []
