@@ -18,10 +18,10 @@ whose value is null fails it.
 >>> runs = pl.DataFrame({"run_id": ["a"], "arm": ["freeform"], "model": ["m"], "scale": [900], "seed": [0],
 ...                      "marker_found_rate": [0.5], "mean_label_mass": [0.95], "gen_loop_rate": [0.0]})
 >>> t = gate_table(runs, ReportConfig(), {})
->>> t.select("gate", "value", "passed").rows()
-[('marker', 0.5, False), ('label_mass', 0.95, True), ('grounding', None, None), ('age_correct', None, None), ('sex_correct', None, None), ('loops', 0.0, True)]
->>> failed_gates(t, ["freeform"])
-[{'arm': 'freeform', 'gate': 'marker', 'worst': 0.5, 'op': '>=', 'threshold': 0.95, 'n_failed': 1, 'n_runs': 1, 'unit': 'runs'}]
+>>> dict(zip(t["gate"], t["passed"]))
+{'marker': False, 'label_mass': True, 'grounding': None, 'age_correct': None, 'sex_correct': None, 'loops': True}
+>>> [(f["gate"], f["worst"], f["threshold"], f["n_failed"]) for f in failed_gates(t, ["freeform"])]
+[('marker', 0.5, 0.95, 1)]
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def failed_gates(table: pl.DataFrame, arms: list[str]) -> list[dict]:
     """The failed gates of ``arms``: per arm and gate the worst value, the threshold and how many runs failed."""
     out = []
     part = table.filter(pl.col("arm").is_in(arms) & pl.col("passed").is_not_null())
-    for (arm, gate), g in sorted(part.group_by("arm", "gate"), key=lambda kv: (arms.index(kv[0][0]), kv[0][1])):
+    order = [*RATIONALE_GATES, *FEWSHOT_GATES, *REFERENCE_GATES]
+    for (arm, gate), g in sorted(part.group_by("arm", "gate"), key=lambda kv: (arms.index(kv[0][0]),
+                                                                                order.index(kv[0][1]))):
         bad = g.filter(~pl.col("passed"))
         if bad.height:
             op = g["op"][0]
@@ -158,7 +160,8 @@ def describe(failed: list[dict]) -> str:
     ...            "n_failed": 3, "n_runs": 4, "unit": "runs"}])
     'freeform: answer marker reached 0.270 (needs >= 0.950; 3 of 4 runs fail)'
     """
-    return "; ".join(f"{f['arm']}: {LABELS.get(f['gate'], f['gate'])} {fmt(f['worst'])} (needs {f['op']} "
+    return "; ".join(f"{f['arm']}: {LABELS.get(f['gate'], f['gate'])} "
+                     f"{'missing' if f['worst'] is None else fmt(f['worst'])} (needs {f['op']} "
                      f"{fmt(f['threshold'])}; {f['n_failed']} of {f['n_runs']} {f['unit']} fail)" for f in failed)
 
 
@@ -248,9 +251,13 @@ def gates_section(an, cfg: ReportConfig) -> Section:
 
 def _reference_text(t: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
     ref = t.filter(pl.col("run_id").is_null() & pl.col("reference_auroc").is_not_null())
-    texts = [f"{r['model'] or 'all'} at scale {r['scale']}: mean AUROC {fmt(r['auroc'])} vs "
-             f"{'LR' if r['gate'] == 'auroc_vs_lr' else 'history-line count'} {fmt(r['reference_auroc'])}"
-             for r in ref.iter_rows(named=True)]
+    by_model: dict[tuple, dict] = {}
+    for r in ref.iter_rows(named=True):
+        by_model.setdefault((r["model"] or "all", r["scale"]), {"auroc": r["auroc"]})[r["gate"]] = r["reference_auroc"]
+    names = {"auroc_vs_lr": "LR", "auroc_vs_lines": "history-line count"}
+    texts = [f"{model} at scale {scale}: mean AUROC {fmt(v['auroc'])} vs "
+             + " and ".join(f"{names[g]} {fmt(v[g])}" for g in names if g in v)
+             for (model, scale), v in by_model.items()]
     return [("p", f"{cfg.reference_arm} on the same test subjects: " + "; ".join(texts) + ".")] if texts else []
 
 

@@ -32,9 +32,10 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
     blocks: list[tuple] = [("verdict", CALL_TEXT[v["overall"]] + ".")]
     for arm, a in v["arms"].items():
         study = v["study_delta"].get(arm)
-        if a.get("failed_gates"):
-            blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
-                                f"not evaluable. Failed quality gates: {describe(a['failed_gates'])}."))
+        if a.get("failed_gates"):  # a gate of either side fails: no direction or size is stated
+            blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs "
+                                f"{NAMES.get(cfg.reference_arm, cfg.reference_arm)}: not evaluable. Failed quality "
+                                f"gates: {describe(a['failed_gates'])}."))
             continue
         blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
                             f"mean Delta AUROC {fmt_ci(a['mean'], a['lo'], a['hi'])} over {a['n']} paired "
