@@ -16,7 +16,8 @@ from test_grid_ray import ray_address  # noqa: F401  (a real local Ray head node
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
 METRICS = ["run_id", "arm", "model", "scale", "seed", "status", "n_test", "n_pos", "auroc", "auprc", "brier",
-           "auroc_direct", "conclusion_yes_rate", "mean_label_mass"]
+           "auroc_direct", "conclusion_yes_rate", "mean_label_mass", "truncated_rate", "gen_grounding_rate",
+           "gen_age_correct_rate", "gen_sex_correct_rate", "gen_loop_rate", "train_steps", "train_tokens"]
 ROOT_FILES = {".grid.lock", "DONE", "config.yaml", "index.json", "manifest.json", "results.parquet"}
 REPORT_FILES = {"index.html", "report.md", "results.parquet", "stats.json"}
 SFT_FILES = {"DONE", "answer_states.npy", "answer_states_subjects.npy", "config.yaml", "manifest.json",
@@ -60,7 +61,8 @@ def test_run_dir_holds_exactly_the_expected_files(smoke):
     assert results["status"].to_list() == ["ok"] * 3
     assert sorted(results["arm"].to_list()) == ["fewshot_label_only", "freeform", "label_only"]
     for row in results.iter_rows(named=True):
-        expected = FEWSHOT_FILES if row["arm"].startswith("fewshot") else SFT_FILES
+        expected = FEWSHOT_FILES if row["arm"].startswith("fewshot") else SFT_FILES | (
+            {"generation_quality.parquet"} if row["arm"] == "freeform" else set())
         assert files_under(smoke / row["run_path"]) == expected, row["arm"]
     kinds = sorted(p.name.rsplit("-", 1)[0] for p in (smoke / "shared").iterdir())
     assert kinds == ["base", "baselines", "cohort", "corpus", "labels", "models", "quality", "rationales",
@@ -76,6 +78,15 @@ def test_results_agree_with_per_subject_scores(smoke):
         scores = pl.read_parquet(smoke / row["run_path"] / "scores.parquet")
         assert scores.height == row["n_test"] and int(scores["label"].sum()) == row["n_pos"]
         assert auroc(scores["label"].to_numpy().astype(int), scores["p_yes"].to_numpy()) == pytest.approx(row["auroc"])
+        assert row["truncated_rate"] == pytest.approx(float((scores["n_history_dropped"] > 0).mean()))
+        if row["arm"] == "freeform":  # the generated rationales' quality, recomputable from its table
+            from rationale_sft.score.quality import summarise
+
+            gq = summarise(pl.read_parquet(smoke / row["run_path"] / "generation_quality.parquet"))
+            assert {k: row[k] for k in gq} == pytest.approx(gq)
+        if not row["arm"].startswith("fewshot"):
+            log = pl.read_parquet(smoke / row["run_path"] / "train_log.parquet")
+            assert (row["train_steps"], row["train_tokens"]) == (log.height, int(log["n_tokens"].sum()))
         ids = scores["subject_id"].sort().to_list()
         assert test_ids is None or ids == test_ids  # every model is scored on the same test subjects
         test_ids = ids

@@ -94,7 +94,7 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
     level, p.index = p.index, index or dict(p.index)
     if share is not None:
         p.index.setdefault("hidden_share_levels", {})[f"{share:g}"] = level
-    return {"labels": labels, "render": render, "rationales": rationales, "hidden_share": share}
+    return {"labels": labels, "render": render, "rationales": rationales, "hidden_share": share, "meds": meds}
 
 
 def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
@@ -179,7 +179,7 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
         train["lora"] = {**cfglib.to_dict(cfg.lora), "enabled": True}
     meta = _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}", shared)
     return _run_job("sft", cfg, shared, base, arm != "label_only", scale=scale, seed=seed, train=train,
-                    probe=cfg.probe, meta=meta)
+                    probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render))
 
 
 def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> None:

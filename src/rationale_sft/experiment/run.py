@@ -18,6 +18,8 @@ from rationale_sft import rundir
 from rationale_sft.experiment import jobs
 
 RUN_JSON = "run.json"
+GENERATION_KEYS = ("gen_grounding_rate", "gen_age_correct_rate", "gen_sex_correct_rate", "gen_loop_rate")
+"Quality of a run's generated rationales (score.quality); None for arms that do not generate."
 
 
 def run_examples(root: Path, labels_dir: str, render_dir: str, scale: int | None, seed: int | None) -> pl.DataFrame:
@@ -37,8 +39,9 @@ def run_examples(root: Path, labels_dir: str, render_dir: str, scale: int | None
 
 
 def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
-            scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict) -> dict:
-    """Train one arm on one subset, score the test set, probe the answer-slot states; return the result row."""
+            scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict, meds: str, render: dict) -> dict:
+    """Train one arm on one subset, score the test set, probe the answer-slot states, check generated
+    rationales against the test subjects' records (generating arms); return the result row."""
     from rationale_sft.config.score import ScoreConfig
     from rationale_sft.config.train import TrainConfig
     from rationale_sft.score.run import score as score_stage
@@ -53,9 +56,12 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
         examples = run_examples(root, labels_dir, render_dir, scale, seed)
         summary = train_stage(train_cfg, d, examples, rationales, base)
         scored = score_stage(score_cfg, d, examples, d / "checkpoint")
+        quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
         row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
                "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
-               "score_seconds": scored["seconds"], "n_train": summary["n_examples"]}
+               "train_steps": summary["steps"], "train_tokens": summary["tokens_seen"],
+               "score_seconds": scored["seconds"], "n_train": summary["n_examples"],
+               **{k: quality.get(k) for k in GENERATION_KEYS}}
         rundir.write_json(d / RUN_JSON, row)
         return {"run": row}
 
@@ -102,7 +108,20 @@ def result_metrics(run_dir: Path) -> dict:
             "conclusion_yes_rate": float((concl == "Yes").mean()) if gen.sum() and len(concl) else None,
             "conclusion_rate": float(len(concl) / table.height) if gen.sum() else None,
             "marker_found_rate": float(table["marker_found"].mean()) if gen.sum() else None,
-            "mean_label_mass": float(table["label_mass"].mean())}
+            "mean_label_mass": float(table["label_mass"].mean()),
+            "truncated_rate": float((table["n_history_dropped"] > 0).mean())}
+
+
+def generation_metrics(run_dir: Path, root: Path, labels_dir: str, meds: str, render: dict) -> dict:
+    """Check the run's generated rationales (``generation_quality.parquet``); return the run-level rates."""
+    from rationale_sft.config.render import RenderConfig
+    from rationale_sft.score import quality
+
+    labels = pl.read_parquet(jobs._path(root, labels_dir) / jobs.USED)
+    rows = quality.generation_quality(pl.read_parquet(run_dir / "scores.parquet"), jobs._path(root, meds), labels,
+                                      cfglib.build(RenderConfig, render))
+    rundir.write_parquet(rows, run_dir / quality.FILE)
+    return quality.summarise(rows)
 
 
 def probe_row(run_dir: Path, seed: int) -> dict:

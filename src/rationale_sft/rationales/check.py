@@ -54,6 +54,8 @@ _RAISE = re.compile(r"\b(raises?|raising|increases?|increasing|adds? risk|risk f
 _LOWER = re.compile(r"\b(lowers?|lowering|reduces?|reducing|protective|protects?|decreases?|lower risk|"
                     r"in (?:this person's|their|her|his) favour)\b")
 _PAST = re.compile(r"\b(was|were|has been|had been|got|received)\s+(?:later\s+)?diagnosed\b|\bdeveloped\b|\bwent on to\b")
+_SEX_WORDS = {"F": frozenset({"woman", "female", "she"}), "M": frozenset({"man", "male", "he"})}
+_SEX_WORD = re.compile(r"\b(woman|female|she|man|male|he)\b")
 _WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 
 
@@ -274,10 +276,11 @@ def _demographic_claims(sentence: str, f: Facts) -> list[Claim]:
         said = int(next(g for g in m.groups() if g))
         ok = f.age is not None and abs(said - int(f.age)) <= 1
         out.append(Claim("age", m.group(0), "grounded" if ok else "ungrounded", f"record: {f.age and int(f.age)}"))
-    words = set(re.findall(r"\b(woman|female|man|male)\b", sentence.lower()))
+    words = set(_SEX_WORD.findall(sentence.lower()))
     if words and f.sex in ("F", "M"):
-        wrong = words & ({"man", "male"} if f.sex == "F" else {"woman", "female"})
-        out += [Claim("sex", w, "ungrounded", f"record: {f.sex}") for w in sorted(wrong)]
+        right = words & _SEX_WORDS[f.sex]
+        out += [Claim("sex", sorted(right)[0], "grounded")] if right else []  # one per sentence: no padding
+        out += [Claim("sex", w, "ungrounded", f"record: {f.sex}") for w in sorted(words - right)]
     return out
 
 

@@ -17,6 +17,7 @@ from rationale_sft.report import budget, history
 from rationale_sft.report import diagnostics as diag
 from rationale_sft.report import sections as sec
 from rationale_sft.report.analysis import Analysis, analyse, pooled_method
+from rationale_sft.report.gates import gates_section
 from rationale_sft.report.load import grid_name, input_hashes, open_run_dir
 from rationale_sft.report.render import to_html, to_markdown
 from rationale_sft.rundir import write_json, write_parquet, write_text
@@ -32,8 +33,8 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in out.glob("*.png")}
     an = analyse(rd, cfg)
-    sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
-                sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
+    sections = [sec.verdict_section(an, cfg), gates_section(an, cfg), sec.main_section(an, cfg, rd),
+                sec.delta_section(an, cfg, out), sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
                 sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
                 history.history_section(an, cfg, rd, out),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
@@ -53,7 +54,7 @@ def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
 
 def stats_dict(an: Analysis, cfg: ReportConfig, inputs: dict) -> dict:
     """Every summary number of the report, with the settings that produced it."""
-    return {"config": cfglib.to_dict(cfg), "inputs": inputs, "verdict": an.verdict,
+    return {"config": cfglib.to_dict(cfg), "inputs": inputs, "verdict": an.verdict, "gates": an.gates.to_dicts(),
             "arms": an.arms.to_dicts(), "factors": an.factors.to_dicts(),
             "gap_model": {"terms": an.model.to_dicts(), "dropped": an.model_dropped},
             "representative": an.representative, "notes": an.notes,

@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.errors import InputError
+from rationale_sft.report.gates import gate_table, gated_verdict, reference_aurocs
 from rationale_sft.report.load import FEWSHOT_PREFIX, RunDir, read_baselines, read_scores
 from rationale_sft.seeding import rng
 from rationale_sft.stats import (auroc, bootstrap_table, delong_test, expected_calibration_error, factor_summary,
@@ -47,6 +48,8 @@ class Analysis:
     "Per run id: its AUROC and AUPRC under the shared subject resamples (the two-level bootstrap's first level)."
     oracle: tuple[np.ndarray, np.ndarray] | None = None
     "(labels, true risk) of the oracle on the representative configuration's test subjects; None without one."
+    gates: pl.DataFrame = field(default_factory=pl.DataFrame)
+    "Quality gates, one row per run x gate (report.gates.gate_table)."
 
 
 def is_fewshot(arm: str) -> bool:
@@ -72,8 +75,10 @@ def analyse(rd: RunDir, cfg: ReportConfig) -> Analysis:
         else pl.DataFrame()
     model, dropped = gap_model(deltas, cfg.level) if deltas.height > 1 else (pl.DataFrame(), [])
     rep = representative(sft, cfg)
+    gates = gate_table(runs, cfg, reference_aurocs(rd, runs, scores, cfg))
     return Analysis(runs, scores, deltas, arm_table(runs, cfg, reps), factors, model, dropped,
-                    verdict(factors, cfg), rep, notes, reps, oracle_scores(rd, rep, scores))
+                    gated_verdict(verdict(factors, cfg), gates, cfg), rep, notes, reps, oracle_scores(rd, rep, scores),
+                    gates)
 
 
 def oracle_scores(rd: RunDir, rep: dict, scores: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,7 +1,8 @@
 """Render report sections as one self-contained HTML page and as markdown (same content, same order).
 
 A section is a title and a list of blocks: ``("p", text)``, ``("table", DataFrame of strings, caption)``,
-``("img", file name, alt text)``, ``("absent", why)`` and ``("pre", text)``. The HTML links PNGs by
+``("img", file name, alt text)``, ``("absent", why)``, ``("pre", text)`` and ``("details", summary,
+DataFrame of strings, caption)`` (a table folded away in the HTML). The HTML links PNGs by
 relative path and loads nothing from elsewhere.
 
 >>> s = Section("x", "X", [("p", "a < b"), ("table", pl.DataFrame({"k": ["1"]}), "cap")])
@@ -122,6 +123,9 @@ def _section_html(s: Section) -> str:
                          f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
         elif kind == "table":
             parts.append(_table_html(block[1], block[2]))
+        elif kind == "details":
+            parts.append(f"<details><summary>{html.escape(block[1])}</summary>{_table_html(block[2], block[3])}"
+                         "</details>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -153,6 +157,6 @@ def _block_md(block: tuple) -> list[str]:
         return ["```", block[1], "```"]
     if kind == "img":
         return [f"![{block[2]}]({block[1]})"]
-    df, caption = block[1], block[2]
+    df, caption = block[-2], block[-1] if kind == "table" else f"{block[1]}. {block[3]}"  # a details block unfolded
     cells = lambda vals: "| " + " | ".join(cell(v).replace("|", "\\|") for v in vals) + " |"  # noqa: E731
     return [f"*{caption}*", "", cells(df.columns), "|" + "---|" * len(df.columns)] + [cells(r) for r in df.rows()]

@@ -11,6 +11,7 @@ from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import figures
 from rationale_sft.report.budget import scale_blocks
 from rationale_sft.report.analysis import Analysis, arm_order, is_fewshot, pooled_method
+from rationale_sft.report.gates import describe, failed_gates
 from rationale_sft.report.load import RunDir, read_baselines, read_labels
 from rationale_sft.report.render import Section, fmt, fmt_ci, fmt_p, p_text
 from rationale_sft.seeding import rng
@@ -24,7 +25,8 @@ CALL_TEXT = {"reproduced": "Yes: the study's effect reproduces here",
              "partly reproduced": "Partly: the study's effect reproduces for some rationale arms",
              "reversed": "No, the opposite: the rationale arms discriminate better than the reference here",
              "not reproduced": "No: the study's effect does not reproduce here with the stated certainty",
-             "no data": "Cannot tell: there are no paired rationale-arm configurations"}
+             "no data": "Cannot tell: there are no paired rationale-arm configurations",
+             "not evaluable": "Not evaluable: a quality gate fails, so this grid does not test the study's claim"}
 
 
 def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
@@ -33,13 +35,24 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
     blocks: list[tuple] = [("verdict", CALL_TEXT[v["overall"]] + ".")]
     for arm, a in v["arms"].items():
         study = v["study_delta"].get(arm)
+        if a.get("failed_gates"):  # a gate of either side fails: no direction or size is stated
+            blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs "
+                                f"{NAMES.get(cfg.reference_arm, cfg.reference_arm)}: not evaluable. Failed quality "
+                                f"gates: {describe(a['failed_gates'])}."))
+            continue
         blocks.append(("p", f"{NAMES.get(arm, arm).capitalize()} vs {NAMES.get(cfg.reference_arm, cfg.reference_arm)}: "
                             f"mean Delta AUROC {fmt_ci(a['mean'], a['lo'], a['hi'])} over {a['n']} paired "
-                            f"configurations ({cfg.level:.0%} t-interval); Wilcoxon signed-rank "
+                            f"configurations ({a.get('interval') or f'{cfg.level:.0%} t-interval'}); Wilcoxon signed-rank "
                             f"{p_text(a['p_wilcoxon'])}, Holm-adjusted {p_text(a['p_holm'])}; sign test "
                             f"{p_text(a['p_sign'])}. Verdict for this arm: {a['call']}"
                             + (f" (study: {study:+.3f})." if study is not None else ".")))
     blocks.append(("p", f"Rule: {v['rule']} (alpha = {v['alpha']})."))
+    if v.get("fewshot_failed_gates"):
+        blocks.append(("p", "Few-shot comparison (rationale vs label-only demonstrations): not evaluable. Failed "
+                            f"quality gates: {describe(v['fewshot_failed_gates'])}."))
+    if v.get("gates_not_measured"):
+        blocks.append(("p", f"Quality gates not measured (their inputs are not in this run directory), so not "
+                            f"checked by the verdict: {', '.join(v['gates_not_measured'])}."))
     few = sorted({a["n"] for a in v["arms"].values() if 2.0 / 2 ** a["n"] >= v["alpha"]})
     if few:
         blocks.append(("p", f"Too few pairs for certainty: with {few[0]} paired configurations the smallest possible "
@@ -49,8 +62,9 @@ def verdict_section(an: Analysis, cfg: ReportConfig) -> Section:
     blocks.append(("p", "Caveats: the models here are tiny and the cohort is whatever the run directory holds "
                         f"(a synthetic cohort unless real data was supplied; median {n_sub} test subjects per run), "
                         "so the size of the gap is not comparable with the study's 42,566-person cohort and "
-                        "billion-parameter models. Configurations are treated as independent replicates although "
-                        "they share the test subjects; per-configuration DeLong tests below do account for pairing."))
+                        "billion-parameter models. Pooled intervals resample the shared test subjects and the configurations "
+                        "together; the Wilcoxon and sign tests treat configurations as independent replicates; "
+                        "per-configuration DeLong tests below account for pairing on the same subjects."))
     return Section("verdict", "Verdict", blocks)
 
 
@@ -250,7 +264,7 @@ def fewshot_section(an: Analysis, cfg: ReportConfig, out: Path) -> Section:
                          "demonstrations, scored on " + _subset_text(fs) + "; fine-tuned arms averaged over scales "
                          "and seeds)."),
         ("img", png, "Mean AUROC of few-shot and fine-tuned arms per model (dotted: chance 0.5; dashed: the oracle "
-                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(an, fs, cfg)])
+                     "on the fine-tuned runs' test subjects)"), *_demo_blocks(an, fs, cfg, an.gates)])
 
 
 def _subset_text(fs: pl.DataFrame) -> str:
@@ -258,12 +272,17 @@ def _subset_text(fs: pl.DataFrame) -> str:
     return f"{lo} test subjects" if lo == hi else f"{lo}-{hi} test subjects"
 
 
-def _demo_blocks(an: Analysis, fs: pl.DataFrame, cfg: ReportConfig) -> list[tuple]:
+def _demo_blocks(an: Analysis, fs: pl.DataFrame, cfg: ReportConfig, gates: pl.DataFrame | None = None) -> list[tuple]:
     """Rationale demonstrations vs label-only demonstrations, paired by model, seed and k on the test subjects
-    that both runs scored (few-shot runs may score a fixed subset of the test set)."""
+    that both runs scored (few-shot runs may score a fixed subset of the test set); not evaluable when a
+    few-shot quality gate fails."""
     ref = "fewshot_label_only"
     if ref not in set(fs["arm"].to_list()) or fs["arm"].n_unique() < 2:
         return [("absent", f"No paired few-shot comparison: needs {ref!r} and a rationale-demonstration arm.")]
+    failed = failed_gates(gates, sorted(set(fs["arm"].to_list()))) if gates is not None and gates.height else []
+    if failed:
+        return [("p", "Rationale demonstrations vs label-only demonstrations: not evaluable. Failed quality gates: "
+                      f"{describe(failed)}.")]
     keys = tuple(k for k in ("family", "size", "model", "base", "seed", "k_shot", "hidden_share") if k in fs.columns)
     d = paired_deltas(fs, ref, keys=keys)
     sft = an.runs.filter(~pl.col("arm").str.starts_with("fewshot"))

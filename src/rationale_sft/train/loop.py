@@ -32,8 +32,8 @@ from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
 CHECKPOINT = "checkpoint"
 STATE = "trainer_state.pt"
 META = "training.json"
-LOG_COLUMNS = ["step", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens", "lr",
-               "tokens_per_s"]
+LOG_COLUMNS = ["step", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens", "n_tokens",
+               "lr", "tokens_per_s"]
 
 
 def seeds_of(seed: int) -> dict[str, int]:
@@ -270,7 +270,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             log.append({"step": step + 1, "loss": stats[0], "label_loss": stats[1] / max(stats[2], 1),
                         "rationale_loss": stats[3] / stats[4] if stats[4] else None,
                         "label_token_share": stats[5] / total_weight, "n_target_tokens": int(stats[2] + stats[4]),
-                        "lr": lr, "tokens_per_s": n_tokens / dt_step})
+                        "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step})
             bar.update(task, advance=1)
             done = step + 1 == total
             if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
@@ -288,7 +288,8 @@ def summarise(cfg, run_dir: Path, table: pl.DataFrame, log: list[dict], started:
     inputs = {k: str(v) for k, v in {"examples": examples, "rationales": rationales}.items()
               if isinstance(v, (str, Path))}
     return {"config": cfglib.to_dict(cfg), "config_hash": cfglib.config_hash(cfg), "seeds": seeds_of(cfg.seed),
-            "steps": len(log), "resumed_from_step": step0 or None, "n_examples": int(table["subject_id"].n_unique()),
+            "steps": len(log), "tokens_seen": sum(r.get("n_tokens") or 0 for r in log),  # prompt + target, all steps
+            "resumed_from_step": step0 or None, "n_examples": int(table["subject_id"].n_unique()),
             "n_sequences": table.height, "n_target_tokens": int(table["n_target_tokens"].sum()),
             "n_label_tokens": int(table["n_label_tokens"].sum()),
             "n_truncated": int((table["n_history_dropped"] > 0).sum()),
@@ -348,5 +349,5 @@ def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
 def log_schema() -> dict:
     """Column types of train_log.parquet."""
     return {"step": pl.Int64, "loss": pl.Float64, "label_loss": pl.Float64, "rationale_loss": pl.Float64,
-            "label_token_share": pl.Float64, "n_target_tokens": pl.Int64, "lr": pl.Float64,
+            "label_token_share": pl.Float64, "n_target_tokens": pl.Int64, "n_tokens": pl.Int64, "lr": pl.Float64,
             "tokens_per_s": pl.Float64}
