@@ -153,3 +153,31 @@ def test_eos_stops_a_row_and_the_marker_follows(tok, prompts):
     assert all(g.ids == marker and not g.marker_found and g.text == "" for g in got.gens)
     after = slot_scores_logp(model, tok, [p + marker for p in prompts], [5])
     np.testing.assert_allclose(got.after.logp, after[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tail", ["Answer:", "\n"])  # single-token label words (decoder reads), multi-token (passes)
+def test_score_contexts_slots_equal_slot_scores(tok, prompts, tail):
+    from rationale_sft.config.score import ScoreConfig
+    from rationale_sft.score.run import score_contexts
+
+    model = model_of("llama", tok)
+    contexts = [p + tok(tail, add_special_tokens=False)["input_ids"] for p in prompts]
+    cfg = ScoreConfig(batch_size=3, max_new_tokens=6, save_states=True)
+    got = score_contexts(model, tok, contexts, [tail] * 4, mode="generate", marker="Answer:", cfg=cfg, device="cpu")
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    seqs = [c + decode(model, tok, [c], marker, max_new_tokens=6).gens[0].ids for c in contexts]
+    direct = slot_scores(model, tok, contexts, [tail] * 4, batch_size=1, device="cpu")
+    after = slot_scores(model, tok, seqs, ["Answer:"] * 4, batch_size=1, device="cpu", states=True)
+    np.testing.assert_allclose(got["p_direct"], direct["p_yes"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["p_yes"], after["p_yes"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["label_mass"], after["label_mass"], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(got["states"], after["states"], rtol=1e-4, atol=1e-5)
+    assert got["conclusion"] == after["top"] and got["n_generated_tokens"] == [len(s) - len(c) for s, c in zip(seqs, contexts)]
+
+
+def test_bf16_autocast_runs(tok, prompts):
+    model = model_of("llama", tok)
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    got = decode(model, tok, prompts, marker, slot_ids=[5, 9], bf16=True)
+    assert got.after.logp.shape == (4, 2) and np.isfinite(got.after.logp).all()
+    assert all(len(g.ids) <= NEW + len(marker) for g in got.gens)

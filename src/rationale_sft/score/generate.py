@@ -175,6 +175,56 @@ def _cache_kw(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _new_cache(model, capacity: int):
+    """A dynamic KV cache whose full-attention layers write into buffers of ``capacity`` positions.
+
+    The stock layer concatenates its whole cache at every step (quadratic copying over a generation); a
+    preallocated buffer writes one position per step. Sliding-window layers (mistral) stay as they are.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    layers = getattr(cache, "layers", [])
+    for k, layer in enumerate(layers):
+        if type(layer) is DynamicLayer:
+            layers[k] = _make_buffer_layer(DynamicLayer)(capacity)
+    return cache
+
+
+def _make_buffer_layer(base):
+    class BufferLayer(base):
+        """A cache layer with preallocated key/value buffers; ``keys``/``values`` are views of the filled part."""
+
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity, self.length = capacity, 0
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            super().lazy_initialization(key_states, value_states)
+            b, h, _, d = key_states.shape
+            self.kbuf = key_states.new_empty(b, h, self.capacity, d)
+            self.vbuf = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[-2]
+            assert self.length + n <= self.capacity, "KV buffer overflow"
+            self.kbuf[:, :, self.length:self.length + n] = key_states
+            self.vbuf[:, :, self.length:self.length + n] = value_states
+            self.length += n
+            self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices) -> None:
+            if self.length:
+                self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+                self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+    return BufferLayer
+
+
 def _generator(seed: int, row: int):
     import torch
 
@@ -217,12 +267,11 @@ def _pick(logits, gens, spec: _Spec):
 def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec) -> dict:
     """Prefill one left-padded batch, then decode until every row is done; per row its state and slots."""
     import torch
-    from transformers import DynamicCache
 
     batch = left_pad(ctxs, spec.pad)
     mask = batch["attention_mask"].to(spec.device)
     pos = batch["position_ids"][:, -1:].to(spec.device)
-    cache = DynamicCache(config=model.config)
+    cache = _new_cache(model, batch["input_ids"].shape[1] + spec.max_new + len(spec.marker_ids) + 1)
     logits, _ = _forward(model, batch["input_ids"], mask, batch["position_ids"], cache, spec, False)
     direct = _read(logits, spec.slot_ids)
     b = len(ctxs)
