@@ -172,7 +172,8 @@ def test_score_contexts_slots_equal_slot_scores(tok, prompts, tail):
     np.testing.assert_allclose(got["p_yes"], after["p_yes"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got["label_mass"], after["label_mass"], rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(got["states"], after["states"], rtol=1e-4, atol=1e-5)
-    assert got["conclusion"] == after["top"] and got["n_generated_tokens"] == [len(s) - len(c) for s, c in zip(seqs, contexts)]
+    assert got["conclusion"] == after["top"]
+    assert got["n_generated_tokens"] == [len(s) - len(c) for s, c in zip(seqs, contexts)]
 
 
 def test_bf16_autocast_runs(tok, prompts):

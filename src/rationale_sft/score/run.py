@@ -3,7 +3,8 @@
 Direct arms (label_only, label_then_rationale, multitask) read the slot right after the prompt in one
 forward pass. Rationale arms first generate up to the answer marker, then read the slot after it; they
 also record the direct score (the slot right after the prompt) and the greedy word at the slot
-(``conclusion``). Both slots come from the decoder's own forward passes (score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
+(``conclusion``). Both slots come from the decoder's own forward passes
+(score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
 its ``training.json``; a plain base model is scored directly with the defaults.
 """
 

@@ -83,7 +83,8 @@ def single_token_words(cands: Sequence[list[list[int]]]) -> bool:
     return all(len(word) == 1 for row in cands for word in row)
 
 
-def read_scores(logp: np.ndarray, top_ids: np.ndarray, read_ids: Sequence[int], cands: Sequence[list[list[int]]]) -> dict:
+def read_scores(logp: np.ndarray, top_ids: np.ndarray, read_ids: Sequence[int],
+                cands: Sequence[list[list[int]]]) -> dict:
     """Slot scores from log P(``read_ids``) and the most likely token per row; single-token label words only.
 
     >>> s = read_scores(np.log([[0.2, 0.6, 0.1]]), np.array([7]), [5, 7, 9], [[[7], [9]]])
@@ -92,7 +93,8 @@ def read_scores(logp: np.ndarray, top_ids: np.ndarray, read_ids: Sequence[int], 
     """
     assert single_token_words(cands), "read_scores needs single-token label words; use slot_scores"
     col = {t: k for k, t in enumerate(read_ids)}
-    logp_words = np.array([[logp[i, col[w[0]]] for w in row] for i, row in enumerate(cands)]).reshape(len(cands), len(LABEL_WORDS))
+    logp_words = np.array([[logp[i, col[w[0]]] for w in row] for i, row in enumerate(cands)])
+    logp_words = logp_words.reshape(len(cands), len(LABEL_WORDS))
     firsts = [[w[0] for w in row] for row in cands]
     top = [LABEL_WORDS[f.index(int(t))] if int(t) in f else None for f, t in zip(firsts, top_ids)]
     return label_scores(logp_words, top)
