@@ -1,18 +1,29 @@
-"""Rationale generation up to the answer marker: batched, KV-cached ``generate`` with a per-row marker stop.
+"""Rationale generation up to the answer marker: a KV-cached decode loop that stops on the marker's token ids.
 
-Each row stops as soon as its decoded continuation contains the newline + answer marker; the text after
-the marker is cut off, so the answer slot is the position right after the marker. A row that reaches
-``max_new_tokens`` (or end-of-sequence) without the marker gets the marker appended and
-``marker_found = False``.
+Contexts are sorted by length and batched; each batch is left-padded (explicit position ids, 0 at each
+row's first real token), prefilled once, then fed one token per row and step through the model with its
+cache. A row stops when its newest tokens equal the marker's ids (trained students write the marker as
+exactly these ids, because targets are tokenised segment by segment), on end-of-sequence, or at
+``max_new_tokens``; a row that stops without the marker has the marker's ids fed after its text
+(``marker_found = False``). Nothing is generated past the marker, no text is decoded inside the loop, and
+finished rows leave the batch and its cache.
+
+The same passes give both answer slots without extra forward passes: the prefill's last position is the
+slot right after the prompt (``direct``), and the step that feeds the marker's last token gives the slot
+after the rationale (``after``). A row whose text spells the marker with other tokens is cut there once,
+after the loop, and its ``after`` slot is read by one extra pass on the cut sequence.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from rationale_sft.seeding import derive_seed
 from rationale_sft.train.data import left_pad, pad_id
 
 
@@ -22,6 +33,69 @@ class Generated(NamedTuple):
     ids: list[int]
     text: str
     marker_found: bool
+
+
+class Slot(NamedTuple):
+    """One answer slot per row: log-probabilities of the requested token ids, and the most likely token id."""
+
+    logp: np.ndarray
+    top: np.ndarray
+
+
+class Decoded(NamedTuple):
+    """Per context: its continuation, the direct and after-marker slots, the hidden state after the marker."""
+
+    gens: list[Generated]
+    direct: Slot
+    after: Slot
+    states: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What every batch of one decode call shares."""
+
+    marker_ids: tuple[int, ...]
+    eos: int | None
+    pad: int
+    max_new: int
+    greedy: bool
+    temperature: float
+    slot_ids: tuple[int, ...]
+    states: bool
+    bf16: bool
+    drop_finished: bool
+    device: str
+    cache_kw: str
+
+
+@dataclass
+class _Row:
+    """Decoding state of one row: tokens written, tokens still to feed, whether (and how) it stopped."""
+
+    new: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    stopped: bool = False
+    found: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.stopped and not self.pending
+
+    def feed(self, sampled: int, spec: _Spec) -> int:
+        """The token this row feeds next, given the token sampled for it (ignored once the row stopped)."""
+        if self.done:
+            return spec.pad  # only when finished rows stay in the batch (drop_finished=False)
+        if not self.stopped:
+            marker = list(spec.marker_ids)
+            if sampled == spec.eos:
+                self.stopped, self.pending = True, marker
+            else:
+                self.new.append(sampled)
+                self.found = self.new[-len(marker):] == marker
+                self.stopped = self.found or len(self.new) >= spec.max_new
+                self.pending = [sampled] + ([] if self.found or not self.stopped else marker)
+        return self.pending.pop(0)
 
 
 def cut_at_marker(tokenizer, ids: Sequence[int], marker: str) -> int | None:
@@ -39,51 +113,6 @@ def cut_at_marker(tokenizer, ids: Sequence[int], marker: str) -> int | None:
     return lo
 
 
-def _stopper(tokenizer, marker: str, start: int, look: int):
-    from transformers import StoppingCriteria
-
-    class MarkerStop(StoppingCriteria):
-        """Stop each row once its newest tokens spell the marker."""
-
-        def __call__(self, input_ids, scores, **kwargs):
-            import torch
-
-            tails = input_ids[:, max(start, input_ids.shape[1] - look):].tolist()
-            return torch.tensor([marker in tokenizer.decode(t) for t in tails], device=input_ids.device)
-
-    return MarkerStop()
-
-
-def generate_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, marker: str, marker_ids: list[int],
-                       max_new_tokens: int, batch_size: int, greedy: bool, temperature: float, seed: int,
-                       device: str) -> list[Generated]:
-    """Generate each context's continuation until ``marker`` (e.g. '\\nAnswer:'), batched by length."""
-    import torch
-    from transformers import StoppingCriteriaList
-
-    pad, eos = pad_id(tokenizer), tokenizer.eos_token_id
-    out: list[Generated | None] = [None] * len(contexts)
-    order = np.argsort([len(c) for c in contexts], kind="stable")
-    look = len(marker_ids) + 8
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = left_pad([contexts[i] for i in idx], pad)
-            width = batch["input_ids"].shape[1]
-            sampling = {} if greedy else {"temperature": temperature, "top_k": 0, "top_p": 1.0}
-            with torch.no_grad():
-                seqs = model.generate(input_ids=batch["input_ids"].to(device),
-                                      attention_mask=batch["attention_mask"].to(device),
-                                      max_new_tokens=max_new_tokens, do_sample=not greedy, pad_token_id=pad,
-                                      eos_token_id=eos, use_cache=True,
-                                      stopping_criteria=StoppingCriteriaList([_stopper(tokenizer, marker, width, look)]),
-                                      **sampling).cpu()
-            for row, i in enumerate(idx):
-                out[i] = finish(tokenizer, seqs[row, width:].tolist(), marker, marker_ids, {pad, eos})
-    return out
-
-
 def finish(tokenizer, new: list[int], marker: str, marker_ids: list[int], stop_ids: set) -> Generated:
     """Cut a continuation after its first marker, or strip padding/EOS and append the marker."""
     cut = cut_at_marker(tokenizer, new, marker)
@@ -94,3 +123,207 @@ def finish(tokenizer, new: list[int], marker: str, marker_ids: list[int], stop_i
         new = new[:-1]
     ids = new + list(marker_ids)
     return Generated(ids, tokenizer.decode(new, skip_special_tokens=True), False)
+
+
+def generate_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, marker: str, marker_ids: list[int],
+                       max_new_tokens: int, batch_size: int, greedy: bool, temperature: float, seed: int,
+                       device: str) -> list[Generated]:
+    """Generate each context's continuation until ``marker`` (e.g. '\\nAnswer:'), batched by length."""
+    return decode_to_marker(model, tokenizer, contexts, marker=marker, marker_ids=marker_ids,
+                            max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=greedy,
+                            temperature=temperature, seed=seed, device=device).gens
+
+
+def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, marker: str, marker_ids: Sequence[int],
+                     max_new_tokens: int, batch_size: int, greedy: bool, temperature: float, seed: int,
+                     device: str, slot_ids: Sequence[int] = (), states: bool = False, bf16: bool = False,
+                     drop_finished: bool = True) -> Decoded:
+    """Continuations up to ``marker`` (text) / ``marker_ids`` (its ids), with log P(``slot_ids``) at both slots.
+
+    Sampling (``greedy=False``) draws each row from its own generator seeded by ``seed`` and the row's index
+    in ``contexts``, so greedy and sampled results do not depend on which rows share a batch. ``states``
+    also returns the last-layer hidden state at the after-marker slot; ``bf16`` runs under bf16 autocast;
+    ``drop_finished=False`` keeps finished rows in the batch (for benchmarks).
+    """
+    if not marker_ids:
+        raise ValueError("marker_ids is empty: the answer marker must tokenise to at least one token")
+    spec = _Spec(tuple(marker_ids), tokenizer.eos_token_id, pad_id(tokenizer), max_new_tokens, greedy, temperature,
+                 tuple(slot_ids), states, bf16, drop_finished, device, _cache_kw(model))
+    n = len(contexts)
+    rows: list[_Row | None] = [None] * n
+    direct, after = np.zeros((n, len(slot_ids))), np.zeros((n, len(slot_ids)))
+    tops = np.zeros((2, n), dtype=np.int64)
+    hidden: list = [None] * n
+    order = np.argsort([len(c) for c in contexts], kind="stable")
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        gens = None if greedy else [_generator(seed, int(i)) for i in idx]
+        res = _decode_batch(model, [contexts[i] for i in idx], gens, spec)
+        for k, i in enumerate(idx):
+            rows[i], hidden[i] = res["rows"][k], res["hidden"][k]
+            direct[i], tops[0, i] = res["direct"].logp[k], res["direct"].top[k]
+            after[i], tops[1, i] = res["after"][k]
+    gens_out, reread = _finish_rows(tokenizer, rows, marker, spec)
+    _reread(model, [list(contexts[i]) + gens_out[i].ids for i in reread], reread, after, tops[1], hidden,
+            spec, batch_size)
+    return Decoded(gens_out, Slot(direct, tops[0]), Slot(after, tops[1]),
+                   np.stack(hidden) if states and n else None)
+
+
+def _cache_kw(model) -> str:
+    """The forward keyword that takes the KV cache (``cache`` in newer transformers, else ``past_key_values``)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _new_cache(model, capacity: int):
+    """A dynamic KV cache whose full-attention layers write into buffers of ``capacity`` positions.
+
+    The stock layer concatenates its whole cache at every step (quadratic copying over a generation); a
+    preallocated buffer writes one position per step. Sliding-window layers (mistral) stay as they are.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    layers = getattr(cache, "layers", [])
+    for k, layer in enumerate(layers):
+        if type(layer) is DynamicLayer:
+            layers[k] = _make_buffer_layer(DynamicLayer)(capacity)
+    return cache
+
+
+def _make_buffer_layer(base):
+    class BufferLayer(base):
+        """A cache layer with preallocated key/value buffers; ``keys``/``values`` are views of the filled part."""
+
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity, self.length = capacity, 0
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            super().lazy_initialization(key_states, value_states)
+            b, h, _, d = key_states.shape
+            self.kbuf = key_states.new_empty(b, h, self.capacity, d)
+            self.vbuf = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[-2]
+            assert self.length + n <= self.capacity, "KV buffer overflow"
+            self.kbuf[:, :, self.length:self.length + n] = key_states
+            self.vbuf[:, :, self.length:self.length + n] = value_states
+            self.length += n
+            self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices) -> None:
+            if self.length:
+                self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+                self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+    return BufferLayer
+
+
+def _generator(seed: int, row: int):
+    import torch
+
+    return torch.Generator().manual_seed(derive_seed(seed, f"generation row {row}"))
+
+
+def _forward(model, ids, mask, pos, cache, spec: _Spec, states: bool):
+    """Logits (float32) and optionally the last-layer hidden state at each row's last position."""
+    import torch
+
+    dev = spec.device
+    with torch.no_grad(), torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=spec.bf16):
+        out = model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev), use_cache=True,
+                    logits_to_keep=1, output_hidden_states=states, **{spec.cache_kw: cache})
+    hidden = out.hidden_states[-1][:, -1, :].float() if states else None
+    return out.logits[:, -1, :].float(), hidden
+
+
+def _read(logits, slot_ids: tuple[int, ...]) -> Slot:
+    import torch
+
+    logp = torch.log_softmax(logits, dim=-1)
+    return Slot(logp[:, list(slot_ids)].cpu().double().numpy(), logp.argmax(-1).cpu().numpy())
+
+
+def _pick(logits, gens, spec: _Spec):
+    """Next token per row: argmax, or inverse-CDF sampling with one uniform draw from each row's generator."""
+    import torch
+
+    if spec.greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / spec.temperature, dim=-1)
+    cdf = probs.cumsum(-1)
+    u = torch.stack([torch.rand((), generator=g) for g in gens]).to(cdf.device)
+    # right=True: the first index whose cdf exceeds the draw, so a zero-probability token is never picked
+    picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    return picked.clamp(max=logits.shape[-1] - 1)
+
+
+def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec) -> dict:
+    """Prefill one left-padded batch, then decode until every row is done; per row its state and slots."""
+    import torch
+
+    batch = left_pad(ctxs, spec.pad)
+    mask = batch["attention_mask"].to(spec.device)
+    pos = batch["position_ids"][:, -1:].to(spec.device)
+    cache = _new_cache(model, batch["input_ids"].shape[1] + spec.max_new + len(spec.marker_ids) + 1)
+    logits, _ = _forward(model, batch["input_ids"], mask, batch["position_ids"], cache, spec, False)
+    direct = _read(logits, spec.slot_ids)
+    b = len(ctxs)
+    rows, after, hidden = [_Row() for _ in range(b)], [None] * b, [None] * b
+    live = list(range(b))  # batch rows still in the cache, in cache order
+    while live:
+        sampled = _pick(logits, None if gens is None else [gens[r] for r in live], spec).tolist()
+        feed = torch.tensor([[rows[r].feed(t, spec)] for r, t in zip(live, sampled)])
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+        pos = pos + 1
+        logits, h = _forward(model, feed, mask, pos, cache, spec, spec.states)
+        now = [j for j, r in enumerate(live) if rows[r].done and after[r] is None]
+        if now:
+            got = _read(logits[now], spec.slot_ids)
+            for k, j in enumerate(now):
+                after[live[j]] = (got.logp[k], got.top[k])
+                hidden[live[j]] = h[j].cpu().numpy() if spec.states else None
+        keep = [j for j, r in enumerate(live) if not rows[r].done]
+        if not keep:
+            break
+        if spec.drop_finished and len(keep) < len(live):
+            sel = torch.tensor(keep, device=mask.device)
+            cache.batch_select_indices(sel)
+            mask, pos, logits, live = mask[sel], pos[sel], logits[sel], [live[j] for j in keep]
+    return {"rows": rows, "direct": direct, "after": after, "hidden": hidden}
+
+
+def _finish_rows(tokenizer, rows: list[_Row], marker: str, spec: _Spec) -> tuple[list[Generated], list[int]]:
+    """Each row's ``Generated``; rows cut by the text-level fallback are listed for a re-read of their slot."""
+    out, reread = [], []
+    for i, row in enumerate(rows):
+        cut = None if row.found else cut_at_marker(tokenizer, row.new, marker)
+        if row.found or cut is not None:
+            ids = row.new if cut is None else row.new[:cut]
+            out.append(Generated(ids, tokenizer.decode(ids, skip_special_tokens=True), True))
+            if cut is not None:
+                reread.append(i)
+        else:
+            out.append(Generated(row.new + list(spec.marker_ids),
+                                 tokenizer.decode(row.new, skip_special_tokens=True), False))
+    return out, reread
+
+
+def _reread(model, seqs: list, rows: list[int], after: np.ndarray, tops: np.ndarray, hidden: list, spec: _Spec,
+            batch_size: int) -> None:
+    """Read the after-marker slot of ``rows`` (cut by text, not ids) by one pass on their sequences (in place)."""
+    from rationale_sft.score.slot import forward_last
+
+    for start in range(0, len(rows), batch_size):
+        part = rows[start:start + batch_size]
+        logp, h = forward_last(model, left_pad(seqs[start:start + batch_size], spec.pad), spec.device, spec.states)
+        for k, i in enumerate(part):
+            after[i], tops[i] = logp[k, list(spec.slot_ids)].double().numpy(), int(logp[k].argmax())
+            if spec.states:
+                hidden[i] = h[k]

@@ -3,7 +3,8 @@
 Direct arms (label_only, label_then_rationale, multitask) read the slot right after the prompt in one
 forward pass. Rationale arms first generate up to the answer marker, then read the slot after it; they
 also record the direct score (the slot right after the prompt) and the greedy word at the slot
-(``conclusion``). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
+(``conclusion``). Both slots come from the decoder's own forward passes
+(score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
 its ``training.json``; a plain base model is scored directly with the defaults.
 """
 
@@ -22,8 +23,8 @@ from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.render.markers import ANSWER_MARKER
 from rationale_sft.seeding import derive_seed
-from rationale_sft.score.generate import generate_to_marker
-from rationale_sft.score.slot import slot_scores
+from rationale_sft.score.generate import decode_to_marker
+from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
 from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat, wrap_prompt
 from rationale_sft.train.loop import META, device_of, read_table
 
@@ -69,24 +70,46 @@ def build_contexts(tokenizer, prompts: list[str], *, chat: bool, budget: int) ->
 def score_contexts(model, tokenizer, contexts: list[list[int]], tails: list[str], *, mode: str, marker: str,
                    cfg: ScoreConfig, device: str) -> dict:
     """Score prepared contexts: direct slot, and for mode 'generate' the slot after a generated rationale."""
-    direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device,
-                         states=cfg.save_states and mode == "direct")
     n = len(contexts)
     if mode == "direct":
+        direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device,
+                             states=cfg.save_states)
         return {"p_yes": direct["p_yes"], "label_mass": direct["label_mass"], "p_direct": direct["p_yes"],
                 "conclusion": direct["top"], "marker_found": [None] * n, "generated_text": [None] * n,
                 "n_generated_tokens": [0] * n, "states": direct["states"]}
-    mtext = marker_text(marker)
-    marker_ids = list(tokenizer(mtext, add_special_tokens=False)["input_ids"])
-    gens = generate_to_marker(model, tokenizer, contexts, marker=mtext, marker_ids=marker_ids,
-                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, greedy=cfg.greedy,
-                              temperature=cfg.temperature, seed=derive_seed(cfg.seed, "generation"), device=device)
-    after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(contexts, gens)], [marker] * n,
-                        batch_size=cfg.batch_size, device=device, states=cfg.save_states)
+    gens, direct, after = generate_and_read(model, tokenizer, contexts, tails, marker=marker, cfg=cfg, device=device)
     return {"p_yes": after["p_yes"], "label_mass": after["label_mass"], "p_direct": direct["p_yes"],
             "conclusion": after["top"], "marker_found": [g.marker_found for g in gens],
             "generated_text": [g.text for g in gens], "n_generated_tokens": [len(g.ids) for g in gens],
             "states": after["states"]}
+
+
+def generate_and_read(model, tokenizer, contexts: list[list[int]], tails: list[str], *, marker: str,
+                      cfg: ScoreConfig, device: str) -> tuple[list, dict, dict]:
+    """Rationales up to the marker, and slot scores right after the prompt and right after the marker.
+
+    With single-token label words both slots come from the decoder's own passes (the prefill and the step
+    that feeds the marker); otherwise each slot takes a pass of ``slot_scores`` per word.
+    """
+    n = len(contexts)
+    mtext = marker_text(marker)
+    marker_ids = list(tokenizer(mtext, add_special_tokens=False)["input_ids"])
+    cands = [candidate_ids(tokenizer, t) for t in tails]
+    after_cands = [candidate_ids(tokenizer, marker)] * n
+    single = single_token_words(cands + after_cands)
+    read_ids = sorted({w[0] for row in cands + after_cands for w in row}) if single else []
+    dec = decode_to_marker(model, tokenizer, contexts, marker=mtext, marker_ids=marker_ids,
+                           max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, greedy=cfg.greedy,
+                           temperature=cfg.temperature, seed=derive_seed(cfg.seed, "generation"), device=device,
+                           slot_ids=read_ids, states=cfg.save_states and single)
+    if single:
+        direct = read_scores(dec.direct.logp, dec.direct.top, read_ids, cands)
+        after = {**read_scores(dec.after.logp, dec.after.top, read_ids, after_cands), "states": dec.states}
+        return dec.gens, direct, after
+    direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device)
+    after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(contexts, dec.gens)], [marker] * n,
+                        batch_size=cfg.batch_size, device=device, states=cfg.save_states)
+    return dec.gens, direct, after
 
 
 def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:

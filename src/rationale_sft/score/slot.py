@@ -28,7 +28,8 @@ def _batches(order: np.ndarray, size: int):
         yield order[start:start + size]
 
 
-def _forward_last(model, batch: dict, device: str, states: bool):
+def forward_last(model, batch: dict, device: str, states: bool):
+    """Log-probabilities (float32, cpu) and optionally the last hidden state at each row's last position."""
     import torch
 
     with torch.no_grad():
@@ -51,7 +52,7 @@ def slot_scores(model, tokenizer, contexts: Sequence[Sequence[int]], prev_texts:
     pad = pad_id(tokenizer)
     order = np.argsort([len(c) for c in contexts], kind="stable")
     for idx in _batches(order, batch_size):
-        logp, h = _forward_last(model, left_pad([contexts[i] for i in idx], pad), device, states)
+        logp, h = forward_last(model, left_pad([contexts[i] for i in idx], pad), device, states)
         best = logp.argmax(-1).tolist()
         for row, i in enumerate(idx):
             firsts = [c[0] for c in cands[i]]
@@ -62,10 +63,41 @@ def slot_scores(model, tokenizer, contexts: Sequence[Sequence[int]], prev_texts:
     multi = [i for i in range(n) if any(len(c) > 1 for c in cands[i])]
     if multi:
         _add_continuations(model, tokenizer, contexts, cands, multi, logp_words, batch_size, device)
+    return {**label_scores(logp_words, top), "states": np.stack(hidden) if states and n else None}
+
+
+def label_scores(logp_words: np.ndarray, top: list) -> dict:
+    """``p_yes`` (normalised risk), ``label_mass`` and ``top`` from log P of each label word per row.
+
+    >>> s = label_scores(np.log([[0.3, 0.1]]), ["Yes"])
+    >>> round(float(s["p_yes"][0]), 6), round(float(s["label_mass"][0]), 6), s["top"]
+    (0.75, 0.4, ['Yes'])
+    """
     p = np.exp(logp_words)
     mass = p.sum(1)
-    return {"p_yes": p[:, 0] / np.where(mass > 0, mass, 1.0), "label_mass": mass, "top": top,
-            "states": np.stack(hidden) if states and n else None}
+    return {"p_yes": p[:, 0] / np.where(mass > 0, mass, 1.0), "label_mass": mass, "top": top}
+
+
+def single_token_words(cands: Sequence[list[list[int]]]) -> bool:
+    """Whether every label word of every row is one token (then one slot's logits score it)."""
+    return all(len(word) == 1 for row in cands for word in row)
+
+
+def read_scores(logp: np.ndarray, top_ids: np.ndarray, read_ids: Sequence[int],
+                cands: Sequence[list[list[int]]]) -> dict:
+    """Slot scores from log P(``read_ids``) and the most likely token per row; single-token label words only.
+
+    >>> s = read_scores(np.log([[0.2, 0.6, 0.1]]), np.array([7]), [5, 7, 9], [[[7], [9]]])
+    >>> round(float(s["p_yes"][0]), 6), s["top"]
+    (0.857143, ['Yes'])
+    """
+    assert single_token_words(cands), "read_scores needs single-token label words; use slot_scores"
+    col = {t: k for k, t in enumerate(read_ids)}
+    logp_words = np.array([[logp[i, col[w[0]]] for w in row] for i, row in enumerate(cands)])
+    logp_words = logp_words.reshape(len(cands), len(LABEL_WORDS))
+    firsts = [[w[0] for w in row] for row in cands]
+    top = [LABEL_WORDS[f.index(int(t))] if int(t) in f else None for f, t in zip(firsts, top_ids)]
+    return label_scores(logp_words, top)
 
 
 def _add_continuations(model, tokenizer, contexts, cands, rows, logp_words, batch_size, device) -> None:
