@@ -11,6 +11,7 @@ import pytest
 from rationale_sft import config as cfglib
 from rationale_sft.config import ConfigError
 from rationale_sft.config.experiment import ExperimentConfig
+from rationale_sft.errors import InputError
 from rationale_sft.experiment.jobs import fixed_test_set, used_labels
 from rationale_sft.experiment.plan import plan
 
@@ -36,8 +37,9 @@ def test_full_designs_have_504_fine_tuning_runs(name):
 
 def test_quick_preset_meets_the_demo_design():
     cfg = load("quick")
-    assert len(cfg.grid.arms) == 3 and len(cfg.grid.models) >= 2 and len(cfg.grid.scales) >= 2
-    assert len(cfg.grid.seeds) >= 2 and cfg.fewshot.enabled
+    assert len(cfg.grid.arms) == 3 and len(cfg.grid.models) >= 1 and len(cfg.grid.scales) >= 2
+    assert max(cfg.grid.scales) >= 4 * min(cfg.grid.scales)  # data scales at least 4x apart
+    assert len(cfg.grid.seeds) >= 2 and cfg.fewshot.enabled and cfg.train.steps > 0
     p = plan(cfg, CONFIGS)
     assert kinds(p)["cohort"] == kinds(p)["render"] == kinds(p)["rationales"] == 1
     assert kinds(p)["baselines"] == len(cfg.grid.scales) * len(cfg.grid.seeds)
@@ -47,7 +49,7 @@ def test_shared_artifacts_are_built_once_and_ids_are_stable():
     a, b = plan(load("quick"), CONFIGS), plan(load("quick"), CONFIGS)
     assert [j.id for j in a.jobs] == [j.id for j in b.jobs]
     bases = {j.kwargs["base_job"] for j in a.runs}
-    assert len(bases) == 2  # two families; the few-shot model reuses the llama base
+    assert len(bases) == len(load("quick").grid.models) + 1  # one per level; the few-shot model is SmolLM2
     changed = plan(load("quick", "train.lr=5e-4"), CONFIGS)
     same = {j.id for j in a.jobs} & {j.id for j in changed.jobs}
     assert {j.fn.split(":")[1] for j in a.jobs if j.id not in same} == {"sft"}
@@ -124,3 +126,13 @@ def test_knobs_preset_sweeps_hidden_share_and_label_weight():
     arms = Counter(j.kwargs["meta"]["arm"] for j in p.runs)
     assert arms == {"label_only": 6, "freeform": 6, "weighted_x3": 6, "weighted_x30": 6}
     assert sorted({j.kwargs["meta"]["hidden_share"] for j in p.runs}) == [0.0, 0.5, 1.0]
+
+
+def test_every_run_gets_the_same_step_budget_across_arms_and_scales():
+    p = plan(load("quick"), CONFIGS)
+    sft = [j for j in p.runs if j.fn.endswith(":sft")]
+    assert {j.kwargs["train"]["steps"] for j in sft} == {load("quick").train.steps}
+    assert {j.kwargs["meta"]["arm"] for j in sft} == {"label_only", "freeform", "stepwise"}
+    assert len({j.kwargs["scale"] for j in sft}) >= 2
+    with pytest.raises(InputError, match="train.steps is 0"):
+        plan(load("quick", "train.steps=0", "train.epochs=1"), CONFIGS)
