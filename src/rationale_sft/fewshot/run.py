@@ -73,6 +73,22 @@ def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget
     return render(demos, fitted), len(demos), dropped
 
 
+def float_head(model) -> None:
+    """Compute the output layer in float32 (in place): bfloat16 logits near 20 step by 0.125, which ties
+    P(Yes) across subjects and blurs their ranking."""
+    import torch
+
+    head = model.get_output_embeddings()
+    weight = head.weight.detach().float()
+    bias = None if head.bias is None else head.bias.detach().float()
+
+    class FloatHead(torch.nn.Module):
+        def forward(self, hidden):
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
+
+    model.set_output_embeddings(FloatHead())
+
+
 def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_cfg: ScoreConfig | None = None) -> dict:
     """Score ``score_cfg.split`` subjects (or their fixed subset) with k demonstrations from ``cfg.pool_split``."""
     from rationale_sft import models
@@ -93,6 +109,8 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         pool = pool.join(rats, on="subject_id", how="inner")
     picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
     model, tok = models.load(model_dir, dtype=cfg.dtype)
+    if cfg.dtype != "float32":
+        float_head(model)
     device = device_of(score_cfg.device)
     model.to(device).eval()
     chat = uses_chat(tok, "auto")
