@@ -94,7 +94,7 @@ class FactorsConfig:
     """The factors of the grid; every combination of arm x model x scale x seed is one run."""
 
     arms: tuple[Arm, ...] = ("label_only", "freeform", "stepwise")
-    "SFT arms (label_only is the reference every other arm is paired with)."
+    "SFT arms (label_only is the reference every other arm is paired with); [] runs only the few-shot arm."
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     "Model levels."
     scales: tuple[int, ...] = (500,)
@@ -107,8 +107,8 @@ class FactorsConfig:
     "Label-token loss weights for the weighted arm, each its own arm weighted_x<w> (empty: train.label_weight)."
 
     def __post_init__(self) -> None:
-        if not self.arms or not self.models or not self.scales or not self.seeds:
-            raise ValueError("grid.arms, grid.models, grid.scales and grid.seeds must each have >= 1 level")
+        if not self.models or not self.scales or not self.seeds:
+            raise ValueError("grid.models, grid.scales and grid.seeds must each have >= 1 level")
         if any(not 0.0 <= h <= 1.0 for h in self.hidden_shares):
             raise ValueError(f"grid.hidden_shares must lie in [0, 1], got {list(self.hidden_shares)}")
         if self.label_weights and ("weighted" not in self.arms or min(self.label_weights) <= 0):
@@ -170,3 +170,8 @@ class ExperimentConfig:
     "Where runs execute: local (sequential or process pool) or Ray."
     report: ReportConfig = field(default_factory=ReportConfig)
     "Statistics and report settings."
+
+    def __post_init__(self) -> None:
+        if not self.grid.arms and not self.fewshot.enabled:
+            raise ValueError("grid.arms is empty and fewshot.enabled is false: nothing to run; list an SFT arm "
+                             "or enable the few-shot arm")

@@ -4,7 +4,8 @@ A demonstration is a training prompt followed by its label (``" Yes"``), or by i
 answer marker and the label. With a chat template each demonstration is a user turn and an assistant
 turn; without one they are joined by blank lines. Prompts that do not fit the token budget lose their
 least relevant demonstrations first, then the query's oldest history lines; both are recorded per subject
-in ``fewshot_demos.parquet``.
+in ``fewshot_demos.parquet``. With ``subset`` set, only a fixed, label-stratified draw of the test subjects
+is scored (the same for every few-shot run); ``fewshot.json`` lists it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rationale_sft import rundir
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
-from rationale_sft.fewshot.select import check_disjoint, select_demos
+from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
 from rationale_sft.score.run import metrics, model_meta, score_contexts, scores_table, select_split, write_scores
 from rationale_sft.train.arms import label_word
 from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat
@@ -40,12 +41,17 @@ def answer_text(label: bool, rationale: str | None, marker: str, after: str) -> 
     return joiner(after, "rationale") + rationale + joiner(rationale, "marker") + marker + " " + word
 
 
-def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: str, *, chat: bool, marker: str) -> str:
-    """The full few-shot text up to the query's answer slot; demos are (prompt, rationale or None, label)."""
+def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: str, *, chat: bool, marker: str,
+                   system: str | None = "") -> str:
+    """The full few-shot text up to the query's answer slot; demos are (prompt, rationale or None, label).
+
+    ``system`` is the chat system turn: '' is an empty one, so that a template's default (SmolLM2's "You are
+    a helpful AI assistant named SmolLM, ...") is not added silently; None leaves the template's choice.
+    """
     if not chat:
         blocks = [p + answer_text(lab, rat, marker, p) for p, rat, lab in demos]
         return "\n\n".join(blocks + [query])
-    messages = []
+    messages = [] if system is None else [{"role": "system", "content": system}]
     for p, rat, lab in demos:
         messages += [{"role": "user", "content": p},
                      {"role": "assistant", "content": answer_text(lab, rat, marker, "\n")}]
@@ -53,36 +59,58 @@ def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: 
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget: int) -> tuple[str, int, int]:
+def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget: int,
+                system: str | None = "") -> tuple[str, int, int]:
     """(text, demonstrations kept, query history lines dropped) within ``budget`` tokens."""
+    def render(d, q):
+        return render_fewshot(tokenizer, d, q, chat=chat, marker=marker, system=system)
+
     count = lambda text: len(prompt_ids(tokenizer, text, chat))  # noqa: E731
     demos = list(demos)
-    while demos and count(render_fewshot(tokenizer, demos, query, chat=chat, marker=marker)) > budget:
+    while demos and count(render(demos, query)) > budget:
         demos = demos[1:]  # least relevant first
-    fitted, dropped = fit_prompt(query, budget,
-                                 lambda q: count(render_fewshot(tokenizer, demos, q, chat=chat, marker=marker)))
-    return render_fewshot(tokenizer, demos, fitted, chat=chat, marker=marker), len(demos), dropped
+    fitted, dropped = fit_prompt(query, budget, lambda q: count(render(demos, q)))
+    return render(demos, fitted), len(demos), dropped
+
+
+def float_head(model) -> None:
+    """Compute the output layer in float32 (in place): bfloat16 logits near 20 step by 0.125, which ties
+    P(Yes) across subjects and blurs their ranking."""
+    import torch
+
+    head = model.get_output_embeddings()
+    weight = head.weight.detach().float()
+    bias = None if head.bias is None else head.bias.detach().float()
+
+    class FloatHead(torch.nn.Module):
+        def forward(self, hidden):
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
+
+    model.set_output_embeddings(FloatHead())
 
 
 def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_cfg: ScoreConfig | None = None) -> dict:
-    """Score ``score_cfg.split`` subjects with k demonstrations from ``cfg.pool_split``; write to ``run_dir``."""
+    """Score ``score_cfg.split`` subjects (or their fixed subset) with k demonstrations from ``cfg.pool_split``."""
     from rationale_sft import models
 
     started = time.time()
     score_cfg = score_cfg or ScoreConfig()
     run_dir = Path(run_dir)
     table = read_table(examples, "examples")
-    queries = select_split(table, score_cfg.split)
+    test = select_split(table, score_cfg.split)
+    queries = draw_subset(test, cfg.subset, cfg.subset_seed)
     pool = table.filter(pl.col("split") == cfg.pool_split).sort("subject_id")
     if pool.is_empty() and cfg.k:
         raise InputError(f"examples: no rows with split == {cfg.pool_split!r} to draw demonstrations from")
-    check_disjoint(pool, queries)
+    check_disjoint(pool, test)
     if cfg.with_rationales:
         rats = pick_rationales(None if rationales is None else read_table(rationales, "rationales"),
                                cfg.rationale_style, cfg.rationale_mode)
         pool = pool.join(rats, on="subject_id", how="inner")
     picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
-    model, tok = models.load(model_dir)
+    model, tok = models.load(model_dir, dtype=cfg.dtype)
+    if cfg.dtype != "float32":
+        float_head(model)
     device = device_of(score_cfg.device)
     model.to(device).eval()
     chat = uses_chat(tok, "auto")
@@ -93,13 +121,16 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
     for query, idx in zip(queries["prompt"].to_list(), picks):
         demos = [(pool["prompt"][i], pool["rationale"][i] if cfg.with_rationales else None, pool["label"][i])
                  for i in idx]
-        text, n_kept, n_drop = fit_fewshot(tok, demos, query, chat=chat, marker=cfg.answer_marker, budget=budget)
+        text, n_kept, n_drop = fit_fewshot(tok, demos, query, chat=chat, marker=cfg.answer_marker, budget=budget,
+                                           system=cfg.system_prompt)
         contexts.append(prompt_ids(tok, text, chat))
         tails.append(text[-16:])
         kept.append(idx[len(idx) - n_kept:])
         dropped.append(n_drop)
+    t0 = time.perf_counter()
     res = score_contexts(model, tok, contexts, tails, mode=mode, marker=cfg.answer_marker, cfg=score_cfg,
                          device=device)
+    seconds = time.perf_counter() - t0
     scores = scores_table(queries, res, contexts, dropped)
     write_scores(run_dir, scores, res["states"])
     demo_ids = pool["subject_id"].to_list()
@@ -108,8 +139,13 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         "n_demos_selected": [len(ix) for ix in picks], "n_demos_used": [len(ix) for ix in kept],
         "n_history_dropped": dropped}, schema_overrides={"demo_subject_ids": pl.List(pl.Int64)}),
         run_dir / "fewshot_demos.parquet")
+    subset = {"n": queries.height, "n_pos": int(queries["label"].sum()), "of": test.height,
+              "of_pos": int(test["label"].sum()), "seed": cfg.subset_seed,
+              "subject_ids": queries["subject_id"].to_list()}
     summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
                "model": str(model_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
-               **metrics(scores), "elapsed": time.time() - started}
+               "subset": subset, **metrics(scores), "mean_label_mass": float(scores["label_mass"].mean()),
+               "mean_prompt_tokens": float(scores["n_prompt_tokens"].mean()), "seconds": seconds,
+               "seconds_per_subject": seconds / max(queries.height, 1), "elapsed": time.time() - started}
     rundir.write_json(run_dir / "fewshot.json", summary)
     return summary

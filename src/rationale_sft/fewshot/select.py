@@ -1,4 +1,5 @@
-"""Choosing k demonstrations per scored subject from the training pool: random, label-balanced or nearest.
+"""Choosing k demonstrations per scored subject from the training pool (random, label-balanced or nearest),
+and the fixed subset of test subjects a few-shot run scores.
 
 The pool never contains a scored subject (checked, not assumed). Nearest-neighbour similarity is the
 cosine of TF-IDF vectors (sklearn) or of mean-pooled all-MiniLM-L6-v2 embeddings (the offline
@@ -34,6 +35,33 @@ def check_disjoint(pool: pl.DataFrame, queries: pl.DataFrame) -> None:
     if both:
         raise InputError(f"few-shot pool contains {len(both)} scored subjects (e.g. {both[:5]}); demonstrations "
                          "must come from other subjects: check the split column or fewshot.pool_split")
+
+
+def draw_subset(queries: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """``n`` of ``queries`` drawn once, label-stratified, sorted by subject (all of them when ``n`` is 0).
+
+    Each label keeps its share of ``n`` (rounded, at least one of each when both labels are present and
+    ``n >= 2``). The draw depends only on the subjects, their labels, ``n`` and ``seed``, so every
+    few-shot run of a grid scores the same subjects.
+
+    >>> q = pl.DataFrame({"subject_id": range(10), "label": [True] * 2 + [False] * 8})
+    >>> sub = draw_subset(q, 5, seed=0)
+    >>> sub.height, int(sub["label"].sum()), sub.equals(draw_subset(q.reverse(), 5, seed=0))
+    (5, 1, True)
+    >>> draw_subset(q, 0, seed=0).height, draw_subset(q, 99, seed=0).height
+    (10, 10)
+    """
+    queries = queries.sort("subject_id")
+    if n <= 0 or n >= queries.height:
+        return queries
+    labels = queries["label"].to_numpy().astype(bool)
+    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+    n_pos = int(round(n * len(pos) / len(labels)))
+    if n >= 2 and len(pos) and len(neg):
+        n_pos = min(max(n_pos, 1), n - 1)
+    r = rng(seed, "fewshot_subset")
+    picks = np.concatenate([r.choice(pos, n_pos, replace=False), r.choice(neg, n - n_pos, replace=False)])
+    return queries[np.sort(picks).tolist()]
 
 
 def select_demos(pool: pl.DataFrame, queries: pl.DataFrame, *, k: int, selection: str, seed: int,
