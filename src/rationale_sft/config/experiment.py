@@ -130,6 +130,8 @@ class FewshotArmConfig:
     "Demonstration kinds: history + label, or history + rationale (this style) + label."
     settings: FewshotConfig = field(default_factory=FewshotConfig)
     "k, selection, embedder, budget (with_rationales and the style are set per demo kind)."
+    seeds: tuple[int, ...] = ()
+    "Demonstration seeds of the few-shot arm (empty: grid.seeds); one seed keeps a slow real checkpoint cheap."
 
 
 @dataclass(frozen=True)

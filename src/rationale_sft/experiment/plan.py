@@ -186,7 +186,7 @@ def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> N
     """Few-shot runs: every few-shot model x demonstration kind (x seed)."""
     for spec in cfg.fewshot.models:
         for demo in cfg.fewshot.demos:
-            for seed in cfg.grid.seeds:
+            for seed in cfg.fewshot.seeds or cfg.grid.seeds:
                 settings = {**cfglib.to_dict(cfg.fewshot.settings), "with_rationales": demo != "label_only",
                             "seed": seed}
                 if demo != "label_only":
