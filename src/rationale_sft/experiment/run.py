@@ -55,6 +55,7 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     def work(d: Path) -> dict:
         examples = run_examples(root, labels_dir, render_dir, scale, seed)
         summary = train_stage(train_cfg, d, examples, rationales, base)
+        check_headroom(d, train_cfg, score_cfg)
         scored = score_stage(score_cfg, d, examples, d / "checkpoint")
         quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
         row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
@@ -68,6 +69,26 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     rundir.run_stage(out_dir, work, cfg={"train": train_cfg, "score": score_cfg, "meta": meta, "scale": scale,
                                          "base": str(base)}, seeds=_seeds(seed))
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
+
+
+def check_headroom(run_dir: Path, train_cfg, score_cfg) -> None:
+    """Warn when a generating arm cannot write its longest training target within score.max_new_tokens.
+
+    A shorter budget cuts rationales before the answer marker, so the answer slot is read after a marker
+    appended to an unfinished text (the marker gate of the report then fails for this run).
+    """
+    import sys
+
+    from rationale_sft.train.arms import SCORING
+
+    if SCORING[train_cfg.arm] != "generate" or score_cfg.mode == "direct":
+        return
+    longest = int(pl.read_parquet(run_dir / "train_examples.parquet")["n_target_tokens"].max())
+    if score_cfg.max_new_tokens < longest:
+        print(f"warning: {run_dir.name}: score.max_new_tokens={score_cfg.max_new_tokens} is shorter than the "
+              f"longest training target of arm {train_cfg.arm!r} ({longest} tokens incl. marker and label); "
+              f"generations will stop before the answer marker: set score.max_new_tokens >= {longest} (with "
+              "headroom)", file=sys.stderr)
 
 
 def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None,
