@@ -60,7 +60,7 @@ def plan(cfg: ExperimentConfig, config_dir: str | Path = ".") -> Plan:
 def check_budget(cfg: ExperimentConfig) -> None:
     """The grid's training-budget rule: every run takes ``train.steps`` optimizer steps, whatever its arm and scale.
 
-    Epochs would make the steps grow with the training scale (and double them for the two-sequence
+    (A grid without fine-tuning arms trains nothing.) Epochs would make the steps grow with the training scale (and double them for the two-sequence
     multitask arm), so a trend over scales would confound data with optimisation. A grid therefore needs a
     fixed step budget; small scales repeat their subjects, large ones may see each subject less than once.
 
@@ -71,7 +71,7 @@ def check_budget(cfg: ExperimentConfig) -> None:
     ...
     rationale_sft.errors.InputError: train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs would make steps grow with the training scale); set train.steps, e.g. train.steps=100 (scales [500])
     """
-    if cfg.train.steps <= 0:
+    if cfg.grid.arms and cfg.train.steps <= 0:
         raise InputError("train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs "
                          "would make steps grow with the training scale); set train.steps, e.g. train.steps=100 "
                          f"(scales {list(cfg.grid.scales)})")
