@@ -115,3 +115,14 @@ def test_continuing_with_a_different_tokenizer_is_rejected(tok, tmp_path):
     other = train_tokenizer(texts(seed=3), 330, tmp_path / "other_tok")
     with pytest.raises(InputError, match="differs from the one saved"):
         pretrain(cfg("pretrain.steps=2"), texts(), other, tmp_path / "b", init_dir=tmp_path / "a")
+
+
+def test_reasoning_base_of_a_checkpoint_follows_its_content(tok, tmp_path):
+    import shutil
+
+    pretrain(cfg("pretrain.steps=2"), texts(), tok, tmp_path / "ckpt")
+    reasoning = cfg(f"model.checkpoint={tmp_path / 'ckpt'}", "model.reasoning_base=true", "pretrain.reasoning_steps=1")
+    first = ensure_base(reasoning, lambda corpus: texts(), tmp_path / "cache")
+    shutil.rmtree(tmp_path / "ckpt")
+    pretrain(cfg("pretrain.steps=3"), texts(), tok, tmp_path / "ckpt")  # other weights, same path
+    assert ensure_base(reasoning, lambda corpus: texts(), tmp_path / "cache") != first

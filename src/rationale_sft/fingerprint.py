@@ -3,8 +3,8 @@
 A fingerprint says what an input *holds*, not where it lies, so replacing the files at the same path
 changes it. Hashing large inputs on every plan would be slow, so a file's sha256 is cached by its absolute
 path, size, mtime and ctime (``ctime`` cannot be set back by a user, so a rewrite that restores the mtime
-is still seen) in a small sqlite database under the user's cache directory (``$RATIONALE_SFT_CACHE``,
-else ``$XDG_CACHE_HOME/rationale-sft``, else ``~/.cache/rationale-sft``). Where that database cannot be
+is still seen) in a small sqlite database in the project's cache directory (``$RATIONALE_SFT_CACHE``,
+else ``~/.cache/rationale-sft``, as for converted checkpoints). Where that database cannot be
 opened, hashes are computed afresh every time: the cache only saves time, it never decides a result.
 
 >>> import tempfile, pathlib
@@ -65,10 +65,8 @@ def digest(path: str | Path, length: int = 16) -> str:
 
 def cache_path() -> Path:
     """Where the hash cache lives (see the module docstring)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]) / DB_NAME
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rationale-sft" / DB_NAME
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root) if root else Path.home() / ".cache" / "rationale-sft") / DB_NAME
 
 
 def _entry(db: sqlite3.Connection | None, f: Path) -> dict:

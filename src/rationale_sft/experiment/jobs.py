@@ -21,6 +21,20 @@ LABELS, USED, SUBSETS, TEST = "labels.parquet", "labels_used.parquet", "subsets.
 CORPUS = "corpus.parquet"
 
 
+def external(out_dir: str, root: str, path: str, content: str) -> dict:
+    """Record an input outside the grid by content (``inputs.json``: every file's size and sha256); refuse
+    when it changed since the grid was planned (the plan's ids would describe other data)."""
+    from rationale_sft import fingerprint
+    from rationale_sft.errors import InputError
+
+    if fingerprint.digest(path) != content:
+        raise InputError(f"{path} changed after the grid was planned; relaunch the grid so that every job "
+                         "depending on it gets a new id")
+    rundir.run_stage(out_dir, lambda d: rundir.write_json(d / "inputs.json", {
+        "path": path, "content": content, "files": fingerprint.manifest(path)}) and None)
+    return {"n_files": len(fingerprint.manifest(path))}
+
+
 def cohort(out_dir: str, root: str, synth: dict) -> dict:
     """The synthetic MEDS cohort."""
     from rationale_sft.cohort.synth import synthesize

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rationale_sft import config as cfglib
-from rationale_sft import rundir
+from rationale_sft import fingerprint, rundir
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
 
@@ -211,7 +211,9 @@ def ensure_base(cfg, texts_fn: Callable[[str], list[str]], cache_root: str | Pat
 
     cache_root = Path(cache_root)
     if cfg.model.checkpoint:
-        base, key = hub.resolve(cfg.model.checkpoint), rundir.hash_text(str(cfg.model.checkpoint))
+        base = hub.resolve(cfg.model.checkpoint)
+        # by content: new weights at the same path must not reuse a reasoning base continued from the old
+        key = rundir.hash_text(f"{cfg.model.checkpoint}\n{fingerprint.digest(base)}")
     else:
         base, key = _ensure_scratch_base(cfg, texts_fn, cache_root)
     if not cfg.model.reasoning_base:
