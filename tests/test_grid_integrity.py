@@ -88,6 +88,23 @@ def test_failures_of_jobs_complete_on_disk_are_dropped(tmp_path):
     assert not (tmp_path / "failures.json").exists()
 
 
+def covering(out_dir: Path, root: Path) -> dict:
+    """A job whose real output lives elsewhere in the grid (as a base job's cached model does)."""
+    rundir.run_stage(root / "shared" / "model", lambda d: rundir.write_text(d / "weights.bin", "0123") and None)
+    rundir.run_stage(out_dir, lambda d: {"covers": ["../../shared/model"]})
+    return {}
+
+
+def test_outputs_a_job_covers_elsewhere_are_checked_too(tmp_path):
+    job = make_job(f"{HERE.replace('support', 'integrity')}:covering", {}, out_dir="shared/cover-{id}")
+    run = make_job(f"{HERE}:add", {"inputs": [], "bias": 1}, deps=[job])
+    assert execute([job, run], tmp_path, SEQ, progress=False).ok
+    (tmp_path / "shared" / "model" / "weights.bin").write_text("0124")
+    (tmp_path / run.out_dir / "DONE").unlink()  # reads the job's output now: checked by hash
+    report = execute([job, run], tmp_path, SEQ, progress=False)
+    assert job.id in report.rebuilt and "weights.bin has other contents" in report.rebuilt[job.id]
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
