@@ -4,9 +4,9 @@
 ``result.json``) is skipped, so a relaunch after a crash or a fix runs exactly the missing jobs. Before it
 is skipped, its files are checked against the sizes its manifest records (and their sha256 with
 ``verify``, or when a job about to run reads them); a job whose files changed is rebuilt from scratch,
-with every job depending on it. Failed
-attempts are retried up to ``cfg.retries`` times; a job that still fails is written to
-``ROOT/failures.json`` and every job depending on it is reported as blocked, while independent jobs go on.
+with every job depending on it. Failed attempts are retried up to ``cfg.retries`` times; a job that
+still fails is written to ``ROOT/failures.json`` and every job depending on it is reported as blocked,
+while independent jobs go on.
 Retries live here, not in Ray, so that the local and Ray executors behave the same.
 """
 
@@ -251,10 +251,15 @@ def _on_finish(job: Job, outcome: dict, final: bool, report: ExecutionReport, lo
 def _discard(jobs: Sequence[Job], root: Path, rebuilt: dict[str, str]) -> None:
     """Say why each changed job is rebuilt (one line naming the file), then remove its directory: a
     rebuild starts from nothing, not from resumable partial output that may be the damaged part."""
-    for job in jobs:
-        if job.id in rebuilt:
+    along = 0
+    for job in (j for j in jobs if j.id in rebuilt):
+        if any(d in rebuilt for d in job.deps):
+            along += 1
+        else:
             print(f"rebuilding job {job.id} ({job.fn}): {rebuilt[job.id]}", file=sys.stderr, flush=True)
-            shutil.rmtree(root / job.out_dir, ignore_errors=True)
+        shutil.rmtree(root / job.out_dir, ignore_errors=True)
+    if along:
+        print(f"rebuilding {along} more job(s) that depend on them", file=sys.stderr, flush=True)
 
 
 def _write_failures(root: Path, jobs: Sequence[Job], report: ExecutionReport) -> None:
