@@ -115,3 +115,26 @@ def test_continuing_with_a_different_tokenizer_is_rejected(tok, tmp_path):
     other = train_tokenizer(texts(seed=3), 330, tmp_path / "other_tok")
     with pytest.raises(InputError, match="differs from the one saved"):
         pretrain(cfg("pretrain.steps=2"), texts(), other, tmp_path / "b", init_dir=tmp_path / "a")
+
+
+def test_reasoning_base_of_a_checkpoint_follows_its_content(tok, tmp_path):
+    import shutil
+
+    pretrain(cfg("pretrain.steps=2"), texts(), tok, tmp_path / "ckpt")
+    reasoning = cfg(f"model.checkpoint={tmp_path / 'ckpt'}", "model.reasoning_base=true", "pretrain.reasoning_steps=1")
+    first = ensure_base(reasoning, lambda corpus: texts(), tmp_path / "cache")
+    shutil.rmtree(tmp_path / "ckpt")
+    pretrain(cfg("pretrain.steps=3"), texts(), tok, tmp_path / "ckpt")  # other weights, same path
+    assert ensure_base(reasoning, lambda corpus: texts(), tmp_path / "cache") != first
+
+
+def test_a_damaged_cached_base_is_rebuilt(tmp_path):
+    texts_fn = lambda corpus: texts()
+    out = ensure_base(cfg("pretrain.steps=2"), texts_fn, tmp_path)
+    weights = out / "model.safetensors"
+    good = weights.read_bytes()
+    damaged = bytearray(good)
+    damaged[-10] ^= 0xFF  # same size: only the content hash sees it
+    weights.write_bytes(bytes(damaged))
+    assert ensure_base(cfg("pretrain.steps=2"), texts_fn, tmp_path) == out
+    assert weights.read_bytes() != bytes(damaged)

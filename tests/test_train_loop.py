@@ -104,6 +104,26 @@ def test_lora_trains_only_the_adapter(setup, tmp_path):
     assert adapter and all("lora_" in k for k in adapter)
 
 
+def test_a_lora_run_inside_a_grid_loads_after_the_grid_moves(setup, tmp_path):
+    import shutil
+
+    from rationale_sft import models
+
+    ex, rat, base = setup
+    root = tmp_path / "grid"
+    (root / "shared").mkdir(parents=True)
+    (root / ".grid.lock").write_text("")
+    shutil.copytree(base, root / "shared" / "base")
+    cfg = build(TrainConfig, {"arm": "label_only", "steps": 1, "lr": 1e-2, "lora": {"enabled": True, "r": 4}})
+    summary = train(cfg, root / "runs" / "r", ex, rat, root / "shared" / "base")
+    assert summary["base_model"] == "../../shared/base" and summary["checkpoint"] == "checkpoint"
+    root.rename(tmp_path / "moved")
+    ckpt = tmp_path / "moved" / "runs" / "r" / "checkpoint"
+    assert models.adapter_base(ckpt).resolve() == (tmp_path / "moved" / "shared" / "base").resolve()
+    assert str(root) not in (ckpt / "adapter_config.json").read_text() + (ckpt / "training.json").read_text()
+    models.load(ckpt)
+
+
 def test_bf16_autocast_trains(setup, tmp_path):
     ex, rat, base = setup
     cfg = build(TrainConfig, {"arm": "label_only", "steps": 2, "micro_batch": 2, "bf16": True, "lr": 1e-3})

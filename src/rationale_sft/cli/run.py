@@ -25,6 +25,9 @@ def add_parser(subparsers, help_text: str) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>-<config hash>)")
     parser.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report/")
     parser.add_argument("--plan", action="store_true", help="print the planned jobs and exit")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the sha256 of every finished job's files before reusing it (sizes are always "
+                             "checked); a job whose files changed is rebuilt with everything depending on it")
     parser.set_defaults(func=run)
 
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             kinds[job.fn.split(":")[1]] = kinds.get(job.fn.split(":")[1], 0) + 1
         print(json.dumps({"jobs": len(p.jobs), "runs": len(p.runs), "by_kind": kinds}, indent=2))
         return 0
-    summary = run_experiment(cfg, args.out or default_out(cfg), config_dir, report=not args.no_report)
+    summary = run_experiment(cfg, args.out or default_out(cfg), config_dir, report=not args.no_report,
+                             verify=args.verify)
     print(json.dumps(summary, indent=2))
     return 1 if summary["runs_failed"] else 0

@@ -26,29 +26,50 @@ def default_out(cfg: ExperimentConfig) -> Path:
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, config_dir: str | Path = ".",
-                   report: bool = True, progress: bool = True) -> dict:
-    """Execute every missing job of the grid under ``out_dir``; write results, index, DONE and the report."""
-    from rationale_sft.grid.execute import execute
+                   report: bool = True, progress: bool = True, verify: bool = False) -> dict:
+    """Execute every missing job of the grid under ``out_dir``; write results, index, the report, then DONE.
+
+    Everything happens under the root's lock, so a second driver is refused before it changes a file.
+    ``verify`` checks the content hash of every finished job's files before reusing it (sizes always).
+    """
+    from rationale_sft.grid.execute import execute, root_lock
 
     started, root = time.time(), Path(out_dir).resolve()
     the_plan = plan(cfg, config_dir)
     root.mkdir(parents=True, exist_ok=True)
-    (root / rundir.DONE).unlink(missing_ok=True)
-    rundir.write_text(root / rundir.CONFIG, cfglib.to_yaml(cfg))
-    outcome = execute(the_plan.jobs, root, cfg.executor, progress=progress)
-    table = results_table(root, the_plan, failures(root))
-    rundir.write_parquet(table, root / "results.parquet")
-    rundir.write_json(root / "index.json", the_plan.index)
-    rundir.write_manifest(root, cfg=cfg, seeds={"master": cfg.seed, "runs": list(cfg.grid.seeds)},
-                          started=started, extra={"jobs": outcome.counts(), "n_runs": len(the_plan.runs)})
-    rundir.mark_done(root)
-    summary = {"root": str(root), "jobs": outcome.counts(), "runs_ok": int((table["status"] == "ok").sum()),
-               "runs_failed": int((table["status"] != "ok").sum()), "seconds": round(time.time() - started, 1)}
-    if report and summary["runs_ok"]:
-        from rationale_sft.report import write_report
+    with root_lock(root):
+        (root / rundir.DONE).unlink(missing_ok=True)
+        rundir.write_text(root / rundir.CONFIG, cfglib.to_yaml(cfg))
+        outcome = execute(the_plan.jobs, root, cfg.executor, progress=progress, verify=verify, locked=True)
+        prune_failures(root, {j.id for j in the_plan.jobs})
+        table = results_table(root, the_plan, failures(root))
+        rundir.write_parquet(table, root / "results.parquet")
+        rundir.write_json(root / "index.json", the_plan.index)
+        rundir.write_manifest(root, cfg=cfg, seeds={"master": cfg.seed, "runs": list(cfg.grid.seeds)},
+                              started=started, extra={"jobs": outcome.counts(), "n_runs": len(the_plan.runs)})
+        summary = {"root": str(root), "jobs": outcome.counts(), "runs_ok": int((table["status"] == "ok").sum()),
+                   "runs_failed": int((table["status"] != "ok").sum()), "seconds": round(time.time() - started, 1)}
+        if outcome.rebuilt:
+            summary["rebuilt"] = outcome.rebuilt
+        if report and summary["runs_ok"]:
+            from rationale_sft.report import write_report
 
-        summary["report"] = str(write_report(cfg.report, root))
+            summary["report"] = str(write_report(cfg.report, root, require_done=False))
+        rundir.mark_done(root)  # last: a grid whose report failed is not done
     return summary
+
+
+def prune_failures(root: Path, planned: set[str]) -> None:
+    """Drop failures.json entries of jobs this grid no longer plans (an earlier config's): the root holds
+    one experiment, and its report must list only failures that still stand."""
+    path = root / "failures.json"
+    if not path.is_file():
+        return
+    kept = [e for e in rundir.read_json(path) if e.get("job_id") in planned]
+    if kept:
+        rundir.write_json(path, kept)
+    else:
+        path.unlink()
 
 
 def failures(root: Path) -> dict[str, str]:

@@ -21,6 +21,20 @@ LABELS, USED, SUBSETS, TEST = "labels.parquet", "labels_used.parquet", "subsets.
 CORPUS = "corpus.parquet"
 
 
+def external(out_dir: str, root: str, path: str, content: str) -> dict:
+    """Record an input outside the grid by content (``inputs.json``: every file's size and sha256); refuse
+    when it changed since the grid was planned (the plan's ids would describe other data)."""
+    from rationale_sft import fingerprint
+    from rationale_sft.errors import InputError
+
+    if fingerprint.digest(path) != content:
+        raise InputError(f"{path} changed after the grid was planned; relaunch the grid so that every job "
+                         "depending on it gets a new id")
+    rundir.run_stage(out_dir, lambda d: rundir.write_json(d / "inputs.json", {
+        "path": path, "content": content, "files": fingerprint.manifest(path)}) and None)
+    return {"n_files": len(fingerprint.manifest(path))}
+
+
 def cohort(out_dir: str, root: str, synth: dict) -> dict:
     """The synthetic MEDS cohort."""
     from rationale_sft.cohort.synth import synthesize
@@ -162,16 +176,19 @@ def base(out_dir: str, root: str, corpus_dir: str, model: dict, pretrain: dict) 
     path = ensure_base(cfg, texts, Path(root) / "shared" / "models")
 
     def work(d: Path) -> dict:
-        rundir.write_json(d / "base.json", {"path": str(Path(path).resolve())})
-        return {}
+        stored = rundir.portable(path, d)
+        rundir.write_json(d / "base.json", {"path": stored})
+        # a model built inside the grid is this job's output too: checked whenever the job is reused
+        return {} if Path(stored).is_absolute() else {"covers": [stored]}
 
     rundir.run_stage(out_dir, work, cfg=cfg)
-    return {"base_dir": str(path)}
+    return {"base_dir": rundir.portable(path, root)}
 
 
 def base_dir(root: str, base_job_dir: str) -> Path:
-    """The model directory a ``base`` job resolved."""
-    return Path(rundir.read_json(_path(root, base_job_dir) / "base.json")["path"])
+    """The model directory a ``base`` job resolved (stored relative to the job's directory inside the grid)."""
+    job_dir = _path(root, base_job_dir)
+    return rundir.stored_path(rundir.read_json(job_dir / "base.json")["path"], job_dir)
 
 
 def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,

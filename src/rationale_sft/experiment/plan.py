@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rationale_sft import config as cfglib
+from rationale_sft import fingerprint
 from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
 from rationale_sft.errors import InputError
 from rationale_sft.grid.jobs import Job, make_job
@@ -109,10 +110,19 @@ def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path, share: float | 
     """The synthetic cohort job (none for an existing MEDS dataset) and the MEDS path runs read."""
     if cfg.data.meds_dir:
         path = Path(cfg.data.meds_dir)
-        return None, str((path if path.is_absolute() else config_dir / path).resolve())
+        path = (path if path.is_absolute() else config_dir / path).resolve()
+        return external_job(p, "meds", path), str(path)
     synth = cfg.data.synth if share is None else dataclasses.replace(cfg.data.synth, hidden_share=share)
     job = p.add(_job("cohort", {"synth": cfglib.to_dict(synth)}, [], "cohort"))
     return job, job.out_dir
+
+
+def external_job(p: Plan, kind: str, path: Path) -> Job:
+    """An input outside the grid (a MEDS dataset, a checkpoint) recorded by content: its id, and so the id
+    of every job depending on it, changes when any file under ``path`` changes, even at the same path."""
+    if not path.exists():
+        raise InputError(f"{kind} input {path} does not exist; fix the path in the config")
+    return p.add(_job("external", {"path": str(path), "content": fingerprint.digest(path)}, [], kind))
 
 
 def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job, render: Job) -> Job | None:
@@ -156,7 +166,9 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
                  "reasoning_base": spec.reasoning_base}
         kwargs = {"corpus_dir": corpus.out_dir if corpus else "", "model": model,
                   "pretrain": cfglib.to_dict(cfg.pretrain)}
-        out[_base_key(spec)] = p.add(_job("base", kwargs, [corpus] if corpus else [], "base"))
+        local = Path(spec.checkpoint).expanduser() if spec.checkpoint else None
+        weights = external_job(p, "checkpoint", local.resolve()) if local and local.exists() else None
+        out[_base_key(spec)] = p.add(_job("base", kwargs, [corpus, weights], "base"))
     return out
 
 

@@ -67,7 +67,7 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
         return {"run": row}
 
     rundir.run_stage(out_dir, work, cfg={"train": train_cfg, "score": score_cfg, "meta": meta, "scale": scale,
-                                         "base": str(base)}, seeds=_seeds(seed))
+                                         "base": rundir.portable(base, out_dir)}, seeds=_seeds(seed))
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
 
 
@@ -110,7 +110,8 @@ def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rat
         rundir.write_json(d / RUN_JSON, row)
         return {"run": row}
 
-    rundir.run_stage(out_dir, work, cfg={"fewshot": cfg, "score": score_cfg, "meta": meta, "base": str(base)},
+    rundir.run_stage(out_dir, work, cfg={"fewshot": cfg, "score": score_cfg, "meta": meta,
+                                         "base": rundir.portable(base, out_dir)},
                      seeds=_seeds(cfg.seed))
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
 

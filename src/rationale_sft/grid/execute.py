@@ -1,20 +1,27 @@
 """The grid scheduler: run jobs after their dependencies, skip finished ones, retry, report failures.
 
 ``execute(jobs, root, cfg)`` is the whole engine. A job whose directory is complete (``DONE`` and
-``result.json``) is skipped, so a relaunch after a crash or a fix runs exactly the missing jobs. Failed
-attempts are retried up to ``cfg.retries`` times; a job that still fails is written to
-``ROOT/failures.json`` and every job depending on it is reported as blocked, while independent jobs go on.
+``result.json``) is skipped, so a relaunch after a crash or a fix runs exactly the missing jobs. Before it
+is skipped, its files are checked against the sizes its manifest records (and their sha256 with
+``verify``, or when a job about to run reads them); a job whose files changed is rebuilt from scratch,
+with every job depending on it. Failed attempts are retried up to ``cfg.retries`` times; a job that
+still fails is written to ``ROOT/failures.json`` and every job depending on it is reported as blocked,
+while independent jobs go on.
 Retries live here, not in Ray, so that the local and Ray executors behave the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import multiprocessing
 import os
+import shutil
+import signal
 import socket
+import sys
 import time
 import traceback
 from collections import defaultdict, deque
@@ -28,11 +35,12 @@ from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.errors import InputError
 from rationale_sft.grid import progress as progresslib
 from rationale_sft.grid import tracking
-from rationale_sft.grid.jobs import Job, dependants, is_complete, order, run_job
+from rationale_sft.grid.jobs import RESULT, Job, dependants, is_complete, order, run_job
 
 FAILURES = "failures.json"
-LOCK = ".grid.lock"
+LOCK = rundir.GRID_LOCK
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Submit = Callable[[Job], Future]
 
 
@@ -48,6 +56,8 @@ class ExecutionReport:
     "Jobs that failed on every attempt: the entries written to failures.json."
     blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     "Jobs not run because a job they depend on failed: job id -> id of the failed job."
+    rebuilt: dict[str, str] = dataclasses.field(default_factory=dict)
+    "Jobs that were complete but whose files had changed (or whose dependency's had): job id -> why."
     metrics: dict[str, dict] = dataclasses.field(default_factory=dict)
     "Metrics returned by the jobs run by this call, by job id."
     retried: dict[str, list[str]] = dataclasses.field(default_factory=dict)
@@ -67,14 +77,20 @@ class ExecutionReport:
 
 
 def execute(jobs: Iterable[Job], root: str | Path, cfg: ExecutorConfig = ExecutorConfig(),
-            progress: bool = True) -> ExecutionReport:
-    """Run every incomplete job of ``jobs`` under ``root`` (dependencies first) and report the outcome."""
+            progress: bool = True, verify: bool = False, locked: bool = False) -> ExecutionReport:
+    """Run every incomplete job of ``jobs`` under ``root`` (dependencies first) and report the outcome.
+
+    ``verify`` checks the content hashes of every finished job's files, not only their sizes. ``locked``:
+    the caller already holds ``root_lock(root)`` (and keeps it while this runs).
+    """
     start = time.time()
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     jobs = order(jobs)
-    with root_lock(root):
-        report = ExecutionReport(skipped=[j.id for j in jobs if is_complete(root, j)])
+    with contextlib.nullcontext() if locked else root_lock(root):
+        complete, rebuilt = reusable(jobs, root, verify)
+        report = ExecutionReport(skipped=[j.id for j in jobs if j.id in complete], rebuilt=rebuilt)
+        _discard(jobs, root, rebuilt)
         _run_incomplete(jobs, root, cfg, progress, report)
         report.seconds = time.time() - start
         _write_failures(root, jobs, report)
@@ -94,6 +110,42 @@ def _run_incomplete(jobs: list[Job], root: Path, cfg: ExecutorConfig, progress: 
             submit, limit = stack.enter_context(_submitter(cfg, root))
             _schedule(todo, complete, submit, limit, cfg.retries, report,
                       lambda job, outcome, final: _on_finish(job, outcome, final, report, log, bar))
+
+
+def reusable(jobs: Sequence[Job], root: Path, verify: bool) -> tuple[set[str], dict[str, str]]:
+    """Ids of the complete jobs whose files are intact, and ``{job id: why it must be rebuilt}``.
+
+    Sizes are always checked; sha256 with ``verify``, and for every job that a job about to run depends
+    on (its files are read now). A rebuilt job takes every complete job depending on it along.
+    """
+    complete = {j.id for j in jobs if is_complete(root, j)}
+    rebuilt: dict[str, str] = {}
+    checked: dict[str, bool] = {}  # job id -> whether its hashes were checked (else its sizes)
+    changed = True
+    while changed:  # a rebuilt job makes its other inputs "read now": check those by hash too
+        changed = False
+        read_now = {d for j in jobs if j.id not in complete for d in j.deps}
+        for job in jobs:  # dependency order: a dependency's verdict comes first
+            deep = verify or job.id in read_now
+            bad = next((d for d in job.deps if d in rebuilt), None)
+            if job.id not in complete or (not bad and job.id in checked and checked[job.id] >= deep):
+                continue
+            problem = f"it depends on {bad}, which is rebuilt" if bad else check_job(root, job, deep)
+            checked[job.id] = deep
+            if problem:
+                rebuilt[job.id], changed = problem, True
+                complete.discard(job.id)
+    return complete, rebuilt
+
+
+def check_job(root: Path, job: Job, hashes: bool) -> str:
+    """Why a complete job's directory no longer holds what it wrote ("" when it does)."""
+    out = root / job.out_dir
+    try:
+        rundir.read_json(out / RESULT)["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{out / RESULT} is unreadable"
+    return rundir.verify(out, hashes=hashes)
 
 
 @contextlib.contextmanager
@@ -196,12 +248,28 @@ def _on_finish(job: Job, outcome: dict, final: bool, report: ExecutionReport, lo
         log(job, outcome)
 
 
+def _discard(jobs: Sequence[Job], root: Path, rebuilt: dict[str, str]) -> None:
+    """Say why each changed job is rebuilt (one line naming the file), then remove its directory: a
+    rebuild starts from nothing, not from resumable partial output that may be the damaged part."""
+    along = 0
+    for job in (j for j in jobs if j.id in rebuilt):
+        if any(d in rebuilt for d in job.deps):
+            along += 1
+        else:
+            print(f"rebuilding job {job.id} ({job.fn}): {rebuilt[job.id]}", file=sys.stderr, flush=True)
+        shutil.rmtree(root / job.out_dir, ignore_errors=True)
+    if along:
+        print(f"rebuilding {along} more job(s) that depend on them", file=sys.stderr, flush=True)
+
+
 def _write_failures(root: Path, jobs: Sequence[Job], report: ExecutionReport) -> None:
-    """Merge this call's failures into failures.json: drop jobs now complete, keep other grids' entries."""
+    """Merge this call's failures into failures.json: drop jobs now complete (run here or found complete
+    on disk), keep other grids' entries."""
     path = root / FAILURES
     old = rundir.read_json(path) if path.is_file() else []
     resolved = set(report.done) | set(report.skipped) | {f["job_id"] for f in report.failed}
-    entries = sorted([e for e in old if e["job_id"] not in resolved] + report.failed, key=lambda e: e["job_id"])
+    entries = sorted([e for e in old if e["job_id"] not in resolved and not _complete_dir(root, e.get("out_dir"))]
+                     + report.failed, key=lambda e: e["job_id"])
     if entries:
         rundir.write_json(path, entries)
     else:
@@ -234,8 +302,8 @@ def _pool(workers: int, root: Path) -> Iterator[tuple[Submit, int]]:
     threads = max(1, (os.cpu_count() or 1) // workers)
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads,
-                                   initargs=(threads,))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                   initargs=(threads, os.getpid()))
 
     pools = [new_pool()]
 
@@ -252,6 +320,27 @@ def _pool(workers: int, root: Path) -> Iterator[tuple[Submit, int]]:
     finally:
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _complete_dir(root: Path, out_dir: str | None) -> bool:
+    return bool(out_dir) and rundir.is_done(root / out_dir) and (root / out_dir / RESULT).is_file()
+
+
+def init_worker(threads: int, parent: int) -> None:
+    """Pool worker start-up: die with the driver, and share the cores among workers."""
+    die_with_parent(parent)
+    limit_threads(threads)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), so that a driver killed with
+    kill -9 leaves no worker running on in a grid whose lock is gone; exit now if it is already dead."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the driver died before prctl took effect
+        os._exit(1)
 
 
 def limit_threads(n: int) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rationale_sft import config as cfglib
-from rationale_sft import rundir
+from rationale_sft import fingerprint, rundir
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
 
@@ -85,7 +85,7 @@ def pretrain(cfg, texts: list[str], tokenizer, out_dir: str | Path, init_dir: st
     ``"pretrain"``); when ``out_dir`` is already done, returns them without training.
     """
     out_dir = Path(out_dir)
-    if rundir.is_done(out_dir):
+    if usable(out_dir):
         return rundir.read_json(out_dir / rundir.MANIFEST)["pretrain"]
     seeds = {"seed": cfg.pretrain.seed, "model_init": derive_seed(cfg.pretrain.seed, "model_init")}
     inputs = {"init_dir": init_dir} if init_dir else None
@@ -101,15 +101,20 @@ def _publish(out_dir: Path, work: Callable[[Path], dict], **stage_kw) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         rundir.run_stage(tmp, work, **stage_kw)
-        if out_dir.exists() and not rundir.is_done(out_dir):
+        if out_dir.exists() and not usable(out_dir):
             shutil.rmtree(out_dir)
         try:
             os.replace(tmp, out_dir)
         except OSError:
-            if not rundir.is_done(out_dir):  # unless another process published the same result first
+            if not usable(out_dir):  # unless another process published the same result first
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def usable(out_dir: Path) -> bool:
+    """A cached build to reuse: finished, and its files still the ones it wrote (else it is rebuilt)."""
+    return rundir.is_done(out_dir) and not rundir.verify(out_dir, hashes=True)
 
 
 def _init_model(cfg, tokenizer, init_dir):
@@ -211,7 +216,9 @@ def ensure_base(cfg, texts_fn: Callable[[str], list[str]], cache_root: str | Pat
 
     cache_root = Path(cache_root)
     if cfg.model.checkpoint:
-        base, key = hub.resolve(cfg.model.checkpoint), rundir.hash_text(str(cfg.model.checkpoint))
+        base = hub.resolve(cfg.model.checkpoint)
+        # by content: new weights at the same path must not reuse a reasoning base continued from the old
+        key = rundir.hash_text(f"{cfg.model.checkpoint}\n{fingerprint.digest(base)}")
     else:
         base, key = _ensure_scratch_base(cfg, texts_fn, cache_root)
     if not cfg.model.reasoning_base:
@@ -226,7 +233,7 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
     tok_key = cfglib.config_hash({"vocab_size": cfg.model.vocab_size, "corpus": corpus_hash(texts),
                                   "version": TOKENIZER_VERSION})
     tok_dir = cache_root / f"tokenizer-{tok_key}"
-    if not rundir.is_done(tok_dir):
+    if not usable(tok_dir):
         _publish(tok_dir, lambda d: {"label_tokens": _label_report(
             train_tokenizer(texts, cfg.model.vocab_size, d))}, cfg={"vocab_size": cfg.model.vocab_size})
     model_part = dataclasses.replace(cfg.model, reasoning_base=False, checkpoint=None)
@@ -234,7 +241,7 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
                               "tokenizer": rundir.hash_path(tok_dir / "tokenizer.json"),
                               "corpus": corpus_hash(texts)})
     out = cache_root / f"base-{key}"
-    if not rundir.is_done(out):
+    if not usable(out):
         from rationale_sft.models import load_tokenizer
 
         pretrain(cfg, texts, load_tokenizer(tok_dir), out)
@@ -249,7 +256,7 @@ def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key
     key = cfglib.config_hash({"base": base_key, "pretrain": _base_part(cont.pretrain), "corpus": corpus_hash(texts),
                               "bf16_autocast": cfg.model.bf16_autocast})
     out = cache_root / f"base-reasoning-{key}"
-    if not rundir.is_done(out):
+    if not usable(out):
         pretrain(cont, texts, None, out, init_dir=base)
     return out
 

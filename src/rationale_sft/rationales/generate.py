@@ -24,7 +24,7 @@ from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.cache import RationaleCache, cache_key
 from rationale_sft.rationales.specs import SPEC_VERSION, ParsedRationale, parse_reply, spec_hash
-from rationale_sft.rundir import hash_path, run_stage, write_json, write_parquet
+from rationale_sft.rundir import hash_path, portable, run_stage, write_json, write_parquet
 
 EXAMPLE_COLUMNS = ("subject_id", "prediction_time", "split", "label", "prompt", "prompt_hash")
 OUTPUT_SCHEMA = {
@@ -98,7 +98,7 @@ def _work(cfg: TeacherConfig, examples: Path, out_dir: Path, meds: str | Path | 
     table = rationale_table(cfg, items, records)
     write_parquet(table, out_dir / "rationales.parquet")
     return {"rationales": {"planned": len(items), "from_cache": len(cached), "generated": len(pending) - len(failures),
-                           "failed": len(failures), "rows": table.height, "cache": str(cache_path), **stats}}
+                           "failed": len(failures), "rows": table.height, "cache": portable(cache_path, out_dir), **stats}}
 
 
 def read_examples(path: Path) -> pl.DataFrame:

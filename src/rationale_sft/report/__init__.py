@@ -26,9 +26,12 @@ from rationale_sft.stats import auroc
 TITLE = "Rationale SFT vs label-only SFT: report"
 
 
-def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/report/`` and return the path of its ``index.html``."""
-    rd = open_run_dir(run_dir)
+def write_report(cfg: ReportConfig, run_dir: str | Path, require_done: bool = True) -> Path:
+    """Write ``RUN_DIR/report/`` and return the path of its ``index.html``.
+
+    ``require_done=False`` is for the grid driver, which writes the root's ``DONE`` after the report.
+    """
+    rd = open_run_dir(run_dir, require_done)
     out = rd.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in out.glob("*.png")}

@@ -39,8 +39,8 @@ class RunDir:
         return self.results.filter(pl.col("status") == "ok").sort("run_id")
 
 
-def open_run_dir(run_dir: str | Path) -> RunDir:
-    """Check the run directory is a finished grid run and read its tables.
+def open_run_dir(run_dir: str | Path, require_done: bool = True) -> RunDir:
+    """Check the run directory is a finished grid run (``DONE``, unless not ``require_done``); read its tables.
 
     >>> open_run_dir("/nonexistent/run")
     Traceback (most recent call last):
@@ -52,7 +52,7 @@ def open_run_dir(run_dir: str | Path) -> RunDir:
     if not results_path.is_file():
         raise InputError(f"{results_path} not found: RUN_DIR must be a finished grid run directory "
                          "(written by `rationale-sft run`)")
-    if not (root / "DONE").is_file():
+    if require_done and not (root / "DONE").is_file():
         raise InputError(f"{root / 'DONE'} not found: the grid run has not finished; resume it with "
                          "`rationale-sft run` and report when it is done")
     results = pl.read_parquet(results_path)

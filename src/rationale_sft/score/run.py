@@ -133,7 +133,7 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     seconds = time.perf_counter() - t0
     table = scores_table(rows, res, contexts, dropped)
     write_scores(run_dir, table, res["states"])
-    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": str(model_dir),
+    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": rundir.portable(model_dir, run_dir),
                "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
                "seeds": {"generation": derive_seed(cfg.seed, "generation")}, **metrics(table),
                "elapsed": time.time() - started}

@@ -238,7 +238,8 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
         step0, log = restore(ckpt / STATE, model, opt, sched)
     meta = {"arm": cfg.arm, "scoring": arms.SCORING[cfg.arm], "answer_marker": cfg.answer_marker,
             "prefix": arms.scoring_prefix(cfg), "chat": chat, "max_len": cfg.max_len,
-            "base_model": str(absolute(base_model_dir)), "lora": cfg.lora.enabled, "total_steps": total}
+            "base_model": rundir.portable(absolute(base_model_dir), run_dir), "lora": cfg.lora.enabled,
+            "total_steps": total}
     pad = pad_id(tok)
     model.train()
     from rich.progress import Progress
@@ -285,7 +286,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
 def summarise(cfg, run_dir: Path, table: pl.DataFrame, log: list[dict], started: float, step0: int,
               base_model_dir, examples, rationales) -> dict:
     """The summary train() returns and writes to train.json."""
-    inputs = {k: str(v) for k, v in {"examples": examples, "rationales": rationales}.items()
+    inputs = {k: rundir.portable(v, run_dir) for k, v in {"examples": examples, "rationales": rationales}.items()
               if isinstance(v, (str, Path))}
     return {"config": cfglib.to_dict(cfg), "config_hash": cfglib.config_hash(cfg), "seeds": seeds_of(cfg.seed),
             "steps": len(log), "tokens_seen": sum(r.get("n_tokens") or 0 for r in log),  # prompt + target, all steps
@@ -295,8 +296,8 @@ def summarise(cfg, run_dir: Path, table: pl.DataFrame, log: list[dict], started:
             "n_truncated": int((table["n_history_dropped"] > 0).sum()),
             "final_loss": log[-1]["loss"] if log else None,
             "tokens_per_s": float(np.median([r["tokens_per_s"] for r in log])) if log else None,
-            "seconds": time.time() - started, "checkpoint": str(run_dir / CHECKPOINT),
-            "base_model": str(base_model_dir), "inputs": inputs}
+            "seconds": time.time() - started, "checkpoint": CHECKPOINT,
+            "base_model": rundir.portable(base_model_dir, run_dir), "inputs": inputs}
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
@@ -315,6 +316,7 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
     tmp = run_dir / ".checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
+    portable_adapter_base(tmp, run_dir / CHECKPOINT)
     tok.save_pretrained(str(tmp))
     if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
         trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -329,6 +331,16 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def portable_adapter_base(saved: Path, final: Path) -> None:
+    """An adapter dir names its base model; inside a grid, by a path relative to the adapter's final dir,
+    so a copied or moved grid loads its own base (``models.adapter_base`` reads relative names)."""
+    path = saved / "adapter_config.json"
+    if path.is_file():
+        config = rundir.read_json(path)
+        config["base_model_name_or_path"] = rundir.portable(config["base_model_name_or_path"], final)
+        rundir.write_json(path, config)
 
 
 def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
