@@ -245,10 +245,19 @@ def _write_metadata(cfg: SynthConfig, cat: Catalog, out_dir: Path) -> None:
     rundir.write_parquet(_splits(cfg), out_dir / "metadata" / "subject_splits.parquet")
 
 
+def split_cuts(cfg: SynthConfig) -> np.ndarray:
+    """Subjects in the train split, and in train + tuning (the rest is held out).
+
+    >>> split_cuts(SynthConfig(n_subjects=3000)).tolist()
+    [2400, 2700]
+    """
+    return np.round(np.array([cfg.train_share, cfg.train_share + cfg.tuning_share]) * cfg.n_subjects).astype(int)
+
+
 def _splits(cfg: SynthConfig) -> pa.Table:
     """Seeded train/tuning/held_out assignment with the configured shares."""
     order = rng(cfg.seed, "splits").permutation(cfg.n_subjects)
-    cuts = np.round(np.array([cfg.train_share, cfg.train_share + cfg.tuning_share]) * cfg.n_subjects).astype(int)
+    cuts = split_cuts(cfg)
     split = np.empty(cfg.n_subjects, object)
     split[order] = np.array(["train", "tuning", "held_out"])[np.searchsorted(cuts, np.arange(cfg.n_subjects), "right")]
     return pa.table({"subject_id": pa.array(np.arange(1, cfg.n_subjects + 1), pa.int64()),
