@@ -9,6 +9,9 @@ and ``stats.json`` (every summary number). Re-running on the same files gives by
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from rationale_sft import config as cfglib
@@ -24,20 +27,35 @@ TITLE = "Rationale SFT vs label-only SFT: report"
 
 
 def write_report(cfg: ReportConfig, run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/report/`` and return the path of its ``index.html``."""
+    """Write ``RUN_DIR/report/`` and return the path of its ``index.html``.
+
+    The report is built in a hidden sibling directory and swapped in whole, so a failure (a damaged input,
+    a full disk, Ctrl-C) leaves the previous report, or none, never a half-written one.
+    """
     rd = open_run_dir(run_dir)
     out = rd.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    before = {p.name for p in out.glob("*.png")}
+    tmp = Path(tempfile.mkdtemp(prefix=".report.", suffix=".tmp", dir=rd.root))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would make the published report private
+        _write(cfg, rd, tmp)
+        old = rd.root / ".report.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"
+
+
+def _write(cfg: ReportConfig, rd, out: Path) -> Path:
     an = analyse(rd, cfg)
     sections = [sec.verdict_section(an, cfg), sec.main_section(an, cfg, rd), sec.delta_section(an, cfg, out),
                 sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
                 sec.fewshot_section(an, cfg, out), sec.baselines_section(an, cfg, rd),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
-    made = {b[1] for s in sections for b in s.blocks if b[0] == "img"}
-    for stale in sorted(before - made):  # figures of an earlier report that this one no longer has
-        (out / stale).unlink()
     write_parquet(an.runs, out / "results.parquet")
     write_json(out / "stats.json", _json_safe(stats_dict(an, cfg, input_hashes(rd))))
     name = grid_name(rd)

@@ -26,6 +26,7 @@ from rationale_sft import rundir
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
+from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms
 from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
 
@@ -51,7 +52,7 @@ def read_table(data, name: str) -> pl.DataFrame:
         return data
     if data is None or not Path(data).is_file():
         raise InputError(f"{name}: file not found: {data}; pass the parquet file written by its stage")
-    return pl.read_parquet(data)
+    return read_parquet(data)
 
 
 def training_rows(cfg: TrainConfig, examples: pl.DataFrame, rationales: pl.DataFrame | None) -> pl.DataFrame:
@@ -214,7 +215,6 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     import torch
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = find_checkpoint(run_dir)
     if ckpt is not None and rundir.read_json(ckpt / META).get("finished") and (run_dir / "train.json").is_file():
         return rundir.read_json(run_dir / "train.json")
@@ -222,6 +222,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     ex_table = read_table(examples, "examples")
     rat_table = None if rationales is None else read_table(rationales, "rationales")
     rows = training_rows(cfg, ex_table, rat_table)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs have been read
     model, tok = load_base(cfg, base_model_dir)
     device = device_of(cfg.device)
     model.to(device)
