@@ -12,8 +12,10 @@ optimizer, scheduler, RNG, step and log) and returns at once when the checkpoint
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -314,12 +316,17 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
 
     tmp = run_dir / ".checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
-        trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-        torch.save({"step": step, "params": trainable, "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log}, tmp / STATE)
+    try:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
+            trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+            torch.save({"step": step, "params": trainable, "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log},
+                       tmp / STATE)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(exc, run_dir / CHECKPOINT) from exc
     rundir.write_json(tmp / META, {**meta, "step": step})
     rundir.write_parquet(pl.DataFrame(log, schema=log_schema()), run_dir / "train_log.parquet")
     final, old = run_dir / CHECKPOINT, run_dir / ".checkpoint.old"
@@ -329,6 +336,24 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_error(exc: Exception, path: Path) -> Exception:
+    """safetensors and torch report a failed write (full disk) as their own errors: make it an OSError.
+
+    >>> write_error(RuntimeError("I/O error: No space left on device (os error 28)"), Path("run/checkpoint"))
+    OSError(28, 'No space left on device')
+    """
+    if isinstance(exc, OSError):
+        return exc
+    code = re.search(r"os error (\d+)", str(exc))
+    if code:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path))
+    if "write failed" in str(exc) or "failed writing" in str(exc):  # torch's PytorchStreamWriter
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+        return OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                       str(path))
+    return exc
 
 
 def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
