@@ -147,6 +147,7 @@ def test_report_on_a_real_full_or_read_only_tmpfs(grid, tmpfs, mode):
     assert [p.name for p in (tmpfs / "run").iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_exit_code_130_and_one_line(tmp_path):
     out = tmp_path / "cohort"
     proc = subprocess.Popen([sys.executable, "-m", "rationale_sft.cli", "cohort", "synth", "--out", str(out),
