@@ -210,3 +210,32 @@ def test_stratified_sample_balances_styles(tmp_path, seed):
     export_packet(build(ExportConfig, {"n": 6, "seed": seed}), rationales, examples, tmp_path / "p")
     styles = [v["style"] for v in read_json(tmp_path / "p" / ID_MAP)["items"].values()]
     assert sorted(styles) == ["freeform"] * 3 + ["stepwise"] * 3
+
+
+def test_csv_truncated_inside_a_quoted_field_names_file_and_line(packet, tmp_path):
+    scores = {f"R00{i}": (3, 3, 3) for i in range(1, 7)}
+    path = _csv_ratings(packet, "bob", scores, tmp_path / "bob.csv")
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        row["comment"] = 'good, but "vague"\nsecond line' if row["item_id"] in scores else ""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    text = path.read_text()
+    cut = text.index("second line", text.index("second line", text.index("second line") + 1) + 1)
+    path.write_text(text[:cut])  # ends inside the third rated row's quoted comment
+    with pytest.raises(InputError, match=r"bob\.csv: line \d+: the file ends inside a quoted field"):
+        import_ratings(build(ImportConfig, {}), packet, [path], tmp_path / "out")
+
+
+def test_rater_names_differing_only_in_case_are_one_rater(packet, tmp_path):
+    files = [_html_ratings(packet, "Ann", {"R001": (3, 3, 3), "R002": (4, 4, 4)}, tmp_path / "a.json"),
+             _html_ratings(packet, "ann ", {"R003": (2, 2, 2)}, tmp_path / "b.json"),
+             _csv_ratings(packet, "bob", {"R001": (3, 3, 3)}, tmp_path / "bob.csv")]
+    import_ratings(build(ImportConfig, {}), packet, files, tmp_path / "out")
+    summary = read_json(tmp_path / "out" / "agreement.json")
+    assert summary["raters"] == ["Ann", "bob"]
+    again = _html_ratings(packet, "ANN", {"R001": (5, 5, 5)}, tmp_path / "c.json")
+    with pytest.raises(InputError, match=r"c\.json: item R001: rater 'Ann' rated it also in .*a\.json"):
+        import_ratings(build(ImportConfig, {}), packet, [files[0], again], tmp_path / "out2")

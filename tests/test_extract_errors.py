@@ -155,3 +155,11 @@ def test_subjects_may_come_in_any_order_within_a_shard(meds_dir, tmp_path):
     rewrite(shard(meds_dir), lambda df: df.sort("subject_id", descending=True, maintain_order=True))
     assert run_extract(meds_dir, tmp_path / "b.parquet")["n"] == before["n"]
     assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
+
+
+def test_null_codes_are_refused_with_file_and_count(meds_dir, tmp_path):
+    rewrite(shard(meds_dir, 1), lambda df: df.with_columns(
+        code=pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("code"))))
+    with pytest.raises(InputError, match=r"1\.parquet: 2 event\(s\) have a null code \(e\.g\. subject \d+\)"):
+        run_extract(meds_dir, tmp_path / "out" / "labels.parquet")
+    assert not (tmp_path / "out").exists()

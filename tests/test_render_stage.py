@@ -193,3 +193,18 @@ def test_budget_in_real_tokenizer_tokens(cohort):
     row = ex.filter(pl.col("subject_id") == 3)
     assert row["truncated"][0] and count(row["prompt"][0]) <= budget
     assert ex.filter(pl.col("subject_id") == 2)["truncated"][0] is False  # short prompts stay whole
+
+
+def test_labels_of_another_cohort_are_refused(cohort, tmp_path):
+    from rationale_sft.render.stage import render as render_stage
+
+    meds, labels = cohort
+    other = pl.read_parquet(labels).with_columns(pl.col("subject_id") + 1000)
+    other.write_parquet(tmp_path / "other.parquet")
+    with pytest.raises(InputError, match=r"other\.parquet: 5 of 5 labelled subjects \(e\.g\. 1001\) have no events "
+                                         r"in .*meds"):
+        render_stage(RenderConfig(), meds, tmp_path / "other.parquet", tmp_path / "stage")
+    assert not (tmp_path / "stage" / "DONE").exists()
+    assert main(["render", "--meds", str(meds), "--labels", str(tmp_path / "other.parquet"), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out" / "DONE").exists() and not (tmp_path / "out" / "examples.parquet").exists()

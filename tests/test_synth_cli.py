@@ -51,3 +51,14 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
     assert summary["n_subjects"] == 150 and summary["hidden_share"] == 0.8
     resolved = (out / "config.yaml").read_text()
     assert "seed: 9" in resolved and "data_end: '2021-12-31'" in resolved
+
+
+def test_size_is_estimated_and_bounded(tmp_path, capsys):
+    out = tmp_path / "big"
+    assert main(["cohort", "synth", "--n-subjects", "5000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "about 130,000,000 events" in err and "--allow-large" in err
+    assert not out.exists()
+    assert main(["cohort", "synth", "--n-subjects", "200", "--out", str(tmp_path / "small"),
+                 "calibration_n=1000"]) == 0
+    assert "cohort synth: about 5,200 events" in capsys.readouterr().err

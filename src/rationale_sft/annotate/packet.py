@@ -29,6 +29,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.rationales.specs import strip_answer_slot
 from rationale_sft.rundir import hash_text, run_stage, write_json, write_text
 from rationale_sft.seeding import rng
+from rationale_sft.tables import read_parquet
 
 RATER_FILES = ("packet.html", "packet.csv", "labelstudio_tasks.json", "labelstudio_config.xml")
 ID_MAP = Path("private") / "id_map.json"
@@ -57,8 +58,8 @@ def _joined(rationales: Path, examples: Path) -> pl.DataFrame:
     for path in (rationales, examples):
         if not path.is_file():
             raise InputError(f"file not found: {path}")
-    rat = pl.read_parquet(rationales)
-    ex = pl.read_parquet(examples)
+    rat = read_parquet(rationales)
+    ex = read_parquet(examples)
     keys = ["subject_id", "prompt_hash"] if "prompt_hash" in rat.columns else ["subject_id"]
     for name, df, cols in (("rationales", rat, ["text", "cache_key", *keys]), ("examples", ex, ["prompt", *keys])):
         missing = [c for c in cols if c not in df.columns]

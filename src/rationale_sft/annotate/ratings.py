@@ -34,13 +34,24 @@ def read_ratings(files: list[str | Path], packet_ids: set[str], packet_id: str) 
     """All rating rows of ``files``, validated against the packet's item ids."""
     rows: list[dict] = []
     seen: dict[tuple[str, str], str] = {}
+    spelling: dict[str, str] = {}  # one rater, however the name is capitalised or spaced: its first spelling
     for path in map(Path, files):
         for row in _read_one(path, packet_id):
+            row["rater"] = spelling.setdefault(rater_key(row["rater"]), row["rater"])
             _validate(row, path, packet_ids, seen)
             rows.append(row)
     if not rows:
         raise InputError(f"no ratings found in {', '.join(map(str, files))}; were the files saved after rating?")
     return rows
+
+
+def rater_key(name: str) -> str:
+    """Names that differ only in case or spacing are one rater.
+
+    >>> rater_key(" Ann  Lee ") == rater_key("ann lee")
+    True
+    """
+    return " ".join(name.split()).casefold()
 
 
 def _read_one(path: Path, packet_id: str) -> list[dict]:
@@ -75,19 +86,29 @@ def read_html_json(data: dict, path: Path, packet_id: str) -> list[dict]:
 def read_csv(path: Path) -> list[dict]:
     """Rows of a filled-in ``packet.csv`` (rows with no scores and no comment are unrated and skipped)."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("item_id", "rater", *CRITERIA) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; start from the exported packet.csv")
-        rows = []
-        for line, rec in enumerate(reader, start=2):
-            if not any((rec.get(c) or "").strip() for c in (*CRITERIA, "comment")):
-                continue
-            rater = (rec.get("rater") or "").strip()
-            if not rater:
-                raise InputError(f"{path}: line {line} (item {rec['item_id']}): the rater column is empty; "
-                                 "write the rater's name in every rated row")
-            rows.append(_row(rater, rec["item_id"], rec, rec.get("comment"), path))
+        reader = csv.DictReader(fh, strict=True)  # strict: a file cut inside a quoted field is an error
+        try:
+            return _csv_rows(reader, path)
+        except csv.Error as exc:
+            why = ("the file ends inside a quoted field; it looks truncated: save or export it again"
+                   if "unexpected end of data" in str(exc) else f"not valid CSV ({exc})")
+            raise InputError(f"{path}: line {reader.line_num}: {why}") from None
+
+
+def _csv_rows(reader: csv.DictReader, path: Path) -> list[dict]:
+    missing = [c for c in ("item_id", "rater", *CRITERIA) if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; start from the exported packet.csv")
+    rows = []
+    for rec in reader:
+        line = reader.line_num
+        if not any((rec.get(c) or "").strip() for c in (*CRITERIA, "comment")):
+            continue
+        rater = (rec.get("rater") or "").strip()
+        if not rater:
+            raise InputError(f"{path}: line {line} (item {rec['item_id']}): the rater column is empty; "
+                             "write the rater's name in every rated row")
+        rows.append(_row(rater, rec["item_id"], rec, rec.get("comment"), path))
     return rows
 
 

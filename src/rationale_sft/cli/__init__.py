@@ -7,7 +7,10 @@ subcommand(s) and sets ``func`` to a callable taking the parsed namespace and re
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 
 from rationale_sft import __version__
@@ -29,6 +32,17 @@ VERBS = {
 }
 
 
+OUTPUT_ARGS = ("out", "run_dir")
+"Arguments that name where a verb writes (report writes under RUN_DIR)."
+DISK_FIXES = {
+    errno.ENOSPC: "free space on that disk, or write to another disk (--out; for report, a copy of RUN_DIR)",
+    errno.EDQUOT: "free space within your quota, or write to another disk (--out; for report, a copy of RUN_DIR)",
+    errno.EROFS: "that disk is read-only: write to a writable one (--out; for report, a copy of RUN_DIR)",
+    errno.EACCES: "make it writable, or write elsewhere (--out; for report, a copy of RUN_DIR)",
+    errno.EPERM: "make it writable, or write elsewhere (--out; for report, a copy of RUN_DIR)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, every verb included."""
     parser = argparse.ArgumentParser(
@@ -42,8 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse, dispatch, turn user errors into one-line messages and exit code 2."""
-    parser = build_parser()
+    """Entry point: parse, dispatch, turn user errors into one-line messages and exit code 2.
+
+    Ctrl-C exits with 130 and one line; a write refused by the disk (full, read-only, no permission) is a
+    one-line error naming the file or output directory. Stages write atomically and mark themselves
+    done last, so neither leaves a partial artifact that counts as finished.
+    """
+    try:
+        return _dispatch(build_parser(), argv)
+    except KeyboardInterrupt:
+        verb = next((a for a in (sys.argv[1:] if argv is None else argv) if a in VERBS), "")
+        print(f"rationale-sft{' ' + verb if verb else ''}: interrupted (Ctrl-C); nothing unfinished was marked "
+              "done: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also follow options (`run c.yaml --out DIR a.b=1`); anything else is an error
     if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-")
@@ -59,6 +87,36 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError) as exc:
         print(f"rationale-sft {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"rationale-sft {args.verb}: error: {disk_error(exc, args)}", file=sys.stderr)
+        return 2
+
+
+def disk_error(exc: OSError, args: argparse.Namespace) -> str:
+    """One line for an OSError: the file (or the output directory when the OS did not say), why, the fix.
+
+    >>> disk_error(OSError(errno.EROFS, "Read-only file system", "runs/x/a.json"), argparse.Namespace(out="runs/x"))
+    'cannot write to runs/x/a.json: Read-only file system; that disk is read-only: write to a writable one (--out; for report, a copy of RUN_DIR)'
+    """
+    where = _published_name(exc.filename) if exc.filename else next(
+        (getattr(args, k) for k in OUTPUT_ARGS if getattr(args, k, None)), None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = DISK_FIXES.get(exc.errno)
+    if fix is None:
+        return f"{where}: {reason}" if where else reason
+    return f"cannot write {'to' if exc.filename else 'under'} {where}: {reason}; {fix}"
+
+
+def _published_name(path: str | bytes) -> str:
+    """The file an atomic write was producing, for its temporary name (``.NAME.XXXXXXXX.tmp`` -> ``NAME``).
+
+    >>> _published_name("run/.scores.parquet.k2j4_x9a.tmp"), _published_name("run/scores.parquet")
+    ('run/scores.parquet', 'run/scores.parquet')
+    """
+    path = os.fsdecode(path)
+    head, name = os.path.split(path)
+    match = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", name)
+    return os.path.join(head, match.group(1)) if match else path
 
 
 if __name__ == "__main__":

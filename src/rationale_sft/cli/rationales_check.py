@@ -32,18 +32,17 @@ def run(args: argparse.Namespace) -> int:
     """Read the rationales, check them, print the markdown table."""
     from pathlib import Path
 
-    import polars as pl
-
     from rationale_sft import config
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.errors import InputError
     from rationale_sft.rationales.check import check_rationales
+    from rationale_sft.tables import read_parquet
 
     if not Path(args.rationales).is_file():
         raise InputError(f"{args.rationales}: rationales file not found; write it with `rationale-sft rationales "
                          "generate`")
     render_cfg = config.load(RenderConfig, args.render_config, args.overrides)
-    check_rationales(pl.read_parquet(args.rationales), args.meds, args.labels, args.out, args.tokenizer, args.force,
+    check_rationales(read_parquet(args.rationales), args.meds, args.labels, args.out, args.tokenizer, args.force,
                      render_cfg)
     print((Path(args.out) / "quality.md").read_text())
     return 0

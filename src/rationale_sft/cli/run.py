@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(ExperimentConfig, args.config, args.overrides)
     config_dir = Path(args.config).resolve().parent
     if args.plan:
+        from rationale_sft.experiment.checks import check_inputs
         from rationale_sft.experiment.plan import plan
 
+        check_inputs(cfg, config_dir)
         p = plan(cfg, config_dir)
         kinds = {}
         for job in p.jobs:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rationale_sft.errors import InputError
+from rationale_sft.tables import read_parquet, unreadable
 
 SPLITS = (meds.train_split, meds.tuning_split, meds.held_out_split)
 TRUTH_PATH = Path("truth") / "risk.parquet"
@@ -88,14 +89,18 @@ def _check_shard(path: Path) -> tuple[pl.DataFrame, dict]:
     subjects themselves may come in any order.
     """
     ev = scan_shard(path)
+    _check_null_codes(ev, path)
     same, prev_t = pl.col("subject_id") == pl.col("subject_id").shift(1), pl.col("time").shift(1)
     unsorted = ev.filter(same & prev_t.is_not_null() & (pl.col("time").is_null() | (pl.col("time") < prev_t)))
     runs = ev.select("subject_id", run=(~same.fill_null(False)).cum_sum())
     split_up = runs.group_by("subject_id").agg(pl.col("run").n_unique()).filter(pl.col("run") > 1)
     dups = ev.group_by("subject_id", "time", "code", "numeric_value").len().filter(pl.col("len") > 1)
     ids, n = ev.select(pl.col("subject_id").unique()), ev.select(pl.len())
-    unsorted, split_up, dups, ids, n = pl.collect_all([unsorted.select("subject_id").head(1),
-                                                       split_up.sort("subject_id").head(1), dups, ids, n])
+    try:
+        unsorted, split_up, dups, ids, n = pl.collect_all([unsorted.select("subject_id").head(1),
+                                                           split_up.sort("subject_id").head(1), dups, ids, n])
+    except pl.exceptions.ComputeError as exc:  # a footer that reads but pages that do not
+        raise unreadable(path, exc) from None
     for bad, what in ((unsorted, "not sorted by time (static null-time events first)"),
                       (split_up, "not contiguous")):
         if bad.height:
@@ -104,6 +109,18 @@ def _check_shard(path: Path) -> tuple[pl.DataFrame, dict]:
     first = dups.sort("subject_id", "time").row(0, named=True) if dups.height else None
     return ids.with_columns(file=pl.lit(str(path))), {"n_events": n.item(), "n_duplicates": int((dups["len"] - 1).sum()),
                                                       "first_duplicate": first}
+
+
+def _check_null_codes(ev: pl.LazyFrame, path: Path) -> None:
+    """MEDS requires a code on every event; a null one would vanish from prompts and features unnoticed."""
+    try:
+        nulls = ev.filter(pl.col("code").is_null()).select(pl.len(), pl.col("subject_id").first()).collect()
+    except pl.exceptions.ComputeError as exc:
+        raise unreadable(path, exc) from None
+    if nulls["len"][0]:
+        raise InputError(f"{path}: {nulls['len'][0]} event(s) have a null code (e.g. subject "
+                         f"{nulls['subject_id'][0]}); every MEDS event needs a code: drop those rows or fill in "
+                         "their codes")
 
 
 def validate_events(meds_dir: str | Path) -> dict:
@@ -134,7 +151,7 @@ def read_splits(meds_dir: str | Path) -> pl.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: missing; a MEDS dataset for prediction needs subject splits "
                          f"(subject_id, split in {{{', '.join(SPLITS)}}})")
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     for col in ("subject_id", "split"):
         if col not in df.columns:
             raise InputError(f"{path}: missing column {col!r} (found {', '.join(df.columns)})")
@@ -158,7 +175,7 @@ def read_truth(meds_dir: str | Path) -> pl.DataFrame | None:
     path = Path(meds_dir) / TRUTH_PATH
     if not path.is_file():
         return None
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     missing = [c for c in ("subject_id", "prediction_time", "risk") if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (needs subject_id, prediction_time, "
@@ -172,7 +189,7 @@ def read_parquet_checked(path: str | Path, columns: dict, what: str = "file") ->
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     for col, dtype in columns.items():
         if col not in df.columns:
             raise InputError(f"{path}: missing column {col!r}; a {what} needs {', '.join(columns)}")

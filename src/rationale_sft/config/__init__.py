@@ -2,7 +2,8 @@
 
 Every config section is a frozen dataclass whose fields carry their default and a docstring (the string
 literal right after the field), which doubles as help text. This module holds only the machinery; the
-sections live beside it, one module per concern.
+sections live beside it, one module per concern. One rule holds for every section: a field named
+``seed``, ``*_seed`` or ``seeds`` holds seeds, which must be >= 0.
 
 >>> from dataclasses import dataclass
 >>> @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _convert_dataclass(cls: type, value: Any, key: str, errors: list[str]) -> An
     for f in dataclasses.fields(cls):
         if f.name in value:
             kwargs[f.name] = _convert(hints[f.name], value[f.name], _join(key, f.name), errors)
+            _check_seeds(f.name, kwargs[f.name], _join(key, f.name), errors)
         elif dataclasses.is_dataclass(hints[f.name]) and f.default is dataclasses.MISSING \
                 and f.default_factory is dataclasses.MISSING:
             kwargs[f.name] = _convert(hints[f.name], {}, _join(key, f.name), errors)
@@ -262,6 +264,15 @@ def _convert_scalar(typ: Any, value: Any, key: str, errors: list[str]) -> Any:
         return value
     errors.append(f"{_name(key)} must be {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}")
     return None
+
+
+def _check_seeds(name: str, value: Any, key: str, errors: list[str]) -> None:
+    """Fields named ``seed``, ``*_seed`` or ``seeds`` hold seeds: numpy refuses negative ones at job time."""
+    if name == "seeds" and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_seeds("seed", v, f"{key}[{i}]", errors)
+    elif (name == "seed" or name.endswith("_seed")) and isinstance(value, int) and value < 0:
+        errors.append(f"{_name(key)} must be a seed >= 0, got {value}")
 
 
 def _join(prefix: str, name: str) -> str:

@@ -47,6 +47,12 @@ class ModelSpec:
     kind: str | None = None
     "Base kind shown in results (e.g. reasoning for a reasoning-tuned checkpoint); null derives it."
 
+    def __post_init__(self) -> None:
+        if self.checkpoint is None:  # with a checkpoint, family and size are only labels
+            from rationale_sft.models.families import check_family_size
+
+            check_family_size(self.family, self.size)
+
     @property
     def name(self) -> str:
         """Model name used in results: family-size, or the checkpoint's last path part."""
@@ -109,6 +115,8 @@ class FactorsConfig:
     def __post_init__(self) -> None:
         if not self.models or not self.scales or not self.seeds:
             raise ValueError("grid.models, grid.scales and grid.seeds must each have >= 1 level")
+        for name in ("arms", "models", "scales", "seeds", "hidden_shares", "label_weights"):
+            check_unique(f"grid.{name}", getattr(self, name))
         if any(not 0.0 <= h <= 1.0 for h in self.hidden_shares):
             raise ValueError(f"grid.hidden_shares must lie in [0, 1], got {list(self.hidden_shares)}")
         if self.label_weights and ("weighted" not in self.arms or min(self.label_weights) <= 0):
@@ -132,6 +140,28 @@ class FewshotArmConfig:
     "k, selection, embedder, budget (with_rationales and the style are set per demo kind)."
     seeds: tuple[int, ...] = ()
     "Demonstration seeds of the few-shot arm (empty: grid.seeds); one seed keeps a slow real checkpoint cheap."
+
+    def __post_init__(self) -> None:
+        check_unique("fewshot.models", self.models)
+        check_unique("fewshot.demos", self.demos)
+
+
+def check_unique(key: str, levels: tuple) -> None:
+    """Refuse a factor level given twice: its runs would be planned twice under one run id.
+
+    Model levels are compared by the name results know them by (family-size or the checkpoint's name).
+
+    >>> check_unique("grid.seeds", (0, 1, 0))
+    Traceback (most recent call last):
+    ...
+    ValueError: grid.seeds has duplicate levels [0]; list each level once
+    """
+    names = [v.name if isinstance(v, ModelSpec) else v for v in levels]
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:
+        why = ("; results name a model level by family-size or its checkpoint's last path part, so give each "
+               "level a distinct one") if isinstance(levels[0], ModelSpec) else "; list each level once"
+        raise ValueError(f"{key} has duplicate levels {repeated}{why}")
 
 
 @dataclass(frozen=True)

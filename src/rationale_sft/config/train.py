@@ -84,6 +84,8 @@ class TrainConfig:
         for name in ("micro_batch", "grad_accum", "max_len", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"'lr' must be > 0, got {self.lr:g} (e.g. lr=3e-4)")
         if self.steps < 0 or self.checkpoint_every < 0 or self.max_train_examples < 0:
             raise ValueError("'steps', 'checkpoint_every' and 'max_train_examples' must be >= 0")
         if not 0.0 <= self.warmup < 1.0:

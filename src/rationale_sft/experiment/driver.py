@@ -10,6 +10,7 @@ import polars as pl
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
 from rationale_sft.config.experiment import ExperimentConfig
+from rationale_sft.experiment.checks import check_inputs
 from rationale_sft.experiment.plan import Plan, plan
 from rationale_sft.grid.jobs import collect
 
@@ -35,6 +36,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, config_dir: str |
     from rationale_sft.grid.execute import execute, root_lock
 
     started, root = time.time(), Path(out_dir).resolve()
+    check_inputs(cfg, Path(config_dir))
     the_plan = plan(cfg, config_dir)
     root.mkdir(parents=True, exist_ok=True)
     with root_lock(root):

@@ -20,6 +20,7 @@ rationale_sft.errors.InputError: unknown model family 'bert'; valid families: ll
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from rationale_sft.errors import InputError
@@ -88,12 +89,24 @@ def _gpt2(shape: Shape, vocab_size: int, ids: dict):
 FAMILIES = {"llama": _llama, "qwen2": _qwen2, "gpt2": _gpt2, "mistral": _mistral, "gemma": _gemma}
 
 
+def check_family_size(family: str, size: str) -> None:
+    """Refuse a family or size that cannot be built from scratch, naming the valid choices.
+
+    >>> check_family_size("lama", "xs")
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: unknown model family 'lama' (did you mean 'llama'?); valid families: llama, qwen2, gpt2, mistral, gemma
+    """
+    for what, plural, value, valid in (("family", "families", family, FAMILIES), ("size", "sizes", size, SIZES)):
+        if value not in valid:
+            close = difflib.get_close_matches(str(value), list(valid), n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise InputError(f"unknown model {what} {value!r}{hint}; valid {plural}: {', '.join(valid)}")
+
+
 def model_config(family: str, size: str, vocab_size: int, special_ids: dict | None = None):
     """The ``transformers`` config of ``family`` at ``size``; errors name the valid choices."""
-    if family not in FAMILIES:
-        raise InputError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
-    if size not in SIZES:
-        raise InputError(f"unknown model size {size!r}; valid sizes: {', '.join(SIZES)}")
+    check_family_size(family, size)
     return FAMILIES[family](SIZES[size], vocab_size, dict(special_ids or {}))
 
 

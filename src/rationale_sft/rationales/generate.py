@@ -25,6 +25,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.rationales.cache import RationaleCache, cache_key
 from rationale_sft.rationales.specs import SPEC_VERSION, ParsedRationale, parse_reply, spec_hash
 from rationale_sft.rundir import hash_path, portable, run_stage, write_json, write_parquet
+from rationale_sft.tables import read_parquet
 
 EXAMPLE_COLUMNS = ("subject_id", "prediction_time", "split", "label", "prompt", "prompt_hash")
 OUTPUT_SCHEMA = {
@@ -105,7 +106,7 @@ def read_examples(path: Path) -> pl.DataFrame:
     """Read render's ``examples.parquet``, checking the columns generation needs."""
     if not path.is_file():
         raise InputError(f"examples file not found: {path} (write it with `rationale-sft render`)")
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     missing = [c for c in EXAMPLE_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; examples.parquet needs "

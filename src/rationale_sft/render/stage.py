@@ -15,6 +15,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.render.assemble import PromptParts, assemble, whitespace_tokens
 from rationale_sft.render.frame import render_frame
 from rationale_sft.render.templates import get_template, template_hash
+from rationale_sft.tables import read_parquet
 
 EXAMPLES = "examples.parquet"
 EXAMPLE_COLUMNS = ["subject_id", "prediction_time", "split", "label", "template", "template_version",
@@ -28,7 +29,7 @@ def read_codes(meds_dir: str | Path) -> pl.DataFrame:
     path = Path(meds_dir) / "metadata" / "codes.parquet"
     if not path.is_file():
         return pl.DataFrame(schema={"code": pl.String, "description": pl.String})
-    df = pl.read_parquet(path)
+    df = read_parquet(path)
     if "code" not in df.columns or "description" not in df.columns:
         raise InputError(f"{path}: needs columns code and description (found {', '.join(df.columns)})")
     return df.select(pl.col("code").cast(pl.String), pl.col("description").cast(pl.String)).unique("code", keep="first",
@@ -92,15 +93,34 @@ def render(cfg: RenderConfig, meds_dir: str | Path, labels_path: str | Path, out
     out_dir = Path(out_dir)
 
     def work(run_dir: Path) -> dict:
-        examples = render_examples(meds_dir, read_labels(labels_path), cfg)
+        labels = read_labels(labels_path)
+        absent = subjects_without_events(meds_dir, labels, labels_path)
+        examples = render_examples(meds_dir, labels, cfg)
         rundir.write_parquet(examples, run_dir / EXAMPLES)
         return {"n_examples": examples.height, "n_truncated": int(examples["truncated"].sum()),
+                "n_subjects_without_events": absent,
                 "template_hash": examples["template_hash"][0] if examples.height else None}
 
     check_same_config(out_dir, cfg, force)
     rundir.run_stage(out_dir, work, cfg=cfg, inputs={"meds": meds_dir, "labels": labels_path},
                      force=force)
     return out_dir / EXAMPLES
+
+
+def subjects_without_events(meds_dir: str | Path, labels: pl.DataFrame, labels_path: str | Path) -> int:
+    """How many labelled subjects have no event at all in ``meds_dir``; refuse when it is most of them.
+
+    Labels extracted from this dataset name only subjects in it; mostly absent subjects mean labels of
+    another cohort, which would render an empty ("none recorded") history for each of them.
+    """
+    ids = labels.select("subject_id").unique()
+    present = scan_events(meds_dir).select("subject_id").unique().join(ids.lazy(), on="subject_id").collect()
+    absent = ids.join(present, on="subject_id", how="anti").sort("subject_id")
+    if absent.height * 2 > ids.height:
+        raise InputError(f"{labels_path}: {absent.height} of {ids.height} labelled subjects (e.g. "
+                         f"{absent['subject_id'][0]}) have no events in {meds_dir}; are these labels of another "
+                         "cohort? Pass the labels extracted from this MEDS dataset (`rationale-sft cohort extract`)")
+    return absent.height
 
 
 def check_same_config(out_dir: Path, cfg, force: bool) -> None:

@@ -9,6 +9,9 @@ and ``stats.json`` (every summary number). Re-running on the same files gives by
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from rationale_sft import config as cfglib
@@ -29,12 +32,28 @@ TITLE = "Rationale SFT vs label-only SFT: report"
 def write_report(cfg: ReportConfig, run_dir: str | Path, require_done: bool = True) -> Path:
     """Write ``RUN_DIR/report/`` and return the path of its ``index.html``.
 
-    ``require_done=False`` is for the grid driver, which writes the root's ``DONE`` after the report.
+    ``require_done=False`` is for the grid driver, which writes the root's ``DONE`` after the report. The
+    report is built in a hidden sibling directory and swapped in whole, so a failure (a damaged input, a
+    full disk, Ctrl-C) leaves the previous report, or none, never a half-written one.
     """
     rd = open_run_dir(run_dir, require_done)
     out = rd.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    before = {p.name for p in out.glob("*.png")}
+    tmp = Path(tempfile.mkdtemp(prefix=".report.", suffix=".tmp", dir=rd.root))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would make the published report private
+        _write(cfg, rd, tmp)
+        old = rd.root / ".report.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"
+
+
+def _write(cfg: ReportConfig, rd, out: Path) -> Path:
     an = analyse(rd, cfg)
     sections = [sec.verdict_section(an, cfg), gates_section(an, cfg), sec.main_section(an, cfg, rd),
                 sec.delta_section(an, cfg, out), sec.scale_section(an, cfg, rd, out), sec.curves_section(an, cfg, rd, out),
@@ -42,9 +61,6 @@ def write_report(cfg: ReportConfig, run_dir: str | Path, require_done: bool = Tr
                 history.history_section(an, cfg, rd, out),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
-    made = {b[1] for s in sections for b in s.blocks if b[0] == "img"}
-    for stale in sorted(before - made):  # figures of an earlier report that this one no longer has
-        (out / stale).unlink()
     write_parquet(an.runs, out / "results.parquet")
     stats = stats_dict(an, cfg, input_hashes(rd)) | {"history_strata": history.strata_stats(an, cfg, rd),
                                                       "budget": budget.budget_stats(an, cfg, rd)}

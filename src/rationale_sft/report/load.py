@@ -15,6 +15,7 @@ import polars as pl
 
 from rationale_sft.errors import InputError
 from rationale_sft.rundir import hash_path
+from rationale_sft.tables import read_parquet
 
 REQUIRED = ("run_id", "arm", "seed", "status", "run_path")
 BASELINE_MODELS = ("age_sex_lr", "lr", "lightgbm", "oracle")
@@ -55,7 +56,7 @@ def open_run_dir(run_dir: str | Path, require_done: bool = True) -> RunDir:
     if require_done and not (root / "DONE").is_file():
         raise InputError(f"{root / 'DONE'} not found: the grid run has not finished; resume it with "
                          "`rationale-sft run` and report when it is done")
-    results = pl.read_parquet(results_path)
+    results = read_parquet(results_path)
     missing = [c for c in REQUIRED if c not in results.columns]
     if missing:
         raise InputError(f"{results_path} lacks column(s) {', '.join(missing)}; it has {', '.join(results.columns)} "
@@ -83,7 +84,7 @@ def read_scores(rd: RunDir, row: dict) -> pl.DataFrame | None:
     path = rd.path(row["run_path"]) / "scores.parquet"
     if not path.is_file():
         return None
-    scores = pl.read_parquet(path)
+    scores = read_parquet(path)
     for col in ("subject_id", "label", "p_yes"):
         if col not in scores.columns:
             raise InputError(f"{path} lacks column {col!r}; scores.parquet needs subject_id, label, p_yes "
@@ -94,7 +95,7 @@ def read_scores(rd: RunDir, row: dict) -> pl.DataFrame | None:
 def read_train_log(rd: RunDir, row: dict) -> pl.DataFrame | None:
     """A run's train_log.parquet, or None (few-shot runs have none)."""
     path = rd.path(row["run_path"]) / "train_log.parquet"
-    return pl.read_parquet(path).sort("step") if path.is_file() else None
+    return read_parquet(path).sort("step") if path.is_file() else None
 
 
 def index_path(rd: RunDir, key: str, names: tuple[str, ...] = ()) -> Path | None:
@@ -111,19 +112,19 @@ def index_path(rd: RunDir, key: str, names: tuple[str, ...] = ()) -> Path | None
 def read_labels(rd: RunDir) -> pl.DataFrame | None:
     """The labelled cohort (subject_id, age, sex, ...) named by ``index.json["labels"]``, or None."""
     path = index_path(rd, "labels", ("LABELS.parquet", "labels.parquet"))
-    return pl.read_parquet(path) if path else None
+    return read_parquet(path) if path else None
 
 
 def read_examples(rd: RunDir) -> pl.DataFrame | None:
     """Rendered examples (n_history_items, truncated) named by ``index.json["examples"]``, or None."""
     path = index_path(rd, "examples", ("examples.parquet",))
-    return pl.read_parquet(path) if path else None
+    return read_parquet(path) if path else None
 
 
 def read_rationales(rd: RunDir) -> pl.DataFrame | None:
     """Teacher rationales named by ``index.json["rationales"]``, or None."""
     path = index_path(rd, "rationales", ("rationales.parquet",))
-    return pl.read_parquet(path) if path else None
+    return read_parquet(path) if path else None
 
 
 def read_baselines(rd: RunDir) -> dict[str, dict[str, pl.DataFrame]]:
@@ -134,7 +135,7 @@ def read_baselines(rd: RunDir) -> dict[str, dict[str, pl.DataFrame]]:
         entries = {"all": entries}
     for scale in sorted(entries, key=_scale_key):
         base = rd.path(entries[scale]) / "predictions"
-        preds = {m: pl.read_parquet(base / f"{m}.parquet") for m in BASELINE_MODELS
+        preds = {m: read_parquet(base / f"{m}.parquet") for m in BASELINE_MODELS
                  if (base / f"{m}.parquet").is_file()}
         if preds:
             out[str(scale)] = preds

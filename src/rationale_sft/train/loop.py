@@ -12,8 +12,10 @@ optimizer, scheduler, RNG, step and log) and returns at once when the checkpoint
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from rationale_sft import rundir
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
+from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms
 from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
 
@@ -51,7 +54,7 @@ def read_table(data, name: str) -> pl.DataFrame:
         return data
     if data is None or not Path(data).is_file():
         raise InputError(f"{name}: file not found: {data}; pass the parquet file written by its stage")
-    return pl.read_parquet(data)
+    return read_parquet(data)
 
 
 def training_rows(cfg: TrainConfig, examples: pl.DataFrame, rationales: pl.DataFrame | None) -> pl.DataFrame:
@@ -214,7 +217,6 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     import torch
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = find_checkpoint(run_dir)
     if ckpt is not None and rundir.read_json(ckpt / META).get("finished") and (run_dir / "train.json").is_file():
         return rundir.read_json(run_dir / "train.json")
@@ -222,6 +224,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     ex_table = read_table(examples, "examples")
     rat_table = None if rationales is None else read_table(rationales, "rationales")
     rows = training_rows(cfg, ex_table, rat_table)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs have been read
     model, tok = load_base(cfg, base_model_dir)
     device = device_of(cfg.device)
     model.to(device)
@@ -315,13 +318,18 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
 
     tmp = run_dir / ".checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    portable_adapter_base(tmp, run_dir / CHECKPOINT)
-    tok.save_pretrained(str(tmp))
-    if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
-        trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-        torch.save({"step": step, "params": trainable, "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log}, tmp / STATE)
+    try:
+        model.save_pretrained(str(tmp))
+        portable_adapter_base(tmp, run_dir / CHECKPOINT)
+        tok.save_pretrained(str(tmp))
+        if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
+            trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+            torch.save({"step": step, "params": trainable, "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log},
+                       tmp / STATE)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(exc, run_dir / CHECKPOINT) from exc
     rundir.write_json(tmp / META, {**meta, "step": step})
     rundir.write_parquet(pl.DataFrame(log, schema=log_schema()), run_dir / "train_log.parquet")
     final, old = run_dir / CHECKPOINT, run_dir / ".checkpoint.old"
@@ -341,6 +349,24 @@ def portable_adapter_base(saved: Path, final: Path) -> None:
         config = rundir.read_json(path)
         config["base_model_name_or_path"] = rundir.portable(config["base_model_name_or_path"], final)
         rundir.write_json(path, config)
+
+
+def write_error(exc: Exception, path: Path) -> Exception:
+    """safetensors and torch report a failed write (full disk) as their own errors: make it an OSError.
+
+    >>> write_error(RuntimeError("I/O error: No space left on device (os error 28)"), Path("run/checkpoint"))
+    OSError(28, 'No space left on device')
+    """
+    if isinstance(exc, OSError):
+        return exc
+    code = re.search(r"os error (\d+)", str(exc))
+    if code:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path))
+    if "write failed" in str(exc) or "failed writing" in str(exc):  # torch's PytorchStreamWriter
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+        return OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                       str(path))
+    return exc
 
 
 def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
