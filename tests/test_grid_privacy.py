@@ -70,7 +70,9 @@ def test_loopback_ray_address_joins_the_checked_address(fake_ray, dns):
     _join("head.test:6379")
     _join("ray://127.0.0.1:10001")
     _join("")  # a private instance of our own, even when RAY_ADDRESS or a running cluster is around
-    assert [i["address"] for i in fake_ray.inits] == ["127.0.0.3:6379", "ray://127.0.0.1:10001", "local"]
+    _join("localhost:6379")
+    assert [i["address"] for i in fake_ray.inits] == ["127.0.0.3:6379", "ray://127.0.0.1:10001", "local",
+                                                      "127.0.0.1:6379"]
 
 
 def test_ray_usage_stats_are_off_unless_the_user_turned_them_on(fake_ray, monkeypatch):

@@ -149,6 +149,14 @@ def test_dns_answer_that_changes_after_the_check_cannot_redirect(tmp_path, net):
     assert pl.read_parquet(tmp_path / "out" / "rationales.parquet").height == 4
 
 
+def test_localhost_reaches_a_server_on_127_0_0_1(tmp_path, net):
+    with FaultServer() as server:
+        cfg = build(TeacherConfig, {"backend": "openai", "model": "m", "styles": ["freeform"],
+                                    "base_url": f"http://localhost:{server.httpd.server_address[1]}/v1"})
+        generate(cfg, write_examples(tmp_path / "examples.parquet", ["ok"]), tmp_path / "out")
+    assert net.connects[-1] == "127.0.0.1" and sum(server.calls.values()) == 1  # after ::1, where resolved
+
+
 def test_name_resolving_to_any_non_loopback_address_is_refused(tmp_path, net):
     net.names["mixed.test"] = [OFF_BOX]
     cfg = build(TeacherConfig, {"backend": "openai", "model": "m", "base_url": "http://mixed.test:8000/v1"})

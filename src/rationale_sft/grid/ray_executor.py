@@ -119,7 +119,8 @@ def join_address(cfg: ExecutorConfig) -> str:
                          "points to, which may be remote; give the head's loopback address (e.g. 127.0.0.1:6379), "
                          f"or {_OPT_IN}")
     scheme, host, port = _split(cfg.ray_address)
-    ip = checked_addresses(host, port, False, lambda bad: _refusal(cfg.ray_address, host, bad))[0]
+    addresses = checked_addresses(host, port, False, lambda bad: _refusal(cfg.ray_address, host, bad))
+    ip = min(addresses, key=lambda a: ":" in a)  # IPv4 first: Ray heads listen there ('localhost' gives ::1 first)
     ip = f"[{ip}]" if ":" in ip else ip
     return f"{scheme}{ip}{f':{port}' if port else ''}"
 
