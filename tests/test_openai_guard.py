@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -155,6 +157,37 @@ def test_localhost_reaches_a_server_on_127_0_0_1(tmp_path, net):
                                     "base_url": f"http://localhost:{server.httpd.server_address[1]}/v1"})
         generate(cfg, write_examples(tmp_path / "examples.parquet", ["ok"]), tmp_path / "out")
     assert net.connects[-1] == "127.0.0.1" and sum(server.calls.values()) == 1  # after ::1, where resolved
+
+
+def _self_signed(tmp_path, name: str) -> tuple[str, str]:
+    cert, key = str(tmp_path / f"{name}.pem"), str(tmp_path / f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("cert_name", ["teacher.test", "other.test"])
+def test_https_pins_the_address_but_verifies_the_name(cert_name, tmp_path, monkeypatch, net):
+    cert, key = _self_signed(tmp_path, cert_name)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # the client trusts this certificate alone
+    server_names = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.sni_callback = lambda sock, name, _: server_names.append(name)
+    with FaultServer() as server:
+        server.httpd.socket = ctx.wrap_socket(server.httpd.socket, server_side=True)
+        net.names["teacher.test"] = ["127.0.0.1", OFF_BOX]
+        cfg = build(TeacherConfig, {"backend": "openai", "model": "m", "styles": ["freeform"], "max_retries": 0,
+                                    "allow_failures": True,
+                                    "base_url": f"https://teacher.test:{server.httpd.server_address[1]}/v1"})
+        generate(cfg, write_examples(tmp_path / "examples.parquet", ["ok"]), tmp_path / "out")
+    assert net.off_box() == [] and server_names == ["teacher.test"]
+    failures = read_json(tmp_path / "out" / "failures.json")
+    if cert_name == "teacher.test":
+        assert failures == [] and sum(server.calls.values()) == 1
+    else:  # a certificate for another name is refused, whatever address the connection went to
+        assert "CERTIFICATE_VERIFY_FAILED" in failures[0]["error"] and sum(server.calls.values()) == 0
 
 
 def test_name_resolving_to_any_non_loopback_address_is_refused(tmp_path, net):
