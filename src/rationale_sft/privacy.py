@@ -21,7 +21,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rationale_sft.errors import InputError
 
@@ -63,7 +63,7 @@ class PinnedHTTPConnection(http.client.HTTPConnection):
     """HTTP to already checked addresses of a host (``addresses``, set after construction); the Host header
     (and, for HTTPS, SNI and certificate checks) still use the host name."""
 
-    addresses: list[str] = []
+    addresses: Sequence[str] = ()
 
     def connect(self) -> None:
         """Connect to the first checked address that answers; never look the name up again."""
@@ -88,7 +88,7 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection, PinnedHTTPConnection):
     """HTTPS over ``PinnedHTTPConnection.connect``: TLS is set up on the pinned socket for the host name."""
 
 
-def pinned_connection(scheme: str, host: str, port: int, addresses: list[str],
+def pinned_connection(scheme: str, host: str, port: int, addresses: Sequence[str],
                       timeout: float) -> http.client.HTTPConnection:
     """An unopened HTTP(S) connection to ``host`` that will only ever connect to ``addresses``."""
     cls = PinnedHTTPSConnection if scheme == "https" else PinnedHTTPConnection

@@ -132,7 +132,7 @@ def post_json(endpoint: Endpoint, body: dict, headers: dict, timeout_s: float, m
     """POST JSON to the checked addresses and decode the JSON answer, classifying every failure as retryable
     or fatal; a redirect is never followed and at most ``max_bytes`` of the reply are read."""
     url = endpoint.url
-    conn = pinned_connection(endpoint.scheme, endpoint.host, endpoint.port, list(endpoint.addresses), timeout_s)
+    conn = pinned_connection(endpoint.scheme, endpoint.host, endpoint.port, endpoint.addresses, timeout_s)
     try:
         conn.request("POST", endpoint.path, json.dumps(body).encode(), headers)
         with conn.getresponse() as resp:  # closing it hangs up on a server still sending
