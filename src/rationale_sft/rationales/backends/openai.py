@@ -24,6 +24,10 @@ rationale_sft.errors.InputError: base_url host '10.1.2.3' is not a loopback addr
 Traceback (most recent call last):
 ...
 rationale_sft.errors.InputError: base_url 'ftp://127.0.0.1/v1' must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1
+>>> check_endpoint("http://127.0.0.1:99999/v1", allow_remote_phi=False)
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: base_url 'http://127.0.0.1:99999/v1' must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1
 """
 
 from __future__ import annotations
@@ -243,9 +247,12 @@ def check_endpoint(url: str, allow_remote_phi: bool) -> Endpoint:
     """The endpoint of an http(s) URL with its host's addresses, all loopback unless remote patient data is
     allowed; every request then goes to these addresses only."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number in 0-65535
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
         raise InputError(f"base_url {url!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = checked_addresses(parts.hostname, port, allow_remote_phi,
                                   lambda remote: _refusal(parts.hostname, remote))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
