@@ -32,7 +32,9 @@ class ExecutorConfig:
     workers: int = 1
     "Local executor: 1 runs jobs one after another in this process; N > 1 uses a pool of N processes."
     ray_address: str = ""
-    "Ray cluster to join ('host:port' or 'auto'); empty starts a private local Ray instance."
+    "Ray cluster to join ('host:port', 'ray://host:port'); empty starts a private local Ray instance."
+    allow_remote_phi: bool = False
+    "Ray: allow joining a cluster that is not on a loopback address (job errors and outcomes carry patient data)."
     num_cpus: float = 1.0
     "CPUs Ray reserves for each job unless the job's resources say otherwise."
     num_gpus: float = 0.0

@@ -67,6 +67,8 @@ class TeacherConfig:
     "openai: first retry delay in seconds; doubles on each retry, with +-50% random jitter."
     rps: float = 0.0
     "openai: at most this many requests per second over all threads (0: no limit)."
+    max_reply_bytes: int = 524_288
+    "openai: largest reply accepted, in bytes; a larger one fails its item without being read in full."
     batch_size: int = 8
     "hf: prompts generated together (left-padded)."
     device: str = "cpu"
@@ -80,7 +82,7 @@ class TeacherConfig:
         return self.model or "knowledge"
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "batch_size", "max_new_tokens"):
+        for name in ("concurrency", "batch_size", "max_new_tokens", "max_reply_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("timeout_s", "rps", "backoff_s", "temperature", "max_retries", "cpu_threads"):

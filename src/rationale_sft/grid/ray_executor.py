@@ -6,18 +6,36 @@ node sees (a shared filesystem such as NFS or Lustre mounted at the same place).
 CPUs or GPUs than the whole cluster has (at the start of ``execute``; no autoscaling) fails at once
 instead of waiting forever. Ray's own task retries
 are off: the scheduler in ``execute`` retries, exactly as with the local executor.
+
+Job errors and outcomes travel through Ray and carry subject ids and dates, so Ray, like the teacher, is
+loopback-only unless ``executor.allow_remote_phi`` is set: the address is resolved once, checked, and Ray
+is given the checked address rather than the name. Ray's usage statistics are switched off
+(``RAY_USAGE_STATS_ENABLED=0``) unless the environment already sets that variable.
+
+>>> join_address(ExecutorConfig()), join_address(ExecutorConfig(ray_address="127.0.0.1:6379"))
+('local', '127.0.0.1:6379')
+>>> join_address(ExecutorConfig(ray_address="10.0.0.7:6379", allow_remote_phi=True))
+'10.0.0.7:6379'
+>>> join_address(ExecutorConfig(ray_address="10.0.0.7:6379"))
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: executor.ray_address '10.0.0.7:6379' is not a loopback address (127.0.0.0/8, ::1, localhost); job errors and outcomes sent through Ray carry subject ids and dates, so a remote cluster needs executor.allow_remote_phi=true: set it only for a cluster you are permitted to send patient data to
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rationale_sft.config.grid import ExecutorConfig
+from rationale_sft.errors import InputError
 from rationale_sft.grid.jobs import Job, run_job
+from rationale_sft.privacy import LOOPBACK, checked_addresses
 
 MAX_IN_FLIGHT = 100_000  # Ray queues tasks by their resources itself; the scheduler need not hold them back
 
@@ -60,11 +78,13 @@ def ray_submitter(cfg: ExecutorConfig, root: Path) -> Iterator[tuple[Callable[[J
 
     Ray is shut down afterwards only when this call started the connection.
     """
+    address = join_address(cfg)  # before importing ray: a refused address never gets near a connection
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read by ray.init and the processes it starts
     import ray
 
     started = not ray.is_initialized()
     if started:
-        kwargs: dict = {"address": cfg.ray_address or None, "logging_level": logging.WARNING}
+        kwargs: dict = {"address": address, "logging_level": logging.WARNING}
         if not cfg.ray_address:
             kwargs["include_dashboard"] = False
         ray.init(**kwargs)
@@ -85,3 +105,48 @@ def ray_submitter(cfg: ExecutorConfig, root: Path) -> Iterator[tuple[Callable[[J
     finally:
         if started:
             ray.shutdown()
+
+
+def join_address(cfg: ExecutorConfig) -> str:
+    """The address ``ray.init`` gets: 'local' (a private instance, whatever RAY_ADDRESS says) when none is
+    set, the address as given with the remote opt-in, otherwise the checked loopback address of its host."""
+    if not cfg.ray_address:
+        return "local"
+    if cfg.allow_remote_phi:
+        return cfg.ray_address
+    if cfg.ray_address == "auto":
+        raise InputError("executor.ray_address 'auto' joins whatever cluster RAY_ADDRESS or the last `ray start` "
+                         "points to, which may be remote; give the head's loopback address (e.g. 127.0.0.1:6379), "
+                         f"or {_OPT_IN}")
+    scheme, host, port = _split(cfg.ray_address)
+    addresses = checked_addresses(host, port, False, lambda bad: _refusal(cfg.ray_address, host, bad))
+    ip = min(addresses, key=lambda a: ":" in a)  # IPv4 first: Ray heads listen there ('localhost' gives ::1 first)
+    ip = f"[{ip}]" if ":" in ip else ip
+    return f"{scheme}{ip}{f':{port}' if port else ''}"
+
+
+def _split(address: str) -> tuple[str, str, int | None]:
+    """('ray://' or '', host, port) of a Ray address.
+
+    >>> _split("ray://[::1]:10001"), _split("head:6379")
+    (('ray://', '::1', 10001), ('', 'head', 6379))
+    """
+    scheme, sep, rest = address.rpartition("://")
+    try:
+        parts = urlsplit(f"//{rest}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host:
+        raise InputError(f"executor.ray_address {address!r} must be HOST:PORT (e.g. 127.0.0.1:6379), "
+                         "ray://HOST:PORT, or empty for a private local instance")
+    return scheme + sep, host, port
+
+
+def _refusal(address: str, host: str, remote: list[str]) -> str:
+    resolved = "" if remote == [host] else f" (it resolves to {', '.join(remote)})"
+    return f"executor.ray_address {address!r} is not a {LOOPBACK}{resolved}; {_OPT_IN}"
+
+
+_OPT_IN = ("job errors and outcomes sent through Ray carry subject ids and dates, so a remote cluster needs "
+           "executor.allow_remote_phi=true: set it only for a cluster you are permitted to send patient data to")

@@ -1,13 +1,15 @@
 """Optional MLflow logging of grid jobs: one run per executed job, its kwargs as params, numeric metrics.
 
 Only a local sqlite store is supported (``sqlite:///path/mlflow.db``), written from the driver process
-alone, so workers never contend for the database. mlflow is imported only when logging is switched on.
+alone, so workers never contend for the database. mlflow is imported only when logging is switched on, and
+its usage telemetry is off (``MLFLOW_DISABLE_TELEMETRY=true``) unless the environment already sets that variable.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +56,7 @@ def tracker(cfg: ExecutorConfig, root: Path) -> Iterator[Callable[[Job, dict], N
     if not cfg.mlflow_uri:
         yield None
         return
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before the import: mlflow reads it there too
     from mlflow.tracking import MlflowClient  # heavy import: only when asked for
 
     client = MlflowClient(tracking_uri=cfg.mlflow_uri)

@@ -7,13 +7,15 @@ other 4xx answers fail the item at once. Every
 failure is reported to the driver with its last error, never dropped.
 
 Patient text leaves this machine only when the config says ``allow_remote_phi: true``: the host of
-``base_url`` is resolved before anything is sent, and every address must be loopback otherwise. The client
-ignores proxy environment variables for the same reason.
+``base_url`` is resolved once, before anything is sent, every address must be loopback otherwise, and every
+request connects to those checked addresses (``rationale_sft.privacy``), never through a new lookup.
+Redirects are not followed (the guard and the API key belong to ``base_url``), replies larger than
+``max_reply_bytes`` are refused unread, and proxy environment variables are ignored.
 
->>> is_loopback("127.0.0.1"), is_loopback("127.8.0.2"), is_loopback("::1"), is_loopback("localhost")
-(True, True, True, True)
->>> is_loopback("10.0.0.1"), is_loopback("8.8.8.8"), is_loopback("::ffff:127.0.0.1")
-(False, False, True)
+>>> check_endpoint("http://127.0.0.1:8000/v1", allow_remote_phi=False)
+Endpoint(scheme='http', host='127.0.0.1', port=8000, path='/v1', addresses=('127.0.0.1',))
+>>> check_endpoint("https://[::1]/v1/chat/completions?x=1", allow_remote_phi=False).port
+443
 >>> check_endpoint("http://10.1.2.3:8000/v1", allow_remote_phi=False)
 Traceback (most recent call last):
 ...
@@ -22,29 +24,30 @@ rationale_sft.errors.InputError: base_url host '10.1.2.3' is not a loopback addr
 Traceback (most recent call last):
 ...
 rationale_sft.errors.InputError: base_url 'ftp://127.0.0.1/v1' must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1
+>>> check_endpoint("http://127.0.0.1:99999/v1", allow_remote_phi=False)
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: base_url 'http://127.0.0.1:99999/v1' must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1
 """
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import os
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
+from rationale_sft.privacy import LOOPBACK, checked_addresses, pinned_connection
 from rationale_sft.rationales.generate import Emit, Item, Outcome, parse_item_reply
 from rationale_sft.rationales.specs import teacher_messages
 from rationale_sft.seeding import derive_seed, rng
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MAX_RETRY_AFTER_S = 60.0
 """Longest server-requested wait honoured before a retry."""
 
@@ -59,18 +62,34 @@ class RetryableError(Exception):
 
 
 class FatalError(Exception):
-    """A failure another attempt will not fix (HTTP 4xx other than 408/429)."""
+    """A failure another attempt will not fix (HTTP 3xx, 4xx other than 408/429, a reply over the size cap)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go: the URL's parts and the addresses the privacy guard checked for its host."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        """The URL, for messages."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
 def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
     """Generate every item through the server, emitting outcomes in the caller's thread as they finish."""
-    url = cfg.base_url.rstrip("/") + "/chat/completions"
-    check_endpoint(url, cfg.allow_remote_phi)
+    endpoint = check_endpoint(cfg.base_url.rstrip("/") + "/chat/completions", cfg.allow_remote_phi)
     headers = {"Content-Type": "application/json", **_auth_header(cfg)}
     limiter = RateLimiter(cfg.rps)
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="teacher")
     try:
-        futures = [pool.submit(complete_item, cfg, item, url, headers, limiter) for item in items]
+        futures = [pool.submit(complete_item, cfg, item, endpoint, headers, limiter) for item in items]
         for fut in as_completed(futures):
             emit(fut.result())
     finally:
@@ -78,7 +97,8 @@ def run(cfg: TeacherConfig, items: list[Item], emit: Emit, **_: object) -> dict:
     return {"requests": limiter.count}
 
 
-def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limiter: RateLimiter) -> Outcome:
+def complete_item(cfg: TeacherConfig, item: Item, endpoint: Endpoint, headers: dict,
+                  limiter: RateLimiter) -> Outcome:
     """One item: request, validate and parse, retrying retryable failures with backoff."""
     body = request_body(cfg, item)
     error, wait_at_least = "no attempt made", 0.0
@@ -88,14 +108,19 @@ def complete_item(cfg: TeacherConfig, item: Item, url: str, headers: dict, limit
         limiter.wait()
         raw = None
         try:
-            reply = post_json(url, body, headers, cfg.timeout_s)
+            reply = post_json(endpoint, body, headers, cfg.timeout_s, cfg.max_reply_bytes)
             raw, n_tokens = reply_text(reply)
             return Outcome(item, parse_item_reply(item, raw), raw, None, attempt + 1, n_tokens, body.get("seed"))
         except FatalError as exc:
-            return Outcome(item, None, raw, str(exc), attempt + 1)
+            return Outcome(item, None, raw, f"{_name(item)}: {exc}", attempt + 1)
         except (RetryableError, InputError) as exc:
             error, wait_at_least = str(exc), min(getattr(exc, "retry_after", 0.0), MAX_RETRY_AFTER_S)
-    return Outcome(item, None, raw, f"failed after {cfg.max_retries + 1} attempts: {error}", cfg.max_retries + 1)
+    return Outcome(item, None, raw, f"{_name(item)}: failed after {cfg.max_retries + 1} attempts: {error}",
+                   cfg.max_retries + 1)
+
+
+def _name(item: Item) -> str:
+    return f"subject {item.subject_id}, {item.style}"
 
 
 def request_body(cfg: TeacherConfig, item: Item) -> dict:
@@ -107,23 +132,51 @@ def request_body(cfg: TeacherConfig, item: Item) -> dict:
     return body
 
 
-def post_json(url: str, body: dict, headers: dict, timeout_s: float) -> object:
-    """POST JSON and decode the JSON answer, classifying every failure as retryable or fatal."""
-    req = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+def post_json(endpoint: Endpoint, body: dict, headers: dict, timeout_s: float, max_bytes: int) -> object:
+    """POST JSON to the checked addresses and decode the JSON answer, classifying every failure as retryable
+    or fatal; a redirect is never followed and at most ``max_bytes`` of the reply are read."""
+    url = endpoint.url
+    conn = pinned_connection(endpoint.scheme, endpoint.host, endpoint.port, endpoint.addresses, timeout_s)
     try:
-        with _NO_PROXY.open(req, timeout=timeout_s) as resp:
-            data = resp.read()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read()[:200].decode("utf-8", "replace")
-        if exc.code in (408, 429) or exc.code >= 500:
-            raise RetryableError(f"HTTP {exc.code} from {url}: {detail}", _retry_after(exc.headers)) from None
-        raise FatalError(f"HTTP {exc.code} from {url}: {detail}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise RetryableError(f"request to {url} failed: {getattr(exc, 'reason', exc)!s}") from None
+        conn.request("POST", endpoint.path, json.dumps(body).encode(), headers)
+        with conn.getresponse() as resp:  # closing it hangs up on a server still sending
+            if resp.status >= 300:
+                raise _status_error(url, resp)
+            data = read_capped(resp, max_bytes, url)
+    except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise RetryableError(f"request to {url} failed: {exc}") from None
+    finally:
+        conn.close()
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RetryableError(f"malformed JSON reply from {url}: {data[:80]!r}") from None
+
+
+def _status_error(url: str, resp: http.client.HTTPResponse) -> Exception:
+    """The error for a non-2xx answer: retryable for 408, 429 and 5xx, fatal otherwise (redirects included)."""
+    if 300 <= resp.status < 400:
+        target = urljoin(url, resp.getheader("Location") or "")
+        return FatalError(f"HTTP {resp.status} from {url} redirects to {target}; redirects are not followed (the "
+                          "privacy guard and the API key apply to base_url only): set base_url to the server's "
+                          "own address")
+    detail = resp.read(200).decode("utf-8", "replace")
+    if resp.status in (408, 429) or resp.status >= 500:
+        return RetryableError(f"HTTP {resp.status} from {url}: {detail}", _retry_after(resp.headers))
+    return FatalError(f"HTTP {resp.status} from {url}: {detail}")
+
+
+def read_capped(resp: http.client.HTTPResponse, max_bytes: int, url: str) -> bytes:
+    """The reply body, read in bounded chunks; refused (unread) once it is known to exceed ``max_bytes``."""
+    length = resp.getheader("Content-Length") or ""
+    data = bytearray()
+    while len(data) <= max_bytes and not (length.isdigit() and int(length) > max_bytes):
+        chunk = resp.read(min(65536, max_bytes + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise FatalError(f"reply from {url} is larger than max_reply_bytes={max_bytes} (Content-Length: "
+                     f"{length or 'not given'}); the server is misbehaving, or raise teacher.max_reply_bytes")
 
 
 def _retry_after(headers) -> float:
@@ -190,45 +243,26 @@ class RateLimiter:
             time.sleep(start - now)
 
 
-def check_endpoint(url: str, allow_remote_phi: bool) -> None:
-    """Refuse a non-http URL, and a non-loopback host unless remote patient data is allowed."""
+def check_endpoint(url: str, allow_remote_phi: bool) -> Endpoint:
+    """The endpoint of an http(s) URL with its host's addresses, all loopback unless remote patient data is
+    allowed; every request then goes to these addresses only."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number in 0-65535
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
         raise InputError(f"base_url {url!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
-    if not allow_remote_phi and not is_loopback(parts.hostname):
-        raise InputError(f"base_url host {parts.hostname!r} is not a loopback address (127.0.0.0/8, ::1, "
-                         "localhost); patient text is only sent there with allow_remote_phi=true, set it only "
-                         "for a server you are permitted to send patient data to")
+    addresses = checked_addresses(parts.hostname, port, allow_remote_phi,
+                                  lambda remote: _refusal(parts.hostname, remote))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Endpoint(parts.scheme, parts.hostname, port, path, tuple(addresses))
 
 
-def is_loopback(host: str) -> bool:
-    """True when every address ``host`` resolves to is loopback (literal addresses are not resolved)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return _resolves_to_loopback(host)
-    return _literal_loopback(host.strip("[]"))
-
-
-def _resolves_to_loopback(host: str) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError):
-        return False
-    addrs = {str(info[4][0]).split("%")[0] for info in infos}  # drop IPv6 scope ids
-    return bool(addrs) and all(_literal_loopback(a) for a in addrs)
-
-
-def _literal_loopback(addr: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+def _refusal(host: str, remote: list[str]) -> str:
+    resolved = "" if remote == [host] else f" (it resolves to {', '.join(remote)})"
+    return (f"base_url host {host!r} is not a {LOOPBACK}{resolved}; patient text is only sent there with "
+            "allow_remote_phi=true, set it only for a server you are permitted to send patient data to")
 
 
 def _auth_header(cfg: TeacherConfig) -> dict:
