@@ -19,7 +19,8 @@ def add_parser(subparsers, help_text: str) -> None:
         "a killed grid resumes where it stopped. Presets: configs/smoke.yaml (seconds), configs/quick.yaml "
         "(the demo), configs/cpu_full.yaml (504 runs), configs/paper.yaml (GPUs, real checkpoints).",
         epilog="Any setting can be overridden with dotted keys, e.g. grid.seeds=[0,1] executor.kind=ray "
-               "executor.ray_address=HOST:6379 train.lr=1e-4. `rationale-sft validate` lists the SFT keys.")
+               "executor.ray_address=HOST:6379 executor.allow_remote_phi=true (a non-loopback cluster) train.lr=1e-4. "
+               "`rationale-sft validate` lists the SFT keys.")
     parser.add_argument("config", metavar="CONFIG.yaml", help="experiment config (see configs/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the config")
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>-<config hash>)")
