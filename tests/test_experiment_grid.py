@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from test_grid_ray import ray_address  # noqa: F401  (a real local Ray head node, torn down after the module)
@@ -127,5 +128,11 @@ def test_smoke_grid_on_a_real_ray_cluster_matches_local(smoke, ray_address, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     want = pl.read_parquet(smoke / "results.parquet").select(METRICS).sort("run_id")
     got = pl.read_parquet(out / "results.parquet").select(METRICS).sort("run_id")
-    assert got.equals(want), (got, want)
+    # Ray workers run torch with other thread counts, so sums of probabilities (Brier, label mass) may differ
+    # in the 8th digit; everything else, AUROCs (ranks) included, must be identical.
+    close = {"brier", "mean_label_mass"}
+    exact = [c for c in METRICS if c not in close]
+    assert got.select(exact).equals(want.select(exact)), (got, want)
+    for c in close:
+        assert np.allclose(got[c].to_numpy(), want[c].to_numpy(), rtol=1e-6, atol=1e-9), (c, got[c], want[c])
     assert not (out / "report").exists()

@@ -51,7 +51,7 @@ def test_report_renders_with_all_images_and_arms(browser, tmp_path):
     assert first_col[:3] == ["label_only", "freeform", "stepwise"]
     assert "reproduces" in browser.find_element(By.CSS_SELECTOR, ".verdict").text
     sections = [s.get_attribute("id") for s in browser.find_elements(By.TAG_NAME, "section")]
-    assert sections[:3] == ["verdict", "main", "delta"] and "quality" in sections
+    assert sections[:4] == ["verdict", "gates", "main", "delta"] and "quality" in sections
 
 
 @pytest.mark.slow
