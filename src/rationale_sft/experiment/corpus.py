@@ -33,6 +33,7 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     from rationale_sft.config.synth import SynthConfig
     from rationale_sft.config.task import TaskConfig
     from rationale_sft.config.teacher import TeacherConfig
+    from rationale_sft.rationales.facts import facts_for_labels
     from rationale_sft.render.stage import render_examples
 
     meds = out_dir / "cohort"
@@ -43,28 +44,28 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     teacher_cfg = cfglib.build(TeacherConfig, teacher or {})
     prompts = render_examples(meds, labels, render_cfg)["prompt"].to_list()
     styles = [s for s in teacher_cfg.styles if s in STYLES] or list(STYLES)
-    base = rationale_texts(meds, labels, render_cfg, prompts, styles, seed, teacher_cfg.max_factors, joined=" ")
-    reasoning = rationale_texts(meds, labels, render_cfg, prompts, ["stepwise"], seed, None, joined="\n")
+    facts = facts_for_labels(meds, labels, render_cfg)  # read once, shared by both corpora
+    ids = labels["subject_id"].to_list()
+    base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ")
+    reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n")
     table = pl.DataFrame({"kind": ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning),
                           "text": base + [knowledge_text()] + reasoning})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
     return {"n_subjects": labels.height, "n_texts": table.height, "styles": styles}
 
 
-def rationale_texts(meds: Path, labels: pl.DataFrame, render_cfg, prompts: list[str], styles: list[str], seed: int,
+def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: list[str], seed: int,
                     max_factors: int | None, joined: str) -> list[str]:
-    """One text per subject and style: the prompt, then the knowledge teacher's label-blind rationale.
+    """One text per subject (``ids``, in the order of ``prompts``; ``facts`` by subject id) and style: the
+    prompt, then the knowledge teacher's label-blind rationale.
 
     ``joined=" "`` keeps the prompt's answer marker and continues after it, as a rationale arm's target
     does; ``joined="\\n"`` drops the marker (plain reasoning text).
     """
-    from rationale_sft.rationales.facts import facts_for_labels
     from rationale_sft.rationales.knowledge import load_knowledge, write_rationale
     from rationale_sft.rationales.specs import strip_answer_slot
 
     kb = load_knowledge()
-    facts = facts_for_labels(meds, labels, render_cfg)
-    ids = labels["subject_id"].to_list()
     out = []
     for sid, prompt in zip(ids, prompts):
         head = prompt if joined == " " else strip_answer_slot(prompt)
