@@ -28,7 +28,7 @@ def synthetic(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("template", ["chronological", "by_system"])
+@pytest.mark.parametrize("template", ["chronological", "by_system", "recap"])
 def test_render_synthetic_cohort_without_post_index_events(synthetic, tmp_path, template):
     out = tmp_path / "render"
     assert main(["render", "--meds", str(synthetic / "meds"), "--labels", str(synthetic / "labels.parquet"),

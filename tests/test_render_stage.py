@@ -32,7 +32,7 @@ def _examples(cohort, **kw):
     return render_examples(meds, read_labels(labels), RenderConfig(**kw))
 
 
-@pytest.mark.parametrize("template", ["chronological", "by_system"])
+@pytest.mark.parametrize("template", ["chronological", "by_system", "recap"])
 def test_prompts_end_with_answer_slot_and_hash_is_stable(cohort, template):
     a, b = _examples(cohort, template=template), _examples(cohort, template=template)
     assert a["prompt_hash"].to_list() == b["prompt_hash"].to_list()
@@ -85,7 +85,7 @@ def test_chronological_order_and_by_system_groups(cohort):
                     "  - 1998-09 (10 years before assessment): Essential (primary) hypertension"]
 
 
-@pytest.mark.parametrize("template", ["chronological", "by_system"])
+@pytest.mark.parametrize("template", ["chronological", "by_system", "recap"])
 def test_assemble_reproduces_vectorised_prompt(cohort, template):
     meds, labels = cohort
     frame = render_parts(scan_events(meds), read_codes(meds), read_labels(labels), RenderConfig(template=template))
@@ -208,3 +208,15 @@ def test_labels_of_another_cohort_are_refused(cohort, tmp_path):
     assert main(["render", "--meds", str(meds), "--labels", str(tmp_path / "other.parquet"), "--out",
                  str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out" / "DONE").exists() and not (tmp_path / "out" / "examples.parquet").exists()
+
+
+def test_recap_template_restates_each_subjects_sex_and_age_before_the_question(cohort):
+    ex = _examples(cohort, template="recap")
+    chrono = _examples(cohort)
+    for row, plain in zip(ex.iter_rows(named=True), chrono.iter_rows(named=True)):
+        lines = row["prompt"].split("\n")
+        sex, age = lines[1].removeprefix("Sex: "), lines[2].removeprefix("Age at assessment: ").removesuffix(" years")
+        assert lines[-3] == f"About: {sex}, {age} years old at the assessment."
+        assert sex in ("female", "male") and age.isdigit()
+        # the rest of the prompt is the chronological one
+        assert lines[:-3] + lines[-2:] == plain["prompt"].split("\n")

@@ -7,7 +7,7 @@
 >>> config.build(RenderConfig, {}, ["template=list"])
 Traceback (most recent call last):
 ...
-rationale_sft.config.ConfigError: 'template' must be one of 'chronological', 'by_system', got 'list'
+rationale_sft.config.ConfigError: 'template' must be one of 'chronological', 'by_system', 'recap', got 'list'
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Literal
 class RenderConfig:
     """How a subject's history before the prediction time becomes a prompt."""
 
-    template: Literal["chronological", "by_system"] = "chronological"
-    "Prompt layout: a chronological list of diagnoses, or diagnoses grouped by ICD-10 chapter."
+    template: Literal["chronological", "by_system", "recap"] = "chronological"
+    """Prompt layout: a chronological list of diagnoses, diagnoses grouped by ICD-10 chapter, or chronological
+    with sex and age restated in the question block."""
     question: str = ("Will this person be diagnosed with Alzheimer's disease or a related dementia within "
                      "5 years? Answer Yes or No.")
     "The question asked at the end of every prompt (the answer marker follows it)."

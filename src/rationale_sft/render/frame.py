@@ -44,7 +44,9 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
            .with_columns(pl.col("n_history_items").fill_null(0),
                          pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                          pl.col("group_ids").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))))
-    return out.with_columns(header=_header(cfg, t), question=pl.lit(t.question_block.format(question=cfg.question))) \
+    sex, age = _demographics()
+    question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor)
+    return out.with_columns(header=_header(cfg, t), question=question) \
         .with_columns(prompt=pl.concat_str([
             pl.col("header"), pl.lit("\n"),
             pl.when(pl.col("n_history_items") > 0).then(pl.col("history_text")).otherwise(pl.lit(t.empty_history)),
@@ -85,11 +87,16 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
         meas_block=pl.col("line").str.join("\n"))
 
 
-def _header(cfg: RenderConfig, t: Template) -> pl.Expr:
-    """Intro, demographics, measurements (when any) and the history title, as one string expression."""
+def _demographics() -> tuple[pl.Expr, pl.Expr]:
+    """Sex and age as the prompt writes them ('female', '74'; 'unknown' when missing)."""
     sex = pl.col("sex").replace_strict(list(_SEX), list(_SEX.values()), default="unknown", return_dtype=pl.String) \
         .fill_null("unknown")
-    age = pl.col("age").floor().cast(pl.Int64).cast(pl.String).fill_null("unknown")
+    return sex, pl.col("age").floor().cast(pl.Int64).cast(pl.String).fill_null("unknown")
+
+
+def _header(cfg: RenderConfig, t: Template) -> pl.Expr:
+    """Intro, demographics, measurements (when any) and the history title, as one string expression."""
+    sex, age = _demographics()
     meas = pl.when(pl.col("meas_block").is_not_null()).then(pl.concat_str([
         pl.lit("\n"), fmt_expr(t.measurements_title, anchor=cfg.anchor), pl.lit("\n"), pl.col("meas_block")])) \
         .otherwise(pl.lit(""))

@@ -13,7 +13,7 @@ True
 >>> get_template("bullets")
 Traceback (most recent call last):
 ...
-rationale_sft.errors.InputError: unknown template 'bullets'; allowed: chronological, by_system
+rationale_sft.errors.InputError: unknown template 'bullets'; allowed: chronological, by_system, recap
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Template:
     omitted_line: str = "- ({n} earlier diagnoses not shown)"
     "First history line when the oldest items were dropped to fit a token budget; field: n."
     question_block: str = "Question: {question}\n" + ANSWER_MARKER
-    "The last block; must end with the answer marker; field: question."
+    "The last block; must end with the answer marker; fields: question, sex, age, anchor."
 
 
 TEMPLATES = {
@@ -68,6 +68,12 @@ TEMPLATES = {
         name="by_system", version="1",
         history_title="Diagnoses before the {anchor} by body system (first occurrence, oldest first):",
         history_line="  - {date} ({ago}): {name}", group_title="- {group}:"),
+    # Chronological, with sex and age restated right before the question, as a clinician's question names the
+    # person it is about. A model then finds them next to where its answer or rationale starts, not only
+    # in the header hundreds of tokens back.
+    "recap": Template(
+        name="recap", version="1",
+        question_block="About: {sex}, {age} years old at the {anchor}.\nQuestion: {question}\n" + ANSWER_MARKER),
 }
 
 
@@ -100,7 +106,8 @@ def check_template(t: Template) -> None:
 _FIELDS = {"intro": {"anchor", "date"}, "demographics": {"sex", "age", "anchor"},
            "measurements_title": {"anchor"}, "measurement_line": {"name", "value"}, "flag_line": {"name"},
            "history_title": {"anchor"}, "history_line": {"date", "ago", "name", "code"},
-           "group_title": {"group"}, "omitted_line": {"n"}, "question_block": {"question"}}
+           "group_title": {"group"}, "omitted_line": {"n"},
+           "question_block": {"question", "sex", "age", "anchor"}}
 
 
 def template_hash(t: Template, question: str, anchor: str) -> str:
