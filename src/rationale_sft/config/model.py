@@ -12,6 +12,7 @@ rationale_sft.config.ConfigError: config: lora r must be >= 1, got 0
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class PretrainConfig:
     "Seed of model initialisation and data order."
     log_every: int = 10
     "Write a loss row to pretrain_log.parquet every this many steps."
+    loss_on: Literal["all", "continuation"] = "all"
+    """Which tokens of the base corpus are targets: all, or only those after each text's answer marker (the
+    label-blind rationales; the prompts before them are read but not learned; texts without a marker count
+    whole)."""
     reasoning_steps: int = 100
     "Optimizer steps of continued pretraining on reasoning text (reasoning_base only)."
     reasoning_lr: float = 1e-3

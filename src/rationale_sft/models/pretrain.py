@@ -57,6 +57,31 @@ def pack(texts: list[str], tokenizer, seq_len: int):
     return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
 
 
+def continuation_mask(texts: list[str], tokenizer, seq_len: int, marker: str):
+    """Per token of ``pack``'s blocks: whether it follows the first ``marker`` of its text (a text without the
+    marker counts whole, eos included), so a loss can skip the prompts and learn what is written after them.
+
+    >>> from rationale_sft.models.tokenizer import train_tokenizer
+    >>> import tempfile
+    >>> tok = train_tokenizer(["Age 70. Answer: he is 70", "no marker here"] * 20, 300, tempfile.mkdtemp())
+    >>> texts = ["Age 70. Answer: he is 70", "no marker here"]
+    >>> mask = continuation_mask(texts, tok, 4, "Answer:").flatten().tolist()
+    >>> ids = pack(texts, tok, 4).flatten().tolist()
+    >>> tok.decode([i for i, m in zip(ids, mask) if m]).split()
+    ['he', 'is', '70<|eos|>no', 'marker', 'here']
+    """
+    import torch
+
+    flags = []
+    for text, offsets in zip(texts, tokenizer(list(texts), add_special_tokens=False,
+                                              return_offsets_mapping=True)["offset_mapping"]):
+        at = text.find(marker)
+        start = at + len(marker) if at >= 0 else 0
+        flags += [s >= start for s, _ in offsets] + [True]  # the eos after each text
+    n_blocks = len(flags) // seq_len
+    return torch.tensor(flags[: n_blocks * seq_len], dtype=torch.bool).view(n_blocks, seq_len)
+
+
 def batch_order(n_blocks: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
     """Block indices of every step: shuffled epochs, concatenated, cut into batches (seeded).
 
@@ -150,6 +175,11 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     model, tokenizer = _init_model(cfg, tokenizer, init_dir)
     model.to(dev).train()
     blocks = pack(texts, tokenizer, pc.seq_len)
+    targets = blocks
+    if pc.loss_on == "continuation":  # prompts are read, not learned: only what follows the marker is a target
+        from rationale_sft.render.markers import ANSWER_MARKER
+
+        targets = blocks.masked_fill(~continuation_mask(texts, tokenizer, pc.seq_len, ANSWER_MARKER), -100)
     order = batch_order(len(blocks), pc.batch_size, pc.steps, pc.seed)
     opt = torch.optim.AdamW(_param_groups(model, pc.weight_decay), lr=pc.lr, betas=(0.9, 0.95),
                             fused=dev.type == "cuda")
@@ -165,7 +195,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
         for step, idx in enumerate(order):
             batch = blocks[idx].to(dev, non_blocking=True)
             with autocast:
-                loss = model(input_ids=batch, labels=batch).loss
+                loss = model(input_ids=batch, labels=targets[idx].to(dev, non_blocking=True)).loss
             loss.backward()
             if pc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
