@@ -1,7 +1,7 @@
 """A tiny student learns to state the subject's age from the prompt (the skill the rationale gates demand).
 
-A from-scratch gpt2 (no dropout, as every family here) is fine-tuned in the freeform arm on short histories whose rationale opens with the
-subject's age; the history lines between the age and the question vary in number, so the age must be
+A from-scratch gpt2 (no dropout, as every family here) is fine-tuned in the freeform arm on short histories
+whose rationale opens with the subject's age; the history lines between the age and the question vary in number, so the age must be
 found by content, not by a fixed offset. Greedy rationales for unseen subjects must state their own age.
 """
 
@@ -57,4 +57,5 @@ def test_a_tiny_student_learns_to_state_the_age(tmp_path):
     said = [re.search(r"was (\d+) years", t or "") for t in out["generated_text"].to_list()]
     right = [m is not None and int(m.group(1)) == age for m, age in zip(said, out["age"].to_list())]
     assert out.height == 60 and out["marker_found"].mean() >= 0.95
-    assert np.mean(right) >= 0.9, (np.mean(right), list(zip(out["generated_text"].to_list()[:5], out["age"].to_list()[:5])))
+    assert np.mean(right) >= 0.9, (np.mean(right),
+                                   list(zip(out["generated_text"].to_list()[:5], out["age"].to_list()[:5])))
