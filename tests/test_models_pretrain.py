@@ -138,3 +138,27 @@ def test_a_damaged_cached_base_is_rebuilt(tmp_path):
     weights.write_bytes(bytes(damaged))
     assert ensure_base(cfg("pretrain.steps=2"), texts_fn, tmp_path) == out
     assert weights.read_bytes() != bytes(damaged)
+
+
+@pytest.mark.parametrize("packing", ["stream", "documents"])
+def test_continuation_loss_learns_what_follows_the_marker_not_the_prompt(tok, tmp_path, packing):
+    # random words (unlearnable) before the marker, always " Yes" after it
+    yes = [t.rsplit("Answer:", 1)[0] + "Answer: Yes" for t in texts()]
+    cont = pretrain(cfg("pretrain.loss_on=continuation", f"pretrain.packing={packing}"), yes, tok, tmp_path / "c")
+    whole = pretrain(cfg(f"pretrain.packing={packing}"), yes, tok, tmp_path / "a")
+    assert cont["final_loss"] < 0.3 < 1.0 < whole["final_loss"]
+    budget = 30 * 8 * 32
+    assert (cont["tokens"] < budget) if packing == "documents" else (cont["tokens"] == budget)
+
+
+def test_document_rows_start_each_text_at_position_zero(tok):
+    from rationale_sft.models.pretrain import document_rows
+
+    docs = texts(n=3)
+    rows = document_rows(docs, tok, 12, None)
+    assert [ids for ids, _ in rows] == [tok(d, add_special_tokens=False)["input_ids"][:12] for d in docs]
+    assert all(all(target) for _, target in rows)
+    full = document_rows(docs, tok, 512, "Answer:")
+    for (ids, target), d in zip(full, docs):
+        assert ids[-1] == tok.eos_token_id and tok.decode([i for i, t in zip(ids, target) if t]).startswith(
+            d.rsplit("Answer:", 1)[1])

@@ -66,6 +66,10 @@ class PretrainConfig:
     """Which tokens of the base corpus are targets: all, or only those after each text's answer marker (the
     label-blind rationales; the prompts before them are read but not learned; texts without a marker count
     whole)."""
+    packing: Literal["stream", "documents"] = "stream"
+    """How texts become training rows: ``stream`` concatenates them and cuts seq_len blocks (no padding);
+    ``documents`` gives each text its own row from position 0 (cut after seq_len tokens, right-padded per
+    batch), so a prompt's header sits at the same positions in every row, as in fine-tuning and scoring."""
     reasoning_steps: int = 100
     "Optimizer steps of continued pretraining on reasoning text (reasoning_base only)."
     reasoning_lr: float = 1e-3

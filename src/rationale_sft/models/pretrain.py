@@ -82,6 +82,56 @@ def continuation_mask(texts: list[str], tokenizer, seq_len: int, marker: str):
     return torch.tensor(flags[: n_blocks * seq_len], dtype=torch.bool).view(n_blocks, seq_len)
 
 
+def document_rows(texts: list[str], tokenizer, seq_len: int, marker: str | None):
+    """One row per text (followed by eos, cut after ``seq_len`` tokens), each starting at position 0, and per
+    token whether it is a target (after ``marker`` when given; every token when None).
+
+    >>> from rationale_sft.models.tokenizer import train_tokenizer
+    >>> import tempfile
+    >>> tok = train_tokenizer(["Age 70. Answer: he is 70", "no marker here"] * 20, 300, tempfile.mkdtemp())
+    >>> rows = document_rows(["Age 70. Answer: he is 70", "no marker here"], tok, 6, "Answer:")
+    >>> [tok.decode([i for i, t in zip(ids, target) if t]) for ids, target in rows]
+    [' he', 'no marker here<|eos|>']
+    """
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    rows = []
+    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
+        at = text.find(marker) if marker else -1
+        start = at + len(marker) if at >= 0 else 0
+        target = [s >= start for s, _ in offsets] + [True]
+        rows.append(([*ids, tokenizer.eos_token_id][:seq_len], target[:seq_len]))
+    return rows
+
+
+def _document_batches(rows, pad_id: int):
+    """``idx -> (input_ids, labels, attention_mask)``: the rows right-padded to the longest of the batch."""
+    import torch
+
+    def get(idx):
+        picked = [rows[i] for i in idx]
+        width = max(len(ids) for ids, _ in picked)
+        ids = torch.full((len(picked), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(picked), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(picked), width), dtype=torch.long)
+        for r, (row, target) in enumerate(picked):
+            ids[r, :len(row)] = torch.tensor(row)
+            mask[r, :len(row)] = 1
+            labels[r, :len(row)] = torch.tensor([t if keep else -100 for t, keep in zip(row, target)])
+        return ids, labels, mask
+    return get
+
+
+def _stream_batches(texts: list[str], tokenizer, seq_len: int, continuation: bool):
+    """``(n_blocks, idx -> (input_ids, labels, None))`` over the packed token stream."""
+    blocks = pack(texts, tokenizer, seq_len)
+    targets = blocks
+    if continuation:
+        from rationale_sft.render.markers import ANSWER_MARKER
+
+        targets = blocks.masked_fill(~continuation_mask(texts, tokenizer, seq_len, ANSWER_MARKER), -100)
+    return len(blocks), lambda idx: (blocks[idx], targets[idx], None)
+
+
 def batch_order(n_blocks: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
     """Block indices of every step: shuffled epochs, concatenated, cut into batches (seeded).
 
@@ -174,28 +224,34 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     dev = device()
     model, tokenizer = _init_model(cfg, tokenizer, init_dir)
     model.to(dev).train()
-    blocks = pack(texts, tokenizer, pc.seq_len)
-    targets = blocks
-    if pc.loss_on == "continuation":  # prompts are read, not learned: only what follows the marker is a target
+    continuation = pc.loss_on == "continuation"  # prompts read, not learned: only what follows the marker
+    if pc.packing == "documents":
         from rationale_sft.render.markers import ANSWER_MARKER
 
-        targets = blocks.masked_fill(~continuation_mask(texts, tokenizer, pc.seq_len, ANSWER_MARKER), -100)
-    order = batch_order(len(blocks), pc.batch_size, pc.steps, pc.seed)
+        rows = document_rows(texts, tokenizer, pc.seq_len, ANSWER_MARKER if continuation else None)
+        n_rows, get_batch = len(rows), _document_batches(rows, tokenizer.pad_token_id)
+        corpus_tokens = sum(len(ids) for ids, _ in rows)
+    else:
+        n_rows, get_batch = _stream_batches(texts, tokenizer, pc.seq_len, continuation)
+        corpus_tokens = n_rows * pc.seq_len
+    order = batch_order(n_rows, pc.batch_size, pc.steps, pc.seed)
     opt = torch.optim.AdamW(_param_groups(model, pc.weight_decay), lr=pc.lr, betas=(0.9, 0.95),
                             fused=dev.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, pc.warmup_steps, pc.steps, pc.min_lr_ratio))
     autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.model.bf16_autocast)
     rows, window, first_loss, started = [], [], None, time.time()
-    tick, tick_tokens = time.time(), 0
+    tick, tick_tokens, tokens = time.time(), 0, 0
     progress = Progress(TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True)
     with progress:
         task = progress.add_task("pretrain", total=pc.steps, loss=float("nan"))
         for step, idx in enumerate(order):
-            batch = blocks[idx].to(dev, non_blocking=True)
+            batch, labels, mask = get_batch(idx)
+            batch = batch.to(dev, non_blocking=True)
             with autocast:
-                loss = model(input_ids=batch, labels=targets[idx].to(dev, non_blocking=True)).loss
+                loss = model(input_ids=batch, labels=labels.to(dev, non_blocking=True),
+                             attention_mask=None if mask is None else mask.to(dev)).loss
             loss.backward()
             if pc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
@@ -205,7 +261,8 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
             opt.zero_grad(set_to_none=True)
             window.append(loss.item())
             first_loss = window[0] if first_loss is None else first_loss
-            tick_tokens += batch.numel()
+            step_tokens = batch.numel() if mask is None else int(mask.sum())
+            tick_tokens, tokens = tick_tokens + step_tokens, tokens + step_tokens
             if (step + 1) % pc.log_every == 0 or step + 1 == pc.steps:
                 now = time.time()
                 rows.append({"step": step + 1, "loss": sum(window) / len(window), "lr": lr,
@@ -218,10 +275,9 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     rundir.write_parquet(pl.DataFrame(rows, schema={"step": pl.Int64, "loss": pl.Float64, "lr": pl.Float64,
                                                     "tokens_per_s": pl.Float64, "elapsed_s": pl.Float64}),
                          out_dir / "pretrain_log.parquet")
-    tokens = pc.steps * pc.batch_size * pc.seq_len
     return {"steps": pc.steps, "first_loss": first_loss, "final_loss": rows[-1]["loss"], "tokens": tokens,
             "tokens_per_s": tokens / max(seconds, 1e-9), "seconds": round(seconds, 2), "n_params": n_params(model),
-            "corpus_texts": len(texts), "corpus_tokens": int(blocks.numel()), "corpus_hash": corpus_hash(texts),
+            "corpus_texts": len(texts), "corpus_tokens": int(corpus_tokens), "corpus_hash": corpus_hash(texts),
             "device": dev.type, "init_dir": str(init_dir) if init_dir else None}
 
 
