@@ -98,7 +98,7 @@ def gap_by_scale(an: Analysis, cfg: ReportConfig) -> list[str]:
         change = at[scales[-1]][3] - at[scales[0]][3]
         lo, hi = percentile_ci(change, cfg.level)
         est = at[scales[-1]][0] - at[scales[0]][0]
-        moves = "gains on" if lo > 0 else "loses to" if hi < 0 else "no clear change against"
+        moves = "gains on" if lo > 0 else "loses to" if hi < 0 else "shows no clear change against"
         texts.append(f"{arm}: gap at scale {mid[0]}, at scale {mid[1]}; change {est:+.3f} [{lo:.3f}, {hi:.3f}] "
                      f"(the arm {moves} the reference as data grow)")
     return texts
