@@ -70,15 +70,25 @@ class PretrainConfig:
     """How texts become training rows: ``stream`` concatenates them and cuts seq_len blocks (no padding);
     ``documents`` gives each text its own row from position 0 (cut after seq_len tokens, right-padded per
     batch), so a prompt's header sits at the same positions in every row, as in fine-tuning and scoring."""
+    short_steps: int = 0
+    """Optimizer steps on the corpus's short texts alone before the ``steps`` on all texts (0 = none). Short
+    texts state one thing the long ones bury (e.g. sex and age of a person with nothing else recorded), so a
+    small model learns to read it where the signal is dense, then keeps it among the long texts."""
+    short_batch_size: int = 32
+    "Texts per optimizer step of the short stage (one text per row)."
+    short_seq_len: int = 256
+    "Tokens per row of the short stage (longer texts are cut)."
     reasoning_steps: int = 100
     "Optimizer steps of continued pretraining on reasoning text (reasoning_base only)."
     reasoning_lr: float = 1e-3
     "Peak learning rate of the continued pretraining on reasoning text."
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_len", "log_every"):
+        for name in ("steps", "batch_size", "seq_len", "log_every", "short_batch_size", "short_seq_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"pretrain {name} must be >= 1, got {getattr(self, name)}")
+        if self.short_steps < 0:
+            raise ValueError(f"pretrain short_steps must be >= 0, got {self.short_steps}")
         if self.lr <= 0 or self.reasoning_lr <= 0:
             raise ValueError(f"pretrain lr and reasoning_lr must be > 0, got {self.lr}, {self.reasoning_lr}")
 

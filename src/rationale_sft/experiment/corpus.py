@@ -7,10 +7,14 @@ label-blind rationale about that subject in one of the grid's rationale styles: 
 learns to read a history and to write a grounded rationale about it, as a real LLM already can, but
 never sees an outcome. A blind rationale concludes from the teacher's textbook points model, not from
 the label. ``reasoning`` texts (history + blind step-by-step reasoning) feed the reasoning-oriented base.
+``short`` texts are the same people with nothing recorded but sex and age: the prompt a subject without
+measurements or diagnoses gets, and the teacher's blind rationale for that record. They teach, where the
+signal is dense, what the long texts bury: reading sex and age off the prompt (``pretrain.short_steps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import polars as pl
@@ -19,10 +23,12 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
+CORPUS_VERSION = 2
+"Bumped when the texts build_corpus writes change (2: short texts), so a grid never reuses an older corpus."
 
 
 def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int, teacher: dict | None = None) -> dict:
-    """Write ``corpus.parquet`` (kind: base | reasoning, text) into ``out_dir``; return counts.
+    """Write ``corpus.parquet`` (kind: base | reasoning | short, text) into ``out_dir``; return counts.
 
     ``teacher`` (a ``TeacherConfig`` dict) sets the rationale styles and ``max_factors`` of the base texts,
     so the base writes rationales shaped like the ones the rationale arms fine-tune on.
@@ -48,10 +54,42 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     ids = labels["subject_id"].to_list()
     base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ")
     reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n")
-    table = pl.DataFrame({"kind": ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning),
-                          "text": base + [knowledge_text()] + reasoning})
+    bare = {sid: dataclasses.replace(f, diagnoses=(), measurements=()) for sid, f in facts.items()}
+    short = rationale_texts(bare, ids, bare_prompts(labels, render_cfg), styles, seed, teacher_cfg.max_factors,
+                            joined=" ")
+    kinds = ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning) + ["short"] * len(short)
+    table = pl.DataFrame({"kind": kinds, "text": base + [knowledge_text()] + reasoning + short})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
     return {"n_subjects": labels.height, "n_texts": table.height, "styles": styles}
+
+
+def bare_prompts(labels: pl.DataFrame, render_cfg) -> list[str]:
+    """Per label row, the prompt its subject would get with no measurement and no diagnosis recorded.
+
+    >>> import datetime as dt
+    >>> from rationale_sft.config.render import RenderConfig
+    >>> labels = pl.DataFrame({"prediction_time": [dt.datetime(2009, 6, 15)], "age": [74.6], "sex": ["F"]})
+    >>> print(bare_prompts(labels, RenderConfig(template="recap"))[0])
+    Health history recorded up to the assessment on 2009-06-15.
+    Sex: female
+    Age at assessment: 74 years
+    Diagnoses before the assessment (first occurrence, oldest first):
+    - none recorded
+    About: female, 74 years old at the assessment.
+    Question: Will this person be diagnosed with Alzheimer's disease or a related dementia within 5 years? Answer Yes or No.
+    Answer:
+    """
+    from rationale_sft.render.frame import sex_word
+    from rationale_sft.render.templates import get_template
+
+    t, anchor = get_template(render_cfg.template), render_cfg.anchor
+    out = []
+    for when, age, sex in zip(labels["prediction_time"].to_list(), labels["age"].to_list(), labels["sex"].to_list()):
+        who = {"sex": sex_word(sex), "age": "unknown" if age is None else str(int(age)), "anchor": anchor}
+        out.append("\n".join([t.intro.format(anchor=anchor, date=when.strftime("%Y-%m-%d")),
+                              t.demographics.format(**who), t.history_title.format(anchor=anchor), t.empty_history,
+                              t.question_block.format(question=render_cfg.question, **who)]))
+    return out
 
 
 def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: list[str], seed: int,

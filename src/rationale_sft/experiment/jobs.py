@@ -151,12 +151,14 @@ def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
     return subsets.filter((pl.col("scale") == scale) & (pl.col("seed") == seed))["subject_id"].sort().to_list()
 
 
-def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict) -> dict:
+def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict,
+           version: int = 1) -> dict:
     """Pretraining texts from a second synthetic cohort (disjoint from every task split) and the knowledge base.
 
     ``base`` texts: each subject's prompt followed by the knowledge teacher's label-blind rationale (in
     the grid's styles; it knows no outcome), and knowledge-base sentences. ``reasoning`` texts: the
-    label-blind step-by-step reasoning, for the reasoning-oriented base.
+    label-blind step-by-step reasoning, for the reasoning-oriented base. ``short`` texts: the same people
+    with only sex and age recorded. ``version`` (``corpus.CORPUS_VERSION``) is part of the job's id only.
     """
     from rationale_sft.experiment.corpus import build_corpus
 

@@ -15,6 +15,7 @@ from rationale_sft import config as cfglib
 from rationale_sft import fingerprint
 from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
 from rationale_sft.errors import InputError
+from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
 
 JOBS = "rationale_sft.experiment.jobs"
@@ -158,7 +159,8 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
                                     n_subjects=cfg.data.pretrain_subjects)
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
-                                       "teacher": cfglib.to_dict(cfg.teacher)}, [], "corpus"))
+                                       "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION},
+                            [], "corpus"))
     out = {}
     for spec in specs:
         model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,

@@ -27,7 +27,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
 
 TOKENIZER_VERSION = 2  # bump when train_tokenizer changes what it produces for the same corpus
-CORPORA = ("base", "reasoning")
+CORPORA = ("base", "reasoning", "short")
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -323,15 +323,30 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
         _publish(tok_dir, lambda d: {"label_tokens": _label_report(
             train_tokenizer(texts, cfg.model.vocab_size, d))}, cfg={"vocab_size": cfg.model.vocab_size})
     model_part = dataclasses.replace(cfg.model, reasoning_base=False, checkpoint=None)
+    short = _texts(texts_fn, "short") if cfg.pretrain.short_steps else []
     key = cfglib.config_hash({"model": model_part, "pretrain": _base_part(cfg.pretrain),
                               "tokenizer": rundir.hash_path(tok_dir / "tokenizer.json"),
-                              "corpus": corpus_hash(texts)})
+                              "corpus": corpus_hash(texts)} | ({"short": corpus_hash(short)} if short else {}))
     out = cache_root / f"base-{key}"
     if not usable(out):
         from rationale_sft.models import load_tokenizer
 
-        pretrain(cfg, texts, load_tokenizer(tok_dir), out)
+        if not short:
+            pretrain(cfg, texts, load_tokenizer(tok_dir), out)
+        else:  # the short texts alone first, then everything together from there
+            first = cache_root / f"base-short-{key}"
+            if not usable(first):
+                pretrain(_short_stage(cfg), short, load_tokenizer(tok_dir), first)
+            pretrain(cfg, texts + short, None, out, init_dir=first)
     return out, key
+
+
+def _short_stage(cfg):
+    """The first stage of a base with ``pretrain.short_steps``: short texts, one per row, many per batch."""
+    pc = cfg.pretrain
+    return dataclasses.replace(cfg, pretrain=dataclasses.replace(
+        pc, steps=pc.short_steps, batch_size=pc.short_batch_size, seq_len=pc.short_seq_len, packing="documents",
+        warmup_steps=min(pc.warmup_steps, pc.short_steps)))
 
 
 def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key: str) -> Path:
