@@ -162,3 +162,27 @@ def test_document_rows_start_each_text_at_position_zero(tok):
     for (ids, target), d in zip(full, docs):
         assert ids[-1] == tok.eos_token_id and tok.decode([i for i, t in zip(ids, target) if t]).startswith(
             d.rsplit("Answer:", 1)[1])
+
+
+def test_a_short_first_stage_trains_on_the_short_texts_then_continues_on_all(tmp_path):
+    short = [f"Age {a}. Answer: aged {a}" for a in range(60, 80)] * 4
+    asked = []
+
+    def texts_fn(corpus):
+        asked.append(corpus)
+        return texts() if corpus == "base" else short
+
+    c = cfg("pretrain.short_steps=5", "pretrain.short_batch_size=4", "pretrain.short_seq_len=16")
+    out = ensure_base(c, texts_fn, tmp_path)
+    first = [p for p in tmp_path.iterdir() if p.name.startswith("base-short-")]
+    assert len(first) == 1 and set(asked) == {"base", "short"}
+    stage1 = json.loads((first[0] / "manifest.json").read_text())["pretrain"]
+    assert stage1["steps"] == 5 and stage1["corpus_texts"] == len(short)
+    stage2 = json.loads((out / "manifest.json").read_text())["pretrain"]
+    assert stage2["steps"] == 30 and stage2["corpus_texts"] == len(texts()) + len(short)
+    assert stage2["init_dir"] == str(first[0])
+    # without the short stage the base is another one; the corpus's short texts are then not read
+    asked.clear()
+    assert ensure_base(cfg(), texts_fn, tmp_path) != out and asked == ["base"]
+    with pytest.raises(InputError, match="'short' pretraining corpus is empty"):
+        ensure_base(c, lambda corpus: texts() if corpus == "base" else [], tmp_path / "other")
