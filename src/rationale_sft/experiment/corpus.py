@@ -64,11 +64,13 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
 
 
 def bare_prompts(labels: pl.DataFrame, render_cfg) -> list[str]:
-    """Per label row, the prompt its subject would get with no measurement and no diagnosis recorded.
+    """Per label row, the prompt its subject would get with no measurement and no diagnosis recorded: the
+    renderer's own output for a record without events.
 
     >>> import datetime as dt
     >>> from rationale_sft.config.render import RenderConfig
-    >>> labels = pl.DataFrame({"prediction_time": [dt.datetime(2009, 6, 15)], "age": [74.6], "sex": ["F"]})
+    >>> labels = pl.DataFrame({"subject_id": [1], "prediction_time": [dt.datetime(2009, 6, 15)], "age": [74.6],
+    ...                        "sex": ["F"]})
     >>> print(bare_prompts(labels, RenderConfig(template="recap"))[0])
     Health history recorded up to the assessment on 2009-06-15.
     Sex: female
@@ -79,17 +81,12 @@ def bare_prompts(labels: pl.DataFrame, render_cfg) -> list[str]:
     Question: Will this person be diagnosed with Alzheimer's disease or a related dementia within 5 years? Answer Yes or No.
     Answer:
     """
-    from rationale_sft.render.frame import sex_word
-    from rationale_sft.render.templates import get_template
+    from rationale_sft.render.stage import render_parts
 
-    t, anchor = get_template(render_cfg.template), render_cfg.anchor
-    out = []
-    for when, age, sex in zip(labels["prediction_time"].to_list(), labels["age"].to_list(), labels["sex"].to_list()):
-        who = {"sex": sex_word(sex), "age": "unknown" if age is None else str(int(age)), "anchor": anchor}
-        out.append("\n".join([t.intro.format(anchor=anchor, date=when.strftime("%Y-%m-%d")),
-                              t.demographics.format(**who), t.history_title.format(anchor=anchor), t.empty_history,
-                              t.question_block.format(question=render_cfg.question, **who)]))
-    return out
+    no_events = pl.LazyFrame(schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
+                                     "numeric_value": pl.Float32})
+    no_codes = pl.DataFrame(schema={"code": pl.String, "description": pl.String})
+    return render_parts(no_events, no_codes, labels, render_cfg)["prompt"].to_list()
 
 
 def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: list[str], seed: int,

@@ -44,17 +44,38 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 def pack(texts: list[str], tokenizer, seq_len: int):
     """Token blocks ``[n_blocks, seq_len]`` (int64) from the texts, each followed by eos; the tail is dropped."""
-    import torch
+    return _stream_blocks(encode_targets(texts, tokenizer, None), seq_len, len(texts))[0]
 
+
+def encode_targets(texts: list[str], tokenizer, marker: str | None) -> list[tuple[list[int], list[bool]]]:
+    """Per text: its token ids followed by eos, and per token whether it is a target: after the text's first
+    ``marker`` (a text without the marker counts whole, eos included), or every token when ``marker`` is None.
+    One tokenization serves both the packed and the one-text-per-row layouts."""
     if tokenizer.eos_token_id is None:
         raise InputError("the tokenizer has no eos token; pretraining separates documents with it")
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    stream = [tok for ids in encoded for tok in (*ids, tokenizer.eos_token_id)]
-    n_blocks = len(stream) // seq_len
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=marker is not None)
+    out = []
+    for i, (text, ids) in enumerate(zip(texts, encoded["input_ids"])):
+        at = text.find(marker) if marker else -1
+        start = at + len(marker) if at >= 0 else 0
+        targets = [s >= start for s, _ in encoded["offset_mapping"][i]] if at >= 0 else [True] * len(ids)
+        out.append(([*ids, tokenizer.eos_token_id], [*targets, True]))
+    return out
+
+
+def _stream_blocks(encoded, seq_len: int, n_texts: int):
+    """The concatenated ids and target flags of ``encode_targets``, cut into ``[n_blocks, seq_len]`` blocks."""
+    import torch
+
+    ids = [tok for row, _ in encoded for tok in row]
+    n_blocks = len(ids) // seq_len
     if n_blocks == 0:
-        raise InputError(f"the pretraining corpus has {len(stream)} tokens ({len(texts)} texts), fewer than "
+        raise InputError(f"the pretraining corpus has {len(ids)} tokens ({n_texts} texts), fewer than "
                          f"one sequence of pretrain.seq_len={seq_len}; add text or lower pretrain.seq_len")
-    return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+    flags = [t for _, row in encoded for t in row]
+    cut = n_blocks * seq_len
+    return (torch.tensor(ids[:cut], dtype=torch.long).view(n_blocks, seq_len),
+            torch.tensor(flags[:cut], dtype=torch.bool).view(n_blocks, seq_len))
 
 
 def continuation_mask(texts: list[str], tokenizer, seq_len: int, marker: str):
@@ -70,16 +91,7 @@ def continuation_mask(texts: list[str], tokenizer, seq_len: int, marker: str):
     >>> tok.decode([i for i, m in zip(ids, mask) if m]).split()
     ['he', 'is', '70<|eos|>no', 'marker', 'here']
     """
-    import torch
-
-    flags = []
-    for text, offsets in zip(texts, tokenizer(list(texts), add_special_tokens=False,
-                                              return_offsets_mapping=True)["offset_mapping"]):
-        at = text.find(marker)
-        start = at + len(marker) if at >= 0 else 0
-        flags += [s >= start for s, _ in offsets] + [True]  # the eos after each text
-    n_blocks = len(flags) // seq_len
-    return torch.tensor(flags[: n_blocks * seq_len], dtype=torch.bool).view(n_blocks, seq_len)
+    return _stream_blocks(encode_targets(texts, tokenizer, marker), seq_len, len(texts))[1]
 
 
 def document_rows(texts: list[str], tokenizer, seq_len: int, marker: str | None):
@@ -93,14 +105,7 @@ def document_rows(texts: list[str], tokenizer, seq_len: int, marker: str | None)
     >>> [tok.decode([i for i, t in zip(ids, target) if t]) for ids, target in rows]
     [' he', 'no marker here<|eos|>']
     """
-    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    rows = []
-    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
-        at = text.find(marker) if marker else -1
-        start = at + len(marker) if at >= 0 else 0
-        target = [s >= start for s, _ in offsets] + [True]
-        rows.append(([*ids, tokenizer.eos_token_id][:seq_len], target[:seq_len]))
-    return rows
+    return [(ids[:seq_len], targets[:seq_len]) for ids, targets in encode_targets(texts, tokenizer, marker)]
 
 
 def _document_batches(rows, pad_id: int):
@@ -121,14 +126,10 @@ def _document_batches(rows, pad_id: int):
     return get
 
 
-def _stream_batches(texts: list[str], tokenizer, seq_len: int, continuation: bool):
-    """``(n_blocks, idx -> (input_ids, labels, None))`` over the packed token stream."""
-    blocks = pack(texts, tokenizer, seq_len)
-    targets = blocks
-    if continuation:
-        from rationale_sft.render.markers import ANSWER_MARKER
-
-        targets = blocks.masked_fill(~continuation_mask(texts, tokenizer, seq_len, ANSWER_MARKER), -100)
+def _stream_batches(texts: list[str], tokenizer, seq_len: int, marker: str | None):
+    """``(n_blocks, idx -> (input_ids, labels, None))`` over the packed token stream (texts tokenized once)."""
+    blocks, keep = _stream_blocks(encode_targets(texts, tokenizer, marker), seq_len, len(texts))
+    targets = blocks.masked_fill(~keep, -100)
     return len(blocks), lambda idx: (blocks[idx], targets[idx], None)
 
 
@@ -224,15 +225,16 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     dev = device()
     model, tokenizer = _init_model(cfg, tokenizer, init_dir)
     model.to(dev).train()
-    continuation = pc.loss_on == "continuation"  # prompts read, not learned: only what follows the marker
-    if pc.packing == "documents":
-        from rationale_sft.render.markers import ANSWER_MARKER
+    from rationale_sft.render.markers import ANSWER_MARKER
 
-        rows = document_rows(texts, tokenizer, pc.seq_len, ANSWER_MARKER if continuation else None)
+    # prompts read, not learned: only what follows the marker is a target
+    marker = ANSWER_MARKER if pc.loss_on == "continuation" else None
+    if pc.packing == "documents":
+        rows = document_rows(texts, tokenizer, pc.seq_len, marker)
         n_rows, get_batch = len(rows), _document_batches(rows, tokenizer.pad_token_id)
         corpus_tokens = sum(len(ids) for ids, _ in rows)
     else:
-        n_rows, get_batch = _stream_batches(texts, tokenizer, pc.seq_len, continuation)
+        n_rows, get_batch = _stream_batches(texts, tokenizer, pc.seq_len, marker)
         corpus_tokens = n_rows * pc.seq_len
     order = batch_order(n_rows, pc.batch_size, pc.steps, pc.seed)
     opt = torch.optim.AdamW(_param_groups(model, pc.weight_decay), lr=pc.lr, betas=(0.9, 0.95),

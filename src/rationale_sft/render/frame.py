@@ -87,11 +87,6 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
         meas_block=pl.col("line").str.join("\n"))
 
 
-def sex_word(sex: str | None) -> str:
-    """The word a prompt uses for a sex code ('F' -> 'female'; 'unknown' when missing)."""
-    return _SEX.get(sex or "", "unknown")
-
-
 def _demographics() -> tuple[pl.Expr, pl.Expr]:
     """Sex and age as the prompt writes them ('female', '74'; 'unknown' when missing)."""
     sex = pl.col("sex").replace_strict(list(_SEX), list(_SEX.values()), default="unknown", return_dtype=pl.String) \
