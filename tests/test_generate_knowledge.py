@@ -49,6 +49,12 @@ def test_knowledge_rationales_end_to_end(rendered, tmp_path, capsys):
     assert set(blind["split"]) == {"train", "tuning"} and blind["teacher_risk"].is_not_null().all()
     assert blind["text"].str.contains("4. Conclusion: (likely|unlikely)$").all()
 
+    assert _generate(rendered, tmp_path / "flipped", "--mode", "flipped", "--styles", "freeform") == 0
+    flipped = pl.read_parquet(tmp_path / "flipped" / "rationales.parquet").join(
+        train.select("subject_id", "label"), on="subject_id")
+    assert flipped.height == train.height and set(flipped["mode"]) == {"flipped"}
+    assert ((flipped["conclusion"] == "Yes") != flipped["label"]).all()
+
 
 def test_knowledge_backend_needs_the_meds_dataset(rendered, tmp_path, capsys):
     code = cli(["rationales", "generate", "--examples", str(rendered / "render" / "examples.parquet"),

@@ -14,13 +14,14 @@ PROMPT = "Health history recorded up to the assessment on 2009-06-15.\nSex: fema
 @pytest.mark.parametrize("style", specs.STYLES)
 @pytest.mark.parametrize("mode", specs.MODES)
 def test_messages_per_style_and_mode(style, mode):
-    label = True if mode == "conditioned" else None
+    label = True if mode in specs.LABELLED_MODES else None
     msgs = teacher_messages(PROMPT, style, mode, label)
     assert [m["role"] for m in msgs] == ["system", "user"]
     system, user = msgs[0]["content"], msgs[1]["content"]
     assert user.endswith("Question: Will it?") and "Answer:" not in user
     assert ("numbered steps" in system) == (style == "stepwise")
-    assert ("You are told the true outcome" in system) == (mode == "conditioned")
+    assert ("You are told the true outcome" in system) == (mode in specs.LABELLED_MODES)
+    assert "flipped" not in system  # the flipped teacher is not told that its outcome is the opposite
     assert ("Risk: p" in system) == (mode == "blind")
     assert "Conclusion: likely" in system
 
@@ -35,6 +36,7 @@ def test_conditioned_text_states_the_label():
 def test_spec_hash_is_stable_and_distinct():
     hashes = {(s, m): spec_hash(s, m) for s in specs.STYLES for m in specs.MODES}
     assert len(set(hashes.values())) == 4 and SPEC_VERSION == "1"
+    assert all(hashes[(s, "flipped")] == hashes[(s, "conditioned")] for s in specs.STYLES)  # same instruction
     assert hashes == {(s, m): spec_hash(s, m) for s in specs.STYLES for m in specs.MODES}
 
 

@@ -94,6 +94,32 @@ def test_modes_conclusions_and_risk(cohort):
     assert write_rationale(facts[2], "freeform", "blind").conclusion == "No"
 
 
+def test_flipped_mode_explains_the_opposite_label(cohort):
+    from rationale_sft.rationales.cache import cache_key
+    from rationale_sft.rationales.generate import Item, parse_item_reply
+
+    _, labels, facts = cohort
+    for sid, f in facts.items():
+        truth = _label(labels, sid)
+        item = Item("k", sid, None, "train", truth, "p", "h", "stepwise", "flipped")
+        assert item.teacher_label is (not truth)
+        flipped = write_rationale(f, "stepwise", "flipped", item.teacher_label, 0)
+        assert flipped.conclusion == ("No" if truth else "Yes") and flipped.teacher_risk is None
+        assert flipped.text.splitlines()[-1] == f"4. Conclusion: {'unlikely' if truth else 'likely'}"
+        # worded like the conditioned rationale written for that (opposite) label
+        assert flipped.text == write_rationale(f, "stepwise", "conditioned", not truth, 0).text
+        assert flipped.text != write_rationale(f, "stepwise", "conditioned", truth, 0).text
+        assert parse_item_reply(item, flipped.text).conclusion == flipped.conclusion
+        conditioned = write_rationale(f, "stepwise", "conditioned", truth, 0)
+        with pytest.raises(InputError, match="flipped teacher concluded"):
+            parse_item_reply(item, conditioned.text)
+    keys = {m: cache_key("knowledge", "k", {}, "1", 1, "h", "freeform", m, True) for m in ("conditioned", "flipped")}
+    assert keys["conditioned"] != keys["flipped"]
+    assert keys["flipped"] != cache_key("knowledge", "k", {}, "1", 1, "h", "freeform", "flipped", False)
+    with pytest.raises(InputError, match="flipped mode needs the label"):
+        write_rationale(facts[1], "freeform", "flipped", None)
+
+
 def test_bad_modes_and_styles(cohort):
     _, _, facts = cohort
     with pytest.raises(InputError, match="conditioned mode needs the label"):

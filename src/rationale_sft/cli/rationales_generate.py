@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--meds", help="MEDS dataset directory (needed by the knowledge backend for subject facts)")
     p.add_argument("--config", help="YAML file with teacher config keys")
     p.add_argument("--styles", help="comma-separated styles (shortcut for styles=[...]): freeform,stepwise")
-    p.add_argument("--mode", choices=("conditioned", "blind"), help="shortcut for mode=...")
+    p.add_argument("--mode", choices=("conditioned", "blind", "flipped"), help="shortcut for mode=...")
     p.add_argument("--backend", choices=("knowledge", "openai", "hf"), help="shortcut for backend=...")
     p.add_argument("--force", action="store_true", help="run again even when OUT/DONE exists (the cache is kept)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

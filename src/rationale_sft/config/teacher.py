@@ -35,8 +35,8 @@ class TeacherConfig:
     "Model: the served model name (openai); a local dir or alias such as smollm2-135m-instruct (hf); unused (knowledge)."
     styles: tuple[Literal["freeform", "stepwise"], ...] = ("freeform", "stepwise")
     "Rationale styles to generate, one rationale per example and style."
-    mode: Literal["conditioned", "blind"] = "conditioned"
-    "'conditioned': the teacher is told the true label; 'blind': it must reach its own conclusion."
+    mode: Literal["conditioned", "blind", "flipped"] = "conditioned"
+    "'conditioned': told the true label; 'blind': reaches its own; 'flipped': told the opposite label (a control)."
     splits: tuple[str, ...] = ("train",)
     "Splits of examples.parquet to generate rationales for."
     cache_dir: Path | None = None

@@ -3,7 +3,7 @@
 Each finished item is committed in its own transaction, so a run killed at any moment keeps every item it
 finished and none half-written; a re-run finds them by key and generates only the rest. The key covers
 everything that determines a rationale: backend, model, generation parameters, spec version, subject,
-prompt hash, style, mode and (in conditioned mode only) the label.
+prompt hash, style, mode and (in the conditioned and flipped modes only) the true label.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -34,9 +34,9 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS rationales (
 
 def cache_key(backend: str, model: str, params: dict, spec_version: str, subject_id: int,
               prompt_hash: str, style: str, mode: str, label: bool | None) -> str:
-    """Content address of one rationale; the label enters only in conditioned mode."""
+    """Content address of one rationale; the (true) label enters only in the modes that are told one."""
     parts = [backend, model, params, spec_version, int(subject_id), prompt_hash, style, mode,
-             bool(label) if mode == "conditioned" else None]
+             bool(label) if mode in ("conditioned", "flipped") else None]
     return hash_text(json.dumps(parts, sort_keys=True, separators=(",", ":")), 24)
 
 

@@ -52,8 +52,8 @@ class Item:
 
     @property
     def teacher_label(self) -> bool | None:
-        """The label the teacher may see: the truth in conditioned mode, nothing in blind mode."""
-        return self.label if self.mode == "conditioned" else None
+        """The label the teacher is told: the truth (conditioned), its opposite (flipped), nothing (blind)."""
+        return {"conditioned": self.label, "flipped": not self.label}.get(self.mode)
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,12 @@ def rationale_table(cfg: TeacherConfig, items: list[Item], records: dict[str, di
 
 
 def parse_item_reply(item: Item, text: str) -> ParsedRationale:
-    """Parse a teacher reply for ``item``; in conditioned mode the conclusion must match the given label."""
+    """Parse a teacher reply for ``item``; when told a label (conditioned, flipped) it must conclude that label."""
     parsed = parse_reply(text, item.style, item.mode)
-    if item.mode == "conditioned" and (parsed.conclusion == "Yes") != item.label:
-        raise InputError(f"conditioned teacher concluded {parsed.conclusion!r} for subject {item.subject_id} "
-                         f"although it was told the outcome {'Yes' if item.label else 'No'}")
+    told = item.teacher_label
+    if told is not None and (parsed.conclusion == "Yes") != told:
+        raise InputError(f"{item.mode} teacher concluded {parsed.conclusion!r} for subject {item.subject_id} "
+                         f"although it was told the outcome {'Yes' if told else 'No'}")
     return parsed
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.facts import Diagnosis, Facts, Measurement
-from rationale_sft.rationales.specs import ParsedRationale, check_style_mode, parse_reply
+from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, check_style_mode, parse_reply
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
@@ -154,18 +154,20 @@ def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = No
                     kb: KnowledgeBase | None = None, max_factors: int | None = None) -> ParsedRationale:
     """A rationale about one subject in the given style and mode, deterministic for (seed, subject).
 
-    Blind mode concludes from the points model (``Risk:`` line); conditioned mode explains ``label``.
+    Blind mode concludes from the points model (``Risk:`` line); conditioned mode explains ``label``;
+    flipped mode explains ``label`` too, where the caller passes the opposite of the true label.
     The reply goes through ``specs.parse_reply``, so it satisfies the same format as any teacher's.
     """
     check_style_mode(style, mode)
-    if (mode == "conditioned") != (label is not None):
-        raise InputError(f"{mode} mode {'needs the label (True/False)' if mode == 'conditioned' else 'must not see the label'}"
+    if (mode in LABELLED_MODES) != (label is not None):
+        raise InputError(f"{mode} mode {'needs the label (True/False)' if mode in LABELLED_MODES else 'must not see the label'}"
                          f" for subject {facts.subject_id}; got label={label!r}")
     kb = kb or load_knowledge()
     evidence = find_evidence(facts, kb)
     risk = kb.risk(facts.age, evidence)
-    outcome = bool(label) if mode == "conditioned" else risk >= kb.threshold
-    g = rng(seed, f"knowledge-rationale/{facts.subject_id}/{style}/{mode}")
+    outcome = bool(label) if mode in LABELLED_MODES else risk >= kb.threshold
+    # flipped mode words the subject like conditioned mode (same draws), so mostly the verdict differs
+    g = rng(seed, f"knowledge-rationale/{facts.subject_id}/{style}/{'conditioned' if mode == 'flipped' else mode}")
     writer = _freeform if style == "freeform" else _stepwise
     cited = evidence[:max_factors or (5 if style == "freeform" else 6)]  # the strongest first
     body = writer(facts, cited, evidence, risk, outcome, mode, g, kb)

@@ -2,7 +2,9 @@
 
 Styles: ``freeform`` (one short clinical paragraph) and ``stepwise`` (numbered steps: evidence -> risk
 factors -> weighing -> conclusion). Modes: ``conditioned`` (the teacher is told the true outcome and
-explains it) and ``blind`` (the teacher predicts, then explains). Every reply must end with a conclusion
+explains it), ``blind`` (the teacher predicts, then explains) and ``flipped`` (the teacher gets exactly the
+conditioned instruction, but with the opposite of the true outcome: the control rationales of the
+``flipped_rationale`` arm; callers pass the flipped label, ``generate.Item.teacher_label``). Every reply must end with a conclusion
 line (see ``docs/rationale_specs.md``)::
 
     Conclusion: likely          (or: Conclusion: unlikely; a step number "4. " may precede it)
@@ -36,7 +38,9 @@ SPEC_VERSION = "1"
 """Bump when any instruction text or the reply format changes (it is part of every cache key)."""
 
 STYLES = ("freeform", "stepwise")
-MODES = ("conditioned", "blind")
+MODES = ("conditioned", "blind", "flipped")
+LABELLED_MODES = ("conditioned", "flipped")
+"Modes in which the teacher is told an outcome (the true one, or its opposite)."
 CONCLUSION_WORDS = {"Yes": "likely", "No": "unlikely"}
 DEFAULT_OUTCOME = "diagnosed with Alzheimer's disease or a related dementia within 5 years of the assessment"
 
@@ -113,19 +117,24 @@ def check_style_mode(style: str, mode: str) -> None:
 
 
 def system_text(style: str, mode: str, label: bool | None = None, outcome: str = DEFAULT_OUTCOME) -> str:
-    """The system instruction for one style, mode and (conditioned mode) label."""
+    """The system instruction for one style, mode and (conditioned, flipped) label to explain.
+
+    >>> system_text("freeform", "flipped", False) == system_text("freeform", "conditioned", False)
+    True
+    """
     check_style_mode(style, mode)
-    if mode == "conditioned" and label is None:
-        raise InputError("conditioned mode needs the true label (True/False); got None. "
-                         "Pass the subject's boolean_value, or use mode='blind'.")
+    if mode in LABELLED_MODES and label is None:
+        raise InputError(f"{mode} mode needs the label to explain (True/False); got None. "
+                         "Pass the subject's boolean_value (its opposite in flipped mode), or use mode='blind'.")
     if mode == "blind" and label is not None:
         raise InputError("blind mode must not see the label; pass label=None, or use mode='conditioned'.")
     word = CONCLUSION_WORDS["Yes" if label else "No"]
     verb = "was" if label else "was not"
+    told = "conditioned" if mode == "flipped" else mode  # the teacher must not know the outcome is flipped
     return "\n\n".join([
         _SYSTEM, _STYLE[style],
-        _MODE[mode].format(outcome_verb=verb, outcome=outcome),
-        _FORMAT[mode].format(word=word, marker=ANSWER_MARKER)])
+        _MODE[told].format(outcome_verb=verb, outcome=outcome),
+        _FORMAT[told].format(word=word, marker=ANSWER_MARKER)])
 
 
 def spec_hash(style: str, mode: str) -> str:
@@ -135,7 +144,8 @@ def spec_hash(style: str, mode: str) -> str:
     True
     """
     check_style_mode(style, mode)
-    return hash_text("\x1f".join([SPEC_VERSION, _SYSTEM, _STYLE[style], _MODE[mode], _FORMAT[mode]]))
+    told = "conditioned" if mode == "flipped" else mode  # same instruction; the cache key holds the mode
+    return hash_text("\x1f".join([SPEC_VERSION, _SYSTEM, _STYLE[style], _MODE[told], _FORMAT[told]]))
 
 
 def strip_answer_slot(prompt: str) -> str:
@@ -160,7 +170,7 @@ def teacher_messages(prompt: str, style: str, mode: str, label: bool | None = No
     >>> teacher_messages("x", "freeform", "conditioned", None)
     Traceback (most recent call last):
     ...
-    rationale_sft.errors.InputError: conditioned mode needs the true label (True/False); got None. Pass the subject's boolean_value, or use mode='blind'.
+    rationale_sft.errors.InputError: conditioned mode needs the label to explain (True/False); got None. Pass the subject's boolean_value (its opposite in flipped mode), or use mode='blind'.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("teacher prompt is empty; render the subject's history first (rationale-sft render)")
@@ -217,5 +227,5 @@ def _parse_risk(text: str) -> float | None:
     return value
 
 
-__all__ = ["SPEC_VERSION", "STYLES", "MODES", "ParsedRationale", "teacher_messages", "parse_reply",
+__all__ = ["SPEC_VERSION", "STYLES", "MODES", "LABELLED_MODES", "ParsedRationale", "teacher_messages", "parse_reply",
            "system_text", "spec_hash", "strip_answer_slot", "check_style_mode"]
