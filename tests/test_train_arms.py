@@ -1,5 +1,6 @@
 """Arms: exact loss-mask positions per arm on a real tiny tokenizer, truncation, errors."""
 
+import polars as pl
 import pytest
 
 from rationale_sft.config import build
@@ -125,3 +126,123 @@ def test_missing_rationales_and_zero_target_are_errors(data):
     broken = e._replace(weights=[0.0] * len(e.weights))
     with pytest.raises(InputError, match="zero trainable tokens"):
         check_mask(broken, "subject_id 1")
+
+
+CONTROL_ARMS = ["shuffled_rationale", "flipped_rationale", "blind_rationale", "segment_norm", "answer_stage"]
+
+
+def arm_cfg(arm, **extra):
+    steps = {"steps": 10, "answer_stage_steps": 2} if arm == "answer_stage" else {}
+    return build(TrainConfig, {"arm": arm, **steps, **extra})
+
+
+@pytest.fixture(scope="module")
+def modes():
+    ex, rat = toy_data(n=30, seed=3, modes=("conditioned", "blind", "flipped"))
+    return ex, rat, train_tokenizer(ex["prompt"].to_list() + rat["text"].to_list(), 500)
+
+
+@pytest.mark.parametrize("arm", CONTROL_ARMS)
+def test_control_and_balancing_arms_mask_rationale_marker_and_label(data, arm):
+    ex, _, tok = data
+    prompt, rationale = ex["prompt"][1], "Age 70 and diabetes raise the risk."
+    (e,) = enc(tok, arm_cfg(arm, label_weight=7.0), prompt, True, rationale)
+    n = len(ids(tok, prompt))
+    target = ids(tok, " " + rationale) + ids(tok, "\nAnswer:") + ids(tok, " Yes")
+    assert e.labels == [-100] * n + target and e.input_ids[n:] == target
+    assert e.is_label == [False] * (len(e.input_ids) - 1) + [True]
+    assert e.weights == [0.0] * n + [1.0] * len(target)  # static weights; segment_norm/answer_stage set theirs per step
+    assert arms.SCORING[arm] == "generate" and arms.rationale_style(arm_cfg(arm)) == "freeform"
+
+
+def test_each_arm_reads_its_teacher_mode(modes):
+    ex, rat, tok = modes
+    truth = dict(zip(ex["subject_id"], ex["label"]))
+    for arm, mode in [("flipped_rationale", "flipped"), ("blind_rationale", "blind"), ("freeform", "conditioned"),
+                      ("shuffled_rationale", "conditioned"), ("segment_norm", "conditioned")]:
+        rows = training_rows(arm_cfg(arm), ex, rat)
+        want = rat.filter((pl.col("mode") == mode) & (pl.col("style") == "freeform"))
+        texts = dict(zip(want["subject_id"], want["text"]))
+        donor = rows["rationale_subject_id"].to_list()
+        assert rows["rationale"].to_list() == [texts[d] for d in donor]
+    flipped = training_rows(arm_cfg("flipped_rationale"), ex, rat)
+    conclusions = dict(zip(*rat.filter(pl.col("mode") == "flipped").select("subject_id", "conclusion")
+                           .to_dict().values()))
+    assert all((conclusions[s] == "Yes") != truth[s] for s in flipped["subject_id"])  # the opposite label ...
+    (e,) = enc(tok, arm_cfg("flipped_rationale"), flipped["prompt"][0], flipped["label"][0], flipped["rationale"][0])
+    assert e.labels[-1] == ids(tok, " " + arms.label_word(flipped["label"][0]))[0]  # ... then the truth
+    with pytest.raises(InputError, match="no freeform/flipped rationale.*mode=flipped"):
+        training_rows(arm_cfg("flipped_rationale"), ex, rat.filter(pl.col("mode") != "flipped"))
+
+
+def test_shuffled_rationales_are_a_seeded_derangement_within_each_label(modes):
+    ex, rat, _ = modes
+    rows = training_rows(arm_cfg("shuffled_rationale", seed=3), ex, rat)
+    own = training_rows(arm_cfg("freeform"), ex, rat)
+    assert rows["subject_id"].to_list() == own["subject_id"].to_list()
+    donor, sid = rows["rationale_subject_id"].to_list(), rows["subject_id"].to_list()
+    label = dict(zip(sid, rows["label"].to_list()))
+    assert all(d != s for d, s in zip(donor, sid))  # nobody keeps their own rationale
+    assert all(label[d] == label[s] for d, s in zip(donor, sid))  # the donor has the same label
+    assert sorted(donor) == sorted(sid)  # every rationale used exactly once
+    own_text = dict(zip(sid, own["rationale"].to_list()))
+    assert rows["rationale"].to_list() == [own_text[d] for d in donor]
+    again = training_rows(arm_cfg("shuffled_rationale", seed=3), ex, rat)
+    other = training_rows(arm_cfg("shuffled_rationale", seed=4), ex, rat)
+    assert again.equals(rows) and other["rationale_subject_id"].to_list() != donor
+    lonely = ex.filter((pl.col("split") != "train") | ~pl.col("label") | (pl.col("subject_id") == min(
+        ex.filter(pl.col("label") & (pl.col("split") == "train"))["subject_id"])))
+    with pytest.raises(InputError, match="label Yes has only one"):
+        training_rows(arm_cfg("shuffled_rationale"), lonely, rat)
+
+
+def micro_batches(tok, cfg, rows, splits):
+    from rationale_sft.train.data import collate
+
+    seqs = [enc(tok, cfg, r["prompt"], r["label"], r["rationale"])[0] for r in rows.iter_rows(named=True)]
+    return seqs, [collate(seqs[a:b], 0) for a, b in splits]
+
+
+def test_segment_norm_loss_is_the_label_mean_plus_the_rationale_mean(modes, tmp_path):
+    import torch
+
+    from rationale_sft import models
+    from rationale_sft.train.loop import token_losses
+    from rationale_sft.train.toy import toy_model
+
+    ex, rat, _ = modes
+    model, tok = models.load(toy_model(tmp_path / "m", ex["prompt"].to_list() + rat["text"].to_list(), vocab_size=500))
+    cfg = arm_cfg("segment_norm", segment_label_weight=3.0)
+    rows = training_rows(cfg, ex, rat)[:3]
+    seqs, micro = micro_batches(tok, cfg, rows, [(0, 1), (1, 3)])
+    with torch.no_grad():
+        parts = [token_losses(model, b, False, "cpu") for b in arms.step_batches(cfg, "main", micro)]
+        loss = sum(float((ce * w).sum()) for ce, w, _, _ in parts)
+        label_ce = torch.cat([ce[lab] for ce, _, lab, _ in parts])
+        other_ce = torch.cat([ce[valid & ~lab] for ce, _, lab, valid in parts])
+        one = token_losses(model, arms.step_batches(cfg, "main", micro_batches(tok, cfg, rows, [(0, 3)])[1])[0],
+                           False, "cpu")
+    assert len(label_ce) == 3 and len(other_ce) == sum(len(e.input_ids) - e.n_prompt - 1 for e in seqs)
+    hand = 3.0 * float(label_ce.mean()) + float(other_ce.mean())
+    assert loss == pytest.approx(hand, rel=1e-5)
+    assert float((one[0] * one[1]).sum()) == pytest.approx(hand, rel=1e-5)  # one micro-batch or two: same loss
+
+
+def test_answer_stage_mask_covers_only_the_label_tokens(data):
+    ex, _, tok = data
+    cfg = arm_cfg("answer_stage")
+    rows = [(ex["prompt"][i], bool(ex["label"][i]), f"Rationale number {i}.") for i in range(3)]
+    from rationale_sft.train.data import collate
+
+    seqs = [enc(tok, cfg, *r)[0] for r in rows]
+    (main,) = arms.step_batches(cfg, "main", [collate(seqs, 0)])
+    (answer,) = arms.step_batches(cfg, "answer", [collate(seqs, 0)])
+    assert [arms.stage_of(cfg, s, 10) for s in range(10)] == ["main"] * 8 + ["answer"] * 2
+    for i, e in enumerate(seqs):
+        width = len(e.input_ids)
+        label_pos = [e.is_label.index(True)]
+        assert [j for j in range(width) if answer["labels"][i, j] != -100] == label_pos
+        assert [j for j in range(width) if answer["weights"][i, j] > 0] == label_pos
+        assert answer["labels"][i, label_pos[0]] == e.labels[label_pos[0]]
+        assert [j for j in range(width) if main["labels"][i, j] != -100] == list(range(e.n_prompt, width))
+    assert float(answer["weights"].sum()) == pytest.approx(1.0) and float(main["weights"].sum()) == pytest.approx(1.0)

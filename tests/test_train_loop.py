@@ -5,18 +5,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rationale_sft.config import build
+from rationale_sft.config import ConfigError, build
+from rationale_sft.errors import InputError
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.train import loop
 from rationale_sft.train.loop import train
 from rationale_sft.train.toy import toy_data, toy_model
 
-ARMS = ["label_only", "freeform", "stepwise", "label_then_rationale", "multitask", "padded_label_only", "weighted"]
+ARMS = ["label_only", "freeform", "stepwise", "label_then_rationale", "multitask", "padded_label_only", "weighted",
+        "shuffled_rationale", "flipped_rationale", "blind_rationale", "segment_norm", "answer_stage"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    ex, rat = toy_data(n=24, seed=5)
+    ex, rat = toy_data(n=24, seed=5, modes=("conditioned", "blind", "flipped"))
     model_dir = toy_model(tmp_path_factory.mktemp("m") / "base", ex["prompt"].to_list() + rat["text"].to_list(),
                           vocab_size=500)
     return ex, rat, model_dir
@@ -29,14 +31,20 @@ def weights(run_dir):
 @pytest.mark.parametrize("arm", ARMS)
 def test_every_arm_trains_and_logs(setup, tmp_path, arm):
     ex, rat, base = setup
-    cfg = build(TrainConfig, {"arm": arm, "steps": 2, "micro_batch": 2, "grad_accum": 2, "lr": 1e-3})
+    extra = {"answer_stage_steps": 1} if arm == "answer_stage" else {}
+    cfg = build(TrainConfig, {"arm": arm, "steps": 2, "micro_batch": 2, "grad_accum": 2, "lr": 1e-3, **extra})
     out = train(cfg, tmp_path, ex, rat, base)
     log = pl.read_parquet(tmp_path / "train_log.parquet")
     assert log.columns == loop.LOG_COLUMNS and log["step"].to_list() == [1, 2]
     assert log["loss"].is_finite().all() and (log["n_target_tokens"] > 0).all()
+    assert log["grad_cos"].null_count() == 2 and not (tmp_path / loop.CONFLICT).exists()  # measurement off
     share = log["label_token_share"].to_list()
-    if arm in ("label_only",):
+    if arm == "label_only":
         assert share == [1.0, 1.0] and log["rationale_loss"].null_count() == 2
+    elif arm == "answer_stage":
+        assert log["stage"].to_list() == ["main", "answer"] and share[1] == 1.0 and 0 < share[0] < 1
+    elif arm == "segment_norm":  # label mean and rationale mean weigh 1:1 (segment_label_weight)
+        assert share == pytest.approx([0.5, 0.5])
     else:
         assert all(0 < s < 1 for s in share)
     if arm == "weighted":
@@ -130,3 +138,23 @@ def test_bf16_autocast_trains(setup, tmp_path):
     train(cfg, tmp_path, ex, rat, base)
     log = pl.read_parquet(tmp_path / "train_log.parquet")
     assert log["loss"].is_finite().all() and weights(tmp_path)["model.embed_tokens.weight"].dtype == torch.float32
+
+
+def test_answer_stage_spends_its_steps_inside_the_budget_on_the_label_only(setup, tmp_path):
+    ex, rat, base = setup
+    cfg = build(TrainConfig, {"arm": "answer_stage", "steps": 5, "answer_stage_steps": 2, "micro_batch": 2,
+                              "grad_accum": 2, "lr": 1e-3})
+    out = train(cfg, tmp_path, ex, rat, base)
+    log = pl.read_parquet(tmp_path / "train_log.parquet")
+    assert out["steps"] == 5 and out["answer_stage_steps"] == 2  # the budget holds both stages
+    assert log["stage"].to_list() == ["main"] * 3 + ["answer"] * 2
+    answer, main = log.filter(pl.col("stage") == "answer"), log.filter(pl.col("stage") == "main")
+    assert answer["rationale_loss"].null_count() == 2 and answer["n_target_tokens"].to_list() == [4, 4]  # 4 labels
+    assert answer["loss"].to_list() == pytest.approx(answer["label_loss"].to_list(), rel=1e-6)
+    assert (main["n_target_tokens"] > 4 * 10).all() and main["rationale_loss"].null_count() == 0
+    assert log["lr"].to_list() == sorted(log["lr"].to_list(), reverse=True)  # one schedule over both stages
+    with pytest.raises(InputError, match="fewer than the run's 3 optimizer steps"):
+        train(build(TrainConfig, {"arm": "answer_stage", "epochs": 1, "micro_batch": 5, "answer_stage_steps": 3}),
+              tmp_path / "epochs", ex, rat, base)
+    with pytest.raises(ConfigError, match="answer_stage_steps=0"):
+        build(TrainConfig, {"arm": "answer_stage", "steps": 5})

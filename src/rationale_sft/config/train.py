@@ -6,7 +6,7 @@
 >>> build(TrainConfig, {"arm": "freeforms"})
 Traceback (most recent call last):
 ...
-rationale_sft.config.ConfigError: 'arm' must be one of 'label_only', 'freeform', 'stepwise', 'label_then_rationale', 'multitask', 'padded_label_only', 'weighted', got 'freeforms' (did you mean 'freeform'?)
+rationale_sft.config.ConfigError: 'arm' must be one of 'label_only', 'freeform', 'stepwise', 'label_then_rationale', 'multitask', 'padded_label_only', 'weighted', 'shuffled_rationale', 'flipped_rationale', 'blind_rationale', 'segment_norm', 'answer_stage', got 'freeforms' (did you mean 'freeform'?)
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from rationale_sft.config.score import ScoreConfig
 from rationale_sft.render.markers import ANSWER_MARKER
 
 Arm = Literal["label_only", "freeform", "stepwise", "label_then_rationale", "multitask",
-              "padded_label_only", "weighted"]
+              "padded_label_only", "weighted", "shuffled_rationale", "flipped_rationale", "blind_rationale",
+              "segment_norm", "answer_stage"]
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class TrainConfig:
     arm: Arm = "label_only"
     "SFT arm: which target follows the prompt and which target tokens carry loss (docs/arms.md)."
     rationale_style: Literal["freeform", "stepwise"] = "freeform"
-    "Rationale style used by the arms that do not name one (label_then_rationale, multitask, padded, weighted)."
+    "Rationale style used by the arms that do not name one (every arm except label_only, freeform, stepwise)."
     rationale_mode: Literal["conditioned", "blind"] = "conditioned"
-    "Which teacher rationales to train on: written knowing the label (conditioned) or not (blind)."
+    "Teacher rationales to train on: told the label (conditioned) or not (blind); flipped_/blind_rationale fix theirs."
     lr: float = 3e-4
     "Peak learning rate of AdamW."
     epochs: int = 1
@@ -57,6 +58,12 @@ class TrainConfig:
     "Clip the global gradient norm to this value; 0 disables clipping."
     label_weight: float = 10.0
     "Loss weight of the label token(s) in the 'weighted' arm (every other target token weighs 1)."
+    segment_label_weight: float = 1.0
+    "'segment_norm' arm: step loss = this x mean label-token CE + mean CE of the other target tokens."
+    answer_stage_steps: int = 0
+    "'answer_stage' arm: the last this many of the run's optimizer steps train the label token(s) only."
+    conflict_every: int = 0
+    "Measure label vs rationale gradient conflict at steps where step % this == 0 (0 = off; grad_conflict.parquet)."
     pad_unit: str = " ."
     "Neutral text repeated to pad the 'padded_label_only' target to the rationale's token length."
     label_task_prefix: str = "[label] "
@@ -86,12 +93,33 @@ class TrainConfig:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"'lr' must be > 0, got {self.lr:g} (e.g. lr=3e-4)")
-        if self.steps < 0 or self.checkpoint_every < 0 or self.max_train_examples < 0:
-            raise ValueError("'steps', 'checkpoint_every' and 'max_train_examples' must be >= 0")
+        if min(self.steps, self.checkpoint_every, self.max_train_examples, self.conflict_every,
+               self.answer_stage_steps) < 0:
+            raise ValueError("'steps', 'checkpoint_every', 'max_train_examples', 'conflict_every' and "
+                             "'answer_stage_steps' must be >= 0")
+        if not self.segment_label_weight > 0:
+            raise ValueError(f"'segment_label_weight' must be > 0, got {self.segment_label_weight:g}")
+        if self.arm == "answer_stage":
+            check_answer_stage(self.answer_stage_steps, self.steps)
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"'warmup' is a fraction of the steps in [0, 1), got {self.warmup}")
         if not self.answer_marker.strip():
             raise ValueError("'answer_marker' must be non-empty text such as 'Answer:'")
+
+
+def check_answer_stage(answer_steps: int, steps: int) -> None:
+    """The answer stage takes part of the run's step budget: 0 < answer_stage_steps < steps (when steps is set).
+
+    >>> check_answer_stage(5, 50)
+    >>> check_answer_stage(0, 50)
+    Traceback (most recent call last):
+    ...
+    ValueError: arm 'answer_stage' needs 0 < answer_stage_steps < steps (its steps are part of the run's budget), got answer_stage_steps=0 with steps=50; set e.g. answer_stage_steps=5
+    """
+    if answer_steps < 1 or (steps and answer_steps >= steps):
+        raise ValueError(f"arm 'answer_stage' needs 0 < answer_stage_steps < steps (its steps are part of the run's "
+                         f"budget), got answer_stage_steps={answer_steps} with steps={steps}; set e.g. "
+                         f"answer_stage_steps={max(1, steps // 10)}")
 
 
 @dataclass(frozen=True)

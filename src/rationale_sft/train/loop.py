@@ -6,7 +6,8 @@ accumulation splits give the same update and long rationale targets are not aver
 
 Run directory (contract section 7): ``checkpoint/`` (model or adapter dir + tokenizer + ``training.json``),
 ``train_log.parquet`` (one row per step), ``train_examples.parquet`` (hashes and token counts per training
-sequence) and ``train.json`` (summary, seeds, input hashes). A re-run resumes from ``checkpoint/`` (weights,
+sequence), ``train.json`` (summary, seeds, input hashes) and, with ``train.conflict_every``,
+``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer). A re-run resumes from ``checkpoint/`` (weights,
 optimizer, scheduler, RNG, step and log) and returns at once when the checkpoint is final.
 """
 
@@ -29,14 +30,15 @@ from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import derive_seed, rng
 from rationale_sft.tables import read_parquet
-from rationale_sft.train import arms
+from rationale_sft.train import arms, conflict
 from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
 
 CHECKPOINT = "checkpoint"
 STATE = "trainer_state.pt"
 META = "training.json"
-LOG_COLUMNS = ["step", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens", "n_tokens",
-               "lr", "tokens_per_s"]
+LOG_COLUMNS = ["step", "stage", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens",
+               "n_tokens", "lr", "tokens_per_s", "grad_cos", "grad_norm_ratio"]
+CONFLICT = "grad_conflict.parquet"
 
 
 def seeds_of(seed: int) -> dict[str, int]:
@@ -66,19 +68,31 @@ def training_rows(cfg: TrainConfig, examples: pl.DataFrame, rationales: pl.DataF
     rows = examples.filter(pl.col("split") == "train").sort("subject_id")
     if rows.is_empty():
         raise InputError("examples: no rows with split == 'train'; check examples.parquet's split column")
-    style = arms.rationale_style(cfg)
+    style, mode = arms.rationale_style(cfg), arms.rationale_mode(cfg)
     if style is None:
-        rows = rows.with_columns(rationale=pl.lit(None, pl.String))
+        rows = rows.with_columns(rationale=pl.lit(None, pl.String), rationale_subject_id=pl.lit(None, pl.Int64))
     else:
-        rows = rows.join(pick_rationales(rationales, style, cfg.rationale_mode), on="subject_id", how="left")
+        rows = rows.join(pick_rationales(rationales, style, mode), on="subject_id", how="left")
         missing = rows.filter(pl.col("rationale").is_null())["subject_id"].to_list()
         if missing:
-            raise InputError(f"rationales: {len(missing)} training subjects have no {style}/{cfg.rationale_mode} "
-                             f"rationale (e.g. subject_id {missing[:5]}); generate them or change train.rationale_style")
+            hint = (" (`rationales generate mode=flipped`; a grid plans it for this arm)" if mode == "flipped"
+                    else "")
+            raise InputError(f"rationales: {len(missing)} training subjects have no {style}/{mode} rationale "
+                             f"(e.g. subject_id {missing[:5]}); generate them{hint} or change train.rationale_style")
+        rows = rows.with_columns(rationale_subject_id=pl.col("subject_id"))
     if cfg.max_train_examples and cfg.max_train_examples < rows.height:
         keep = np.sort(rng(cfg.seed, "data_subset").choice(rows.height, cfg.max_train_examples, replace=False))
         rows = rows[keep.tolist()]
-    return rows
+    return shuffle_rationales(rows, cfg.seed) if cfg.arm == "shuffled_rationale" else rows
+
+
+def shuffle_rationales(rows: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Each row's rationale replaced by that of its same-label donor (``arms.same_label_donors``), whose
+    subject id goes to ``rationale_subject_id``."""
+    donors = arms.same_label_donors(rows["subject_id"].to_list(), rows["label"].to_list(), seed)
+    texts = dict(zip(rows["subject_id"].to_list(), rows["rationale"].to_list()))
+    return rows.with_columns(rationale=pl.Series([texts[d] for d in donors], dtype=pl.String),
+                             rationale_subject_id=pl.Series(donors, dtype=pl.Int64))
 
 
 def pick_rationales(rationales: pl.DataFrame | None, style: str, mode: str) -> pl.DataFrame:
@@ -105,10 +119,11 @@ def encode_rows(cfg: TrainConfig, tokenizer, rows: pl.DataFrame, chat: bool) -> 
             seqs.append(e)
             target = "".join(text for _, text in task.segments)
             table.append({"subject_id": r["subject_id"], "task": task.task, "prompt_hash": r["prompt_hash"],
+                          "rationale_subject_id": r["rationale_subject_id"],
                           "target_hash": rundir.hash_text(task.prefix + "\x00" + target),
                           "n_prompt_tokens": e.n_prompt, "n_target_tokens": len(e.input_ids) - e.n_prompt,
                           "n_label_tokens": sum(e.is_label), "n_history_dropped": e.n_dropped})
-    return seqs, pl.DataFrame(table, schema_overrides={"subject_id": pl.Int64})
+    return seqs, pl.DataFrame(table, schema_overrides={"subject_id": pl.Int64, "rationale_subject_id": pl.Int64})
 
 
 def check_mask(e: Encoded, where: str) -> None:
@@ -233,17 +248,22 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     rundir.write_parquet(table, run_dir / "train_examples.parquet")
     plan = schedule(cfg, len(seqs))
     total = len(plan)
+    if cfg.arm == "answer_stage" and cfg.answer_stage_steps >= total:
+        raise InputError(f"train.answer_stage_steps={cfg.answer_stage_steps} must be fewer than the run's {total} "
+                         "optimizer steps (both stages share the step budget); lower it or raise train.steps")
     opt = make_optimizer(cfg, model)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total))
     log: list[dict] = []
+    conflicts: list[dict] = []  # grad_conflict.parquet rows
     step0 = 0
     if ckpt is not None and (ckpt / STATE).is_file():
-        step0, log = restore(ckpt / STATE, model, opt, sched)
+        step0, log, conflicts = restore(ckpt / STATE, model, opt, sched)
     meta = {"arm": cfg.arm, "scoring": arms.SCORING[cfg.arm], "answer_marker": cfg.answer_marker,
             "prefix": arms.scoring_prefix(cfg), "chat": chat, "max_len": cfg.max_len,
             "base_model": rundir.portable(absolute(base_model_dir), run_dir), "lora": cfg.lora.enabled,
             "total_steps": total}
     pad = pad_id(tok)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     model.train()
     from rich.progress import Progress
 
@@ -251,18 +271,22 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
         task = bar.add_task(f"train {cfg.arm}", total=total, completed=step0)
         for step in range(step0, total):
             t0 = time.perf_counter()
-            micro = [collate([seqs[i] for i in mb], pad) for mb in plan[step] if mb]
-            total_weight = float(sum(b["weights"].sum() for b in micro))
-            stats = np.zeros(6)  # loss, label ce sum, label n, other ce sum, other n, label weight
-            n_tokens = 0
+            stage = arms.stage_of(cfg, step, total)
+            # weights normalised over the whole step (all micro-batches): the step loss is sum(w * ce)
+            micro = arms.step_batches(cfg, stage, [collate([seqs[i] for i in mb], pad) for mb in plan[step] if mb])
+            due = conflict.due(cfg.conflict_every, step + 1)
+            stats = np.zeros(7)  # loss, label ce sum, label n, other ce sum, other n, label weight, all weight
+            n_tokens, measured = 0, None
             for batch in micro:
                 ce, w, is_label, valid = token_losses(model, batch, cfg.bf16, device)
-                loss = (ce * w).sum() / total_weight
+                loss = (ce * w).sum()
+                if due and measured is None:  # same forward pass, grads returned, not accumulated
+                    measured = conflict.measure(ce, is_label, valid, trainable)
                 loss.backward()
                 with torch.no_grad():
                     other = valid & ~is_label
                     stats += [loss.item(), ce[is_label].sum().item(), is_label.sum().item(),
-                              ce[other].sum().item(), other.sum().item(), w[is_label].sum().item()]
+                              ce[other].sum().item(), other.sum().item(), w[is_label].sum().item(), w.sum().item()]
                 n_tokens += int(batch["attention_mask"].sum())
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -271,16 +295,21 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             sched.step()
             opt.zero_grad(set_to_none=True)
             dt_step = time.perf_counter() - t0
-            log.append({"step": step + 1, "loss": stats[0], "label_loss": stats[1] / max(stats[2], 1),
+            conflicts += [{"step": step + 1, **row} for row in measured or ()]
+            overall = (measured or [{}])[0]
+            log.append({"step": step + 1, "stage": stage, "loss": stats[0], "label_loss": stats[1] / max(stats[2], 1),
                         "rationale_loss": stats[3] / stats[4] if stats[4] else None,
-                        "label_token_share": stats[5] / total_weight, "n_target_tokens": int(stats[2] + stats[4]),
-                        "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step})
+                        "label_token_share": stats[5] / stats[6], "n_target_tokens": int(stats[2] + stats[4]),
+                        "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step,
+                        "grad_cos": overall.get("cos"), "grad_norm_ratio": overall.get("norm_ratio")})
             bar.update(task, advance=1)
             done = step + 1 == total
             if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
-                save_checkpoint(run_dir, model, tok, opt, sched, step + 1, log, {**meta, "finished": done})
+                save_checkpoint(run_dir, model, tok, opt, sched, step + 1, log, {**meta, "finished": done},
+                                conflicts if cfg.conflict_every else None)
     if total == 0 or step0 == total:
-        save_checkpoint(run_dir, model, tok, opt, sched, total, log, {**meta, "finished": True})
+        save_checkpoint(run_dir, model, tok, opt, sched, total, log, {**meta, "finished": True},
+                        conflicts if cfg.conflict_every else None)
     summary = summarise(cfg, run_dir, table, log, started, step0, base_model_dir, examples, rationales)
     rundir.write_json(run_dir / "train.json", summary)
     return summary
@@ -293,6 +322,7 @@ def summarise(cfg, run_dir: Path, table: pl.DataFrame, log: list[dict], started:
               if isinstance(v, (str, Path))}
     return {"config": cfglib.to_dict(cfg), "config_hash": cfglib.config_hash(cfg), "seeds": seeds_of(cfg.seed),
             "steps": len(log), "tokens_seen": sum(r.get("n_tokens") or 0 for r in log),  # prompt + target, all steps
+            "answer_stage_steps": sum(r.get("stage") == "answer" for r in log),  # part of "steps", not added
             "resumed_from_step": step0 or None, "n_examples": int(table["subject_id"].n_unique()),
             "n_sequences": table.height, "n_target_tokens": int(table["n_target_tokens"].sum()),
             "n_label_tokens": int(table["n_label_tokens"].sum()),
@@ -312,8 +342,10 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[dict], meta: dict) -> Path:
-    """Write the checkpoint to a temporary dir, then swap it in by renames (a crash leaves a whole one)."""
+def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[dict], meta: dict,
+                    conflicts: list[dict] | None = None) -> Path:
+    """Write the checkpoint to a temporary dir, then swap it in by renames (a crash leaves a whole one);
+    ``conflicts`` (None: measurement off) are written to grad_conflict.parquet and kept for a resume."""
     import torch
 
     tmp = run_dir / ".checkpoint.tmp"
@@ -325,13 +357,16 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
         if not meta["finished"]:  # a final checkpoint needs no optimizer state: it is never resumed
             trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
             torch.save({"step": step, "params": trainable, "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log},
+                        "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "log": log,
+                        "conflicts": conflicts or []},
                        tmp / STATE)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(exc, run_dir / CHECKPOINT) from exc
     rundir.write_json(tmp / META, {**meta, "step": step})
     rundir.write_parquet(pl.DataFrame(log, schema=log_schema()), run_dir / "train_log.parquet")
+    if conflicts is not None:
+        rundir.write_parquet(pl.DataFrame(conflicts, schema=conflict_schema()), run_dir / CONFLICT)
     final, old = run_dir / CHECKPOINT, run_dir / ".checkpoint.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -369,8 +404,8 @@ def write_error(exc: Exception, path: Path) -> Exception:
     return exc
 
 
-def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
-    """Load trainable weights, optimizer, scheduler and RNG state; return (step, log rows so far)."""
+def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict], list[dict]]:
+    """Load trainable weights, optimizer, scheduler and RNG state; return (step, log rows, conflict rows so far)."""
     import torch
 
     state = torch.load(state_path, map_location="cpu", weights_only=False)  # resumable on another device
@@ -381,11 +416,17 @@ def restore(state_path: Path, model, opt, sched) -> tuple[int, list[dict]]:
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), list(state["log"])
+    return int(state["step"]), list(state["log"]), list(state.get("conflicts", []))  # older states lack them
 
 
 def log_schema() -> dict:
     """Column types of train_log.parquet."""
-    return {"step": pl.Int64, "loss": pl.Float64, "label_loss": pl.Float64, "rationale_loss": pl.Float64,
-            "label_token_share": pl.Float64, "n_target_tokens": pl.Int64, "n_tokens": pl.Int64, "lr": pl.Float64,
-            "tokens_per_s": pl.Float64}
+    return {"step": pl.Int64, "stage": pl.String, "loss": pl.Float64, "label_loss": pl.Float64,
+            "rationale_loss": pl.Float64, "label_token_share": pl.Float64, "n_target_tokens": pl.Int64,
+            "n_tokens": pl.Int64, "lr": pl.Float64, "tokens_per_s": pl.Float64, "grad_cos": pl.Float64,
+            "grad_norm_ratio": pl.Float64}
+
+
+def conflict_schema() -> dict:
+    """Column types of grad_conflict.parquet."""
+    return dict(zip(conflict.TABLE_COLUMNS, [pl.Int64, pl.String] + [pl.Float64] * 4))

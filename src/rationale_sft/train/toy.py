@@ -6,6 +6,9 @@ label depends on age, APOE e4 and two diagnoses through a logistic model, so a m
 >>> ex, rat = toy_data(n=20, seed=1)
 >>> ex.columns[:5], ex["prompt"][0].endswith("\\nAnswer:"), sorted(set(rat["style"]))
 (['subject_id', 'prediction_time', 'split', 'label', 'template'], True, ['freeform', 'stepwise'])
+>>> flip = toy_data(n=20, seed=1, modes=("flipped",))[1].join(ex.select("subject_id", "label"), on="subject_id")
+>>> bool(((flip["conclusion"] == "Yes") != flip["label"]).all())
+True
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _subject(r: np.random.Generator, sid: int) -> dict:
     label = bool(r.random() < 1 / (1 + np.exp(-logit)))
     years = sorted((int(r.integers(1, 20)) for _ in codes), reverse=True)
     return {"sid": sid, "age": age, "apoe": apoe, "dx": [(y, pool[c], c) for y, c in zip(years, codes)],
-            "label": label, "sex": str(r.choice(["F", "M"]))}
+            "label": label, "sex": str(r.choice(["F", "M"])), "logit": logit}
 
 
 def _prompt(s: dict, when: dt.date) -> str:
@@ -48,10 +51,9 @@ def _prompt(s: dict, when: dt.date) -> str:
     return "\n".join(lines + [QUESTION]) + PROMPT_END
 
 
-def _rationales(s: dict) -> tuple[str, str]:
+def _rationales(s: dict, high: bool) -> tuple[str, str]:
     risk = [name for _, name, c in s["dx"] if c in RISK_DX]
     factors = [f"age {s['age']}", f"{s['apoe']} APOE e4 alleles"] + [n.lower() for n in risk]
-    high = s["label"]
     verdict = "high" if high else "low"
     free = (f"The main factors are {', '.join(factors)}. Taken together the five-year risk of dementia "
             f"looks {verdict}.")
@@ -61,8 +63,14 @@ def _rationales(s: dict) -> tuple[str, str]:
     return free, " ".join(steps)
 
 
-def toy_data(n: int = 200, seed: int = 0, held_out: float = 0.3) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(examples, rationales)`` for ``n`` toy subjects in the contract shapes (conditioned rationales)."""
+def _verdict(s: dict, mode: str) -> bool:
+    """The conclusion a toy rationale states: the label (conditioned), its opposite (flipped), the logit (blind)."""
+    return {"conditioned": s["label"], "flipped": not s["label"], "blind": s["logit"] >= 0}[mode]
+
+
+def toy_data(n: int = 200, seed: int = 0, held_out: float = 0.3,
+             modes: tuple[str, ...] = ("conditioned",)) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(examples, rationales)`` for ``n`` toy subjects in the contract shapes (rationales in ``modes``)."""
     r = rng(seed, "toy_cohort")
     subjects = [_subject(r, 1000 + i) for i in range(n)]
     when = dt.date(2010, 6, 1)
@@ -77,13 +85,13 @@ def toy_data(n: int = 200, seed: int = 0, held_out: float = 0.3) -> tuple[pl.Dat
         "n_history_dropped": [0] * n, "truncated": [False] * n,
     }, schema_overrides={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us")})
     rows = []
-    for s in subjects:
-        free, step = _rationales(s)
-        for style, text in (("freeform", free), ("stepwise", step)):
-            rows.append({"subject_id": s["sid"], "style": style, "mode": "conditioned", "backend": "toy",
-                         "model": "toy", "spec_version": "1", "text": text,
-                         "conclusion": "Yes" if s["label"] else "No", "teacher_risk": None,
-                         "cache_key": hash_text(f"{s['sid']}{style}{text}")})
+    for mode in modes:
+        for s in subjects:
+            high = _verdict(s, mode)
+            for style, text in zip(("freeform", "stepwise"), _rationales(s, high)):
+                rows.append({"subject_id": s["sid"], "style": style, "mode": mode, "backend": "toy",
+                             "model": "toy", "spec_version": "1", "text": text, "conclusion": "Yes" if high else "No",
+                             "teacher_risk": None, "cache_key": hash_text(f"{s['sid']}{style}{text}")})
     rats = pl.DataFrame(rows, schema_overrides={"subject_id": pl.Int64, "teacher_risk": pl.Float64})
     return examples, rats
 
