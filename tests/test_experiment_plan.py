@@ -136,3 +136,28 @@ def test_every_run_gets_the_same_step_budget_across_arms_and_scales():
     assert len({j.kwargs["scale"] for j in sft}) >= 2
     with pytest.raises(InputError, match="train.steps is 0"):
         plan(load("quick", "train.steps=0", "train.epochs=1"), CONFIGS)
+
+
+def test_control_arms_get_the_rationales_of_their_teacher_mode():
+    arms = "grid.arms=[label_only,freeform,shuffled_rationale,flipped_rationale,blind_rationale,segment_norm]"
+    p = plan(load("smoke", arms), CONFIGS)
+    teachers = {j.kwargs["teacher"]["mode"]: j.out_dir for j in p.jobs if j.fn.endswith(":rationales")}
+    assert sorted(teachers) == ["blind", "conditioned", "flipped"] and kinds(p)["quality"] == 1
+    assert p.index["rationales"] == teachers["conditioned"] and p.index["rationales_by_mode"] == teachers
+    sft = {j.kwargs["meta"]["arm"]: j for j in p.runs if j.fn.endswith(":sft")}
+    want = {"label_only": None, "freeform": teachers["conditioned"], "shuffled_rationale": teachers["conditioned"],
+            "segment_norm": teachers["conditioned"], "flipped_rationale": teachers["flipped"],
+            "blind_rationale": teachers["blind"]}
+    assert {a: j.kwargs["rationales_dir"] for a, j in sft.items()} == want
+    assert all(j.kwargs["train"]["steps"] == load("smoke").train.steps for j in sft.values())
+    plain = plan(load("smoke"), CONFIGS)
+    assert kinds(plain)["rationales"] == 1 and "rationales_by_mode" not in plain.index
+
+
+def test_answer_stage_steps_come_out_of_the_run_budget():
+    steps = load("smoke").train.steps
+    with pytest.raises(InputError, match="answer_stage_steps=0"):
+        plan(load("smoke", "grid.arms=[label_only,answer_stage]"), CONFIGS)
+    p = plan(load("smoke", "grid.arms=[label_only,answer_stage]", "train.answer_stage_steps=1"), CONFIGS)
+    run = next(j for j in p.runs if j.kwargs.get("meta", {}).get("arm") == "answer_stage")
+    assert run.kwargs["train"]["steps"] == steps and run.kwargs["train"]["answer_stage_steps"] == 1

@@ -74,3 +74,19 @@ def test_cli_exit_codes(job_files, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no rationales.parquet was given" in out and "problem(s)" in out
     assert main(["validate", str(path), "train.arm=freefrom"]) == 2
+
+
+@pytest.mark.parametrize("arm", ["shuffled_rationale", "flipped_rationale", "blind_rationale", "segment_norm",
+                                 "answer_stage"])
+def test_the_control_and_balancing_arms_validate(job_files, tmp_path, arm):
+    root, base = job_files
+    _, rat = toy_data(n=30, seed=4, modes=("conditioned", "blind", "flipped"))
+    rat.write_parquet(tmp_path / "rationales.parquet")
+    extra = {"steps": 10, "answer_stage_steps": 2} if arm == "answer_stage" else {}
+    cfg = build(JobConfig, {"examples": str(root / "examples.parquet"), "rationales": str(tmp_path / "rationales.parquet"),
+                            "model": str(base), "train": {"arm": arm, **extra}})
+    report = validate(cfg)
+    assert report["problems"] == [] and report["arm"] == arm and report["n_sequences"] == report["n_examples"] > 0
+    if arm == "flipped_rationale":
+        report = validate(job(root, base, arm=arm))  # the job's rationales hold no flipped ones
+        assert any("no freeform/flipped rationale" in p for p in report["problems"])

@@ -18,7 +18,7 @@ RESULT_KEYS = ("run_id", "arm", "family", "size", "model", "base", "scale", "see
                "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "conclusion_rate", "marker_found_rate",
                "mean_label_mass", "truncated_rate", "gen_grounding_rate", "gen_age_correct_rate",
                "gen_sex_correct_rate", "gen_loop_rate", "auroc_probe", "k_shot", "n_train", "train_steps",
-               "train_tokens", "train_seconds", "train_tokens_per_s", "score_seconds", "run_path", "error")
+               "train_answer_steps", "train_tokens", "train_seconds", "train_tokens_per_s", "score_seconds", "run_path", "error")
 
 
 def default_out(cfg: ExperimentConfig) -> Path:
@@ -106,6 +106,6 @@ def _pick(row: dict) -> dict:
 
 
 def _schema(keys: tuple[str, ...]) -> dict:
-    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_tokens"}
+    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_answer_steps", "train_tokens"}
     strs = {"run_id", "arm", "family", "size", "model", "base", "status", "run_path", "error"}
     return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in keys}

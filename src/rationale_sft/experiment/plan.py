@@ -14,6 +14,7 @@ from pathlib import Path
 from rationale_sft import config as cfglib
 from rationale_sft import fingerprint
 from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
+from rationale_sft.config.train import check_answer_stage
 from rationale_sft.errors import InputError
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
@@ -72,11 +73,23 @@ def check_budget(cfg: ExperimentConfig) -> None:
     Traceback (most recent call last):
     ...
     rationale_sft.errors.InputError: train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs would make steps grow with the training scale); set train.steps, e.g. train.steps=100 (scales [500])
+
+    The answer_stage arm spends the last ``train.answer_stage_steps`` of these steps on its answer stage:
+
+    >>> check_budget(build(ExperimentConfig, {"train": {"steps": 50}, "grid": {"arms": ["answer_stage"]}}))
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: train: arm 'answer_stage' needs 0 < answer_stage_steps < steps (its steps are part of the run's budget), got answer_stage_steps=0 with steps=50; set e.g. answer_stage_steps=5
     """
     if cfg.grid.arms and cfg.train.steps <= 0:
         raise InputError("train.steps is 0: a grid gives every run the same fixed number of optimizer steps (epochs "
                          "would make steps grow with the training scale); set train.steps, e.g. train.steps=100 "
                          f"(scales {list(cfg.grid.scales)})")
+    if "answer_stage" in cfg.grid.arms:
+        try:
+            check_answer_stage(cfg.train.answer_stage_steps, cfg.train.steps)
+        except ValueError as exc:
+            raise InputError(f"train: {exc}") from None
 
 
 def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, share: float | None) -> dict:
@@ -90,13 +103,14 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
         "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
     render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir,
                                    "render": cfglib.to_dict(cfg.render)}, [meds_job, labels], "render"))
-    rationales = rationale_jobs(p, cfg, meds, meds_job, labels, render)
+    by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
     baseline_jobs(p, cfg, meds, meds_job, labels)
     p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})
     level, p.index = p.index, index or dict(p.index)
     if share is not None:
         p.index.setdefault("hidden_share_levels", {})[f"{share:g}"] = level
-    return {"labels": labels, "render": render, "rationales": rationales, "hidden_share": share, "meds": meds}
+    return {"labels": labels, "render": render, "rationales": by_mode.get(cfg.teacher.mode),
+            "rationales_by_mode": by_mode, "hidden_share": share, "meds": meds}
 
 
 def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
@@ -126,17 +140,39 @@ def external_job(p: Plan, kind: str, path: Path) -> Job:
     return p.add(_job("external", {"path": str(path), "content": fingerprint.digest(path)}, [], kind))
 
 
-def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job, render: Job) -> Job | None:
-    """Teacher rationales and their quality report, when any arm or few-shot demonstration uses them."""
+def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job, render: Job) -> dict[str, Job]:
+    """Teacher rationales (and their quality report) when any arm or few-shot demonstration uses them, per
+    teacher mode: ``teacher.mode``, plus the modes of the arms that fix their own (``extra_modes``)."""
     demos = cfg.fewshot.demos if cfg.fewshot.enabled else ()
     if all(a == "label_only" for a in cfg.grid.arms) and all(d == "label_only" for d in demos):
-        return None
-    job = p.add(_job("rationales", {"meds": meds, "render_dir": render.out_dir,
-                                    "teacher": cfglib.to_dict(cfg.teacher)}, [meds_job, render], "rationales"))
+        return {}
+    by_mode = {}
+    for mode in (cfg.teacher.mode, *extra_modes(cfg)):
+        teacher = dataclasses.replace(cfg.teacher, mode=mode)
+        by_mode[mode] = p.add(_job("rationales", {"meds": meds, "render_dir": render.out_dir,
+                                                  "teacher": cfglib.to_dict(teacher)}, [meds_job, render], "rationales"))
+    job = by_mode[cfg.teacher.mode]
     quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
                                      "render": cfglib.to_dict(cfg.render)}, [meds_job, labels, job], "quality"))
     p.index.update({"rationales": job.out_dir, "rationale_quality": quality.out_dir})
-    return job
+    if len(by_mode) > 1:
+        p.index["rationales_by_mode"] = {m: j.out_dir for m, j in by_mode.items()}
+    return by_mode
+
+
+def extra_modes(cfg: ExperimentConfig) -> list[str]:
+    """Teacher modes other than ``teacher.mode`` that the grid's arms train on (flipped_rationale: flipped,
+    blind_rationale: blind), each generated by its own rationales job.
+
+    >>> from rationale_sft.config import build
+    >>> extra_modes(build(ExperimentConfig, {"grid": {"arms": ["freeform", "flipped_rationale", "blind_rationale"]}}))
+    ['blind', 'flipped']
+    >>> extra_modes(build(ExperimentConfig, {"teacher": {"mode": "blind"}, "grid": {"arms": ["blind_rationale"]}}))
+    []
+    """
+    from rationale_sft.train.arms import RATIONALE_MODES
+
+    return sorted({RATIONALE_MODES[a] for a in cfg.grid.arms if a in RATIONALE_MODES} - {cfg.teacher.mode})
 
 
 def baseline_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job) -> None:
@@ -192,7 +228,11 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
     if spec.lora:
         train["lora"] = {**cfglib.to_dict(cfg.lora), "enabled": True}
     meta = _meta(spec, arm if label_weight is None else f"{arm}_x{label_weight:g}", shared)
-    return _run_job("sft", cfg, shared, base, arm != "label_only", scale=scale, seed=seed, train=train,
+    from rationale_sft.train.arms import RATIONALE_MODES
+
+    rationales = None if arm == "label_only" else (
+        shared["rationales_by_mode"][RATIONALE_MODES[arm]] if arm in RATIONALE_MODES else shared["rationales"])
+    return _run_job("sft", cfg, shared, base, rationales, scale=scale, seed=seed, train=train,
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render))
 
 
@@ -205,13 +245,13 @@ def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> N
                             "seed": seed}
                 if demo != "label_only":
                     settings["rationale_style"] = demo
-                p.runs.append(p.add(_run_job("fewshot", cfg, shared, bases[_base_key(spec)], demo != "label_only",
+                rationales = shared["rationales"] if demo != "label_only" else None
+                p.runs.append(p.add(_run_job("fewshot", cfg, shared, bases[_base_key(spec)], rationales,
                                              settings=settings, meta=_meta(spec, f"fewshot_{demo}", shared))))
 
 
-def _run_job(fn: str, cfg: ExperimentConfig, shared: dict, base: Job, with_rationales: bool, **kwargs) -> Job:
+def _run_job(fn: str, cfg: ExperimentConfig, shared: dict, base: Job, rationales: Job | None, **kwargs) -> Job:
     """A run job (one results row): reads the shared labels, prompts, base model and, if used, rationales."""
-    rationales = shared["rationales"] if with_rationales else None
     inputs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
               "score": cfglib.to_dict(cfg.score)}

@@ -60,7 +60,8 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
         quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
         row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
                "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
-               "train_steps": summary["steps"], "train_tokens": summary["tokens_seen"],
+               "train_steps": summary["steps"], "train_answer_steps": summary["answer_stage_steps"],
+               "train_tokens": summary["tokens_seen"],
                "score_seconds": scored["seconds"], "n_train": summary["n_examples"],
                **{k: quality.get(k) for k in GENERATION_KEYS}}
         rundir.write_json(d / RUN_JSON, row)
