@@ -10,7 +10,7 @@ A grid YAML (``configs/quick.yaml`` and friends) is one ``ExperimentConfig``. Re
 >>> build(ExperimentConfig, {"grid": {"arms": ["rationale"]}})
 Traceback (most recent call last):
 ...
-rationale_sft.config.ConfigError: 'grid.arms[0]' must be one of 'label_only', 'freeform', 'stepwise', 'label_then_rationale', 'multitask', 'padded_label_only', 'weighted', got 'rationale' (did you mean 'label_then_rationale'?)
+rationale_sft.config.ConfigError: 'grid.arms[0]' must be one of 'label_only', 'freeform', 'stepwise', 'label_then_rationale', 'multitask', 'padded_label_only', 'weighted', 'shuffled_rationale', 'flipped_rationale', 'blind_rationale', 'segment_norm', 'answer_stage', got 'rationale' (did you mean 'blind_rationale' or 'flipped_rationale' or 'shuffled_rationale'?)
 """
 
 from __future__ import annotations
