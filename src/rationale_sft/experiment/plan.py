@@ -149,8 +149,8 @@ def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: 
     by_mode = {}
     for mode in (cfg.teacher.mode, *extra_modes(cfg)):
         teacher = dataclasses.replace(cfg.teacher, mode=mode)
-        by_mode[mode] = p.add(_job("rationales", {"meds": meds, "render_dir": render.out_dir,
-                                                  "teacher": cfglib.to_dict(teacher)}, [meds_job, render], "rationales"))
+        kwargs = {"meds": meds, "render_dir": render.out_dir, "teacher": cfglib.to_dict(teacher)}
+        by_mode[mode] = p.add(_job("rationales", kwargs, [meds_job, render], "rationales"))
     job = by_mode[cfg.teacher.mode]
     quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
                                      "render": cfglib.to_dict(cfg.render)}, [meds_job, labels, job], "quality"))

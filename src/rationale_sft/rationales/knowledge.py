@@ -160,8 +160,8 @@ def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = No
     """
     check_style_mode(style, mode)
     if (mode in LABELLED_MODES) != (label is not None):
-        raise InputError(f"{mode} mode {'needs the label (True/False)' if mode in LABELLED_MODES else 'must not see the label'}"
-                         f" for subject {facts.subject_id}; got label={label!r}")
+        need = "needs the label (True/False)" if mode in LABELLED_MODES else "must not see the label"
+        raise InputError(f"{mode} mode {need} for subject {facts.subject_id}; got label={label!r}")
     kb = kb or load_knowledge()
     evidence = find_evidence(facts, kb)
     risk = kb.risk(facts.age, evidence)

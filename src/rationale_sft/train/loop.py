@@ -7,8 +7,9 @@ accumulation splits give the same update and long rationale targets are not aver
 Run directory (contract section 7): ``checkpoint/`` (model or adapter dir + tokenizer + ``training.json``),
 ``train_log.parquet`` (one row per step), ``train_examples.parquet`` (hashes and token counts per training
 sequence), ``train.json`` (summary, seeds, input hashes) and, with ``train.conflict_every``,
-``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer). A re-run resumes from ``checkpoint/`` (weights,
-optimizer, scheduler, RNG, step and log) and returns at once when the checkpoint is final.
+``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer).
+A re-run resumes from ``checkpoint/`` (weights, optimizer, scheduler, RNG, step and log) and returns at
+once when the checkpoint is final.
 """
 
 from __future__ import annotations
