@@ -136,12 +136,7 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     model, tok = models.load(model_dir)
     device = device_of(cfg.device)
     model.to(device).eval()
-    meta = model_meta(model_dir, model)
-    mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
-    chat = uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
-    budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
-    prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
-    contexts, tails, dropped = build_contexts(tok, prompts, chat=chat, budget=budget)
+    meta, mode, (contexts, tails, dropped) = scoring_inputs(cfg, model_dir, model, tok, rows)
     t0 = time.perf_counter()
     res = score_contexts(model, tok, contexts, tails, mode=mode, marker=meta["answer_marker"], cfg=cfg, device=device)
     seconds = time.perf_counter() - t0
@@ -160,6 +155,16 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
                "seeds": seeds, **metrics(table), **extra, "elapsed": time.time() - started}
     rundir.write_json(run_dir / "score.json", summary)
     return summary
+
+
+def scoring_inputs(cfg: ScoreConfig, model_dir, model, tok, rows: pl.DataFrame) -> tuple[dict, str, tuple]:
+    """How ``model_dir`` is scored (its meta and mode) and the contexts of ``rows``: ids, tails, lines dropped."""
+    meta = model_meta(model_dir, model)
+    mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
+    chat = uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
+    budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
+    prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
+    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget)
 
 
 def select_split(examples: pl.DataFrame, split: str) -> pl.DataFrame:
