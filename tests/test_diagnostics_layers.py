@@ -97,7 +97,9 @@ def test_a_generating_arm_is_probed_after_its_rationale_as_score_writes_it(world
 
 
 @pytest.mark.slow
-def test_probes_over_a_training_runs_checkpoints(world, tmp_path, monkeypatch):
+def test_probes_over_a_training_runs_checkpoints(world, tmp_path, monkeypatch, capsys):
+    from rationale_sft.cli import main
+
     from rationale_sft.train import loop
 
     with pytest.raises(InputError, match="no checkpoint"):
@@ -122,3 +124,11 @@ def test_probes_over_a_training_runs_checkpoints(world, tmp_path, monkeypatch):
     final = probe_layers(tmp_path / "checkpoint", world["ex"], folds=3)
     keys = ["measure", "layer"]
     assert t.filter(pl.col("step") == 4).drop("step", "checkpoint").sort(keys).equals(final.sort(keys))
+    world["ex"].write_parquet(tmp_path / "examples.parquet")
+    cli = ["score", "--examples", str(tmp_path / "examples.parquet"), "--out", str(tmp_path), "--probe-layers"]
+    assert main(cli + ["--probe-folds", "3"]) == 0
+    assert pl.read_parquet(tmp_path / FILE).equals(t)  # same folds seed, same checkpoints: the same table
+    out = capsys.readouterr().out
+    assert "step 4, direct slot: best probe layer" in out and "2 checkpoint(s)" in out
+    assert main(cli + ["--probe-folds", "1"]) == 2
+    assert "probe folds must be >= 2" in capsys.readouterr().err

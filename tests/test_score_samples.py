@@ -139,3 +139,13 @@ def test_decoder_refuses_bad_seeds_and_nucleus(world):
         decode_to_marker(model, tok, [[1, 2], [3]], row_seeds=[1], **args)
     with pytest.raises(ValueError, match="top_p must be in"):
         decode_to_marker(model, tok, [[1, 2], [3]], top_p=0.0, **args)
+
+
+def test_cli_scores_samples(world, tmp_path, capsys):
+    from rationale_sft.cli import main
+
+    ex, base = world
+    ex.write_parquet(tmp_path / "examples.parquet")
+    assert main(["score", "--examples", str(tmp_path / "examples.parquet"), "--model", str(base), "--out",
+                 str(tmp_path / "run"), "score.mode=generate", "score.max_new_tokens=4", "score.n_samples=2"]) == 0
+    assert "AUROC over 2 samples" in capsys.readouterr().out and (tmp_path / "run" / "samples.parquet").exists()

@@ -24,6 +24,10 @@ and AUROC, with n and n_pos. Probe folds come from ``score.seed``, the same for 
 Traceback (most recent call last):
 ...
 rationale_sft.errors.InputError: layer states must be [subjects, layers, hidden], got shape (80, 4)
+>>> layer_aurocs(states, y, seed=0, folds=1)
+Traceback (most recent call last):
+...
+rationale_sft.errors.InputError: probe folds must be >= 2 (cross-validation), got 1
 """
 
 from __future__ import annotations
@@ -47,11 +51,18 @@ def layer_aurocs(states: np.ndarray, labels: np.ndarray, *, seed: int, folds: in
     """Out-of-fold probe AUROC of each layer of ``states`` [subjects, layers, hidden]: ``{layer, auroc, n, n_pos}``."""
     if np.ndim(states) != 3:
         raise InputError(f"layer states must be [subjects, layers, hidden], got shape {np.shape(states)}")
+    check_folds(folds)
     out = []
     for layer in range(states.shape[1]):
         res = probe_auroc(states[:, layer], labels, seed=seed, folds=folds)
         out.append({"layer": layer, "auroc": res["auroc"], "n": res["n"], "n_pos": res["n_pos"]})
     return out
+
+
+def check_folds(folds: int) -> None:
+    """Refuse fewer than two cross-validation folds (before any model is loaded)."""
+    if folds < 2:
+        raise InputError(f"probe folds must be >= 2 (cross-validation), got {folds}")
 
 
 def layer_pass(model, contexts: list[list[int]], read_ids: list[int], *, pad: int, batch_size: int,
@@ -147,6 +158,7 @@ def probe_layers(model_dir, examples, *, cfg: ScoreConfig | None = None, scores:
     from rationale_sft.score.run import scoring_inputs, select_split
     from rationale_sft.train.loop import device_of, read_table
 
+    check_folds(folds)
     cfg = cfg or ScoreConfig()
     rows = select_split(read_table(examples, "examples"), cfg.split)
     labels = rows["label"].to_numpy().astype(int)
@@ -187,6 +199,7 @@ def checkpoint_dirs(run_dir) -> list[tuple[int, Path]]:
 def probe_checkpoints(run_dir, examples, *, cfg: ScoreConfig | None = None, folds: int = 5,
                       after: bool = True) -> pl.DataFrame:
     """``probe_layers`` on every checkpoint of a training run; writes ``RUN/probe_layers.parquet`` (``SCHEMA``)."""
+    check_folds(folds)
     run_dir = Path(run_dir)
     parts = []
     for step, path in checkpoint_dirs(run_dir):
@@ -198,5 +211,5 @@ def probe_checkpoints(run_dir, examples, *, cfg: ScoreConfig | None = None, fold
     return table
 
 
-__all__ = ["FILE", "SCHEMA", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers", "checkpoint_dirs",
+__all__ = ["FILE", "SCHEMA", "check_folds", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers", "checkpoint_dirs",
            "probe_checkpoints"]
