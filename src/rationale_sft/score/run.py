@@ -5,7 +5,8 @@ forward pass. Rationale arms first generate up to the answer marker, then read t
 also record the direct score (the slot right after the prompt) and the greedy word at the slot
 (``conclusion``). Both slots come from the decoder's own forward passes
 (score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
-its ``training.json``; a plain base model is scored directly with the defaults.
+its ``training.json``; a plain base model is scored directly with the defaults. With ``score.n_samples``
+> 0 a generating arm also samples that many rationales per subject (score/samples.py).
 """
 
 from __future__ import annotations
