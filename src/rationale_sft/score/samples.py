@@ -8,7 +8,8 @@ Sample j of a subject draws from its own generator, seeded by ``sample_seed(seed
 sample does not depend on the batch size, on the order of subjects or on which other subjects are scored.
 
 K = 1 is one *sampled* rationale, not the greedy one: the greedy score stays in ``p_yes``. Only a nucleus
-so small that it keeps the single most likely token (``top_p`` near 0) makes every sample the greedy text.
+so small that it keeps the single most likely token (``top_p`` near 0) makes every sample the greedy text
+(barring two tokens whose probabilities tie in float32 where their logits do not).
 
 One row per subject and sample goes to ``samples.parquet``; ``p_yes_k`` in scores.parquet (the mean of a
 subject's K sample risks) and the AUROC against K in score.json are recomputed from those rows.
