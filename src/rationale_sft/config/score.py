@@ -15,11 +15,15 @@ class ScoreConfig:
     max_new_tokens: int = 128
     "Most rationale tokens generated before the answer marker is appended."
     greedy: bool = True
-    "Greedy decoding of rationales; False samples with temperature."
+    "Greedy decoding of rationales; False samples with temperature and top_p."
     temperature: float = 1.0
-    "Sampling temperature when greedy is False."
+    "Sampling temperature of sampled rationales (greedy=false, and the n_samples samples)."
+    top_p: float = 1.0
+    "Nucleus sampling of sampled rationales: keep the most likely tokens up to this probability; 1 = all."
+    n_samples: int = 0
+    "Generating arms: K rationales sampled per subject besides the main one (samples.parquet, p_yes_k); 0 = off."
     seed: int = 0
-    "Seed of the generation generator (sampling only)."
+    "Seed of the generation generators (sampling only; each sample's is derived from it, subject and sample)."
     mode: Literal["auto", "direct", "generate"] = "auto"
     "direct = read the answer slot right after the prompt; generate = write a rationale first; auto = by arm."
     split: str = "held_out"
@@ -36,3 +40,7 @@ class ScoreConfig:
             raise ValueError("'batch_size' and 'max_new_tokens' must be >= 1 and 'max_len' >= 0")
         if self.temperature <= 0:
             raise ValueError(f"'temperature' must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"'top_p' must be in (0, 1] (1 = no nucleus cut), got {self.top_p}")
+        if self.n_samples < 0:
+            raise ValueError(f"'n_samples' must be >= 0 (0 = no sampled rationales), got {self.n_samples}")

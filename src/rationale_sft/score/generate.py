@@ -61,6 +61,7 @@ class _Spec:
     max_new: int
     greedy: bool
     temperature: float
+    top_p: float
     slot_ids: tuple[int, ...]
     states: bool
     bf16: bool
@@ -137,18 +138,25 @@ def generate_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, m
 def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, marker: str, marker_ids: Sequence[int],
                      max_new_tokens: int, batch_size: int, greedy: bool, temperature: float, seed: int,
                      device: str, slot_ids: Sequence[int] = (), states: bool = False, bf16: bool = False,
-                     drop_finished: bool = True) -> Decoded:
+                     drop_finished: bool = True, top_p: float = 1.0,
+                     row_seeds: Sequence[int] | None = None) -> Decoded:
     """Continuations up to ``marker`` (text) / ``marker_ids`` (its ids), with log P(``slot_ids``) at both slots.
 
-    Sampling (``greedy=False``) draws each row from its own generator seeded by ``seed`` and the row's index
-    in ``contexts``, so greedy and sampled results do not depend on which rows share a batch. ``states``
+    Sampling (``greedy=False``) draws each row from its own generator, seeded by ``row_seeds[i]`` when given
+    (e.g. derived from a subject and a sample number), else by ``seed`` and the row's index in ``contexts``,
+    so greedy and sampled results do not depend on which rows share a batch. ``top_p`` < 1 samples from the
+    smallest set of most likely tokens whose probability reaches ``top_p`` (nucleus sampling). ``states``
     also returns the last-layer hidden state at the after-marker slot; ``bf16`` runs under bf16 autocast;
     ``drop_finished=False`` keeps finished rows in the batch (for benchmarks).
     """
     if not marker_ids:
         raise ValueError("marker_ids is empty: the answer marker must tokenise to at least one token")
+    if row_seeds is not None and len(row_seeds) != len(contexts):
+        raise ValueError(f"row_seeds has {len(row_seeds)} seeds for {len(contexts)} contexts; give one per context")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     spec = _Spec(tuple(marker_ids), tokenizer.eos_token_id, pad_id(tokenizer), max_new_tokens, greedy, temperature,
-                 tuple(slot_ids), states, bf16, drop_finished, device, _cache_kw(model))
+                 top_p, tuple(slot_ids), states, bf16, drop_finished, device, _cache_kw(model))
     n = len(contexts)
     rows: list[_Row | None] = [None] * n
     direct, after = np.zeros((n, len(slot_ids))), np.zeros((n, len(slot_ids)))
@@ -157,7 +165,7 @@ def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, mar
     order = np.argsort([len(c) for c in contexts], kind="stable")
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        gens = None if greedy else [_generator(seed, int(i)) for i in idx]
+        gens = None if greedy else [_generator(seed, int(i), row_seeds) for i in idx]
         res = _decode_batch(model, [contexts[i] for i in idx], gens, spec)
         for k, i in enumerate(idx):
             rows[i], hidden[i] = res["rows"][k], res["hidden"][k]
@@ -225,10 +233,11 @@ def _make_buffer_layer(base):
     return BufferLayer
 
 
-def _generator(seed: int, row: int):
+def _generator(seed: int, row: int, row_seeds: Sequence[int] | None):
     import torch
 
-    return torch.Generator().manual_seed(derive_seed(seed, f"generation row {row}"))
+    return torch.Generator().manual_seed(derive_seed(seed, f"generation row {row}") if row_seeds is None
+                                         else int(row_seeds[row]))
 
 
 def _forward(model, ids, mask, pos, cache, spec: _Spec, states: bool):
@@ -256,12 +265,33 @@ def _pick(logits, gens, spec: _Spec):
 
     if spec.greedy:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / spec.temperature, dim=-1)
+    probs = _nucleus(torch.softmax(logits / spec.temperature, dim=-1), spec.top_p)
     cdf = probs.cumsum(-1)
     u = torch.stack([torch.rand((), generator=g) for g in gens]).to(cdf.device)
     # right=True: the first index whose cdf exceeds the draw, so a zero-probability token is never picked
     picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
     return picked.clamp(max=logits.shape[-1] - 1)
+
+
+def _nucleus(probs, top_p: float):
+    """``probs`` with every token outside the top-``top_p`` nucleus set to 0 (not renormalised).
+
+    The most likely token is always kept, so a tiny ``top_p`` keeps exactly the argmax (the first of tied
+    maxima, as ``argmax`` picks): sampling then writes the greedy text.
+
+    >>> import torch
+    >>> [round(p, 2) for p in _nucleus(torch.tensor([[0.1, 0.6, 0.3]]), 0.7)[0].tolist()]
+    [0.0, 0.6, 0.3]
+    >>> [round(p, 2) for p in _nucleus(torch.tensor([[0.4, 0.4, 0.2]]), 1e-9)[0].tolist()]
+    [0.4, 0.0, 0.0]
+    """
+    import torch
+
+    if top_p >= 1:
+        return probs
+    ordered, idx = probs.sort(dim=-1, descending=True, stable=True)
+    ordered = ordered * ((ordered.cumsum(-1) - ordered) < top_p)
+    return torch.zeros_like(probs).scatter(-1, idx, ordered)
 
 
 def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec) -> dict:

@@ -5,7 +5,8 @@ forward pass. Rationale arms first generate up to the answer marker, then read t
 also record the direct score (the slot right after the prompt) and the greedy word at the slot
 (``conclusion``). Both slots come from the decoder's own forward passes
 (score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
-its ``training.json``; a plain base model is scored directly with the defaults.
+its ``training.json``; a plain base model is scored directly with the defaults. With ``score.n_samples``
+> 0 a generating arm also samples that many rationales per subject (score/samples.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from rationale_sft.errors import InputError
 from rationale_sft.render.markers import ANSWER_MARKER
 from rationale_sft.seeding import derive_seed
 from rationale_sft.score.generate import decode_to_marker
+from rationale_sft.score.samples import FILE as SAMPLES_FILE
+from rationale_sft.score.samples import SEED_RULE, sample_metrics, sample_rationales, with_sample_risk
 from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
 from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat, wrap_prompt
 from rationale_sft.train.loop import META, device_of, read_table
@@ -33,6 +36,8 @@ SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "l
                 "marker_found": pl.Boolean, "generated_text": pl.String, "rationale_conclusion": pl.String,
                 "n_prompt_tokens": pl.Int64,
                 "n_generated_tokens": pl.Int64, "n_history_dropped": pl.Int64}
+SAMPLE_COLUMNS = {"p_yes_k": pl.Float64}
+"Added to scores.parquet when rationales were sampled (score.n_samples > 0, generating arms)."
 
 
 def model_meta(model_dir, model) -> dict:
@@ -85,35 +90,45 @@ def score_contexts(model, tokenizer, contexts: list[list[int]], tails: list[str]
 
 
 def generate_and_read(model, tokenizer, contexts: list[list[int]], tails: list[str], *, marker: str,
-                      cfg: ScoreConfig, device: str) -> tuple[list, dict, dict]:
+                      cfg: ScoreConfig, device: str, row_seeds: list[int] | None = None) -> tuple[list, dict, dict]:
     """Rationales up to the marker, and slot scores right after the prompt and right after the marker.
 
     With single-token label words both slots come from the decoder's own passes (the prefill and the step
-    that feeds the marker); otherwise each slot takes a pass of ``slot_scores`` per word.
+    that feeds the marker); otherwise each slot takes a pass of ``slot_scores`` per word. With ``row_seeds``
+    (one per context) every rationale is sampled from its own seed, no hidden states are kept, and without
+    single-token words the direct slot is not read (None).
     """
     n = len(contexts)
+    sampled = row_seeds is not None
     mtext = marker_text(marker)
     marker_ids = list(tokenizer(mtext, add_special_tokens=False)["input_ids"])
     cands = [candidate_ids(tokenizer, t) for t in tails]
     after_cands = [candidate_ids(tokenizer, marker)] * n
     single = single_token_words(cands + after_cands)
+    states = cfg.save_states and not sampled
     read_ids = sorted({w[0] for row in cands + after_cands for w in row}) if single else []
     dec = decode_to_marker(model, tokenizer, contexts, marker=mtext, marker_ids=marker_ids,
-                           max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, greedy=cfg.greedy,
-                           temperature=cfg.temperature, seed=derive_seed(cfg.seed, "generation"), device=device,
-                           slot_ids=read_ids, states=cfg.save_states and single)
+                           max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                           greedy=cfg.greedy and not sampled, temperature=cfg.temperature, top_p=cfg.top_p,
+                           seed=derive_seed(cfg.seed, "generation"), row_seeds=row_seeds, device=device,
+                           slot_ids=read_ids, states=states and single)
     if single:
         direct = read_scores(dec.direct.logp, dec.direct.top, read_ids, cands)
         after = {**read_scores(dec.after.logp, dec.after.top, read_ids, after_cands), "states": dec.states}
         return dec.gens, direct, after
-    direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device)
+    direct = None if sampled else slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size,
+                                              device=device)
     after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(contexts, dec.gens)], [marker] * n,
-                        batch_size=cfg.batch_size, device=device, states=cfg.save_states)
+                        batch_size=cfg.batch_size, device=device, states=states)
     return dec.gens, direct, after
 
 
 def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
-    """Score ``cfg.split`` of ``examples`` with the model in ``model_dir``; write scores/predictions to ``run_dir``."""
+    """Score ``cfg.split`` of ``examples`` with the model in ``model_dir``; write scores/predictions to ``run_dir``.
+
+    A generating arm with ``cfg.n_samples`` > 0 also samples that many rationales per subject
+    (score/samples.py): ``samples.parquet``, ``p_yes_k`` in scores.parquet, the AUROC against K in score.json.
+    """
     from rationale_sft import models
 
     started = time.time()
@@ -122,23 +137,35 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     model, tok = models.load(model_dir)
     device = device_of(cfg.device)
     model.to(device).eval()
+    meta, mode, (contexts, tails, dropped) = scoring_inputs(cfg, model_dir, model, tok, rows)
+    t0 = time.perf_counter()
+    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=meta["answer_marker"], cfg=cfg, device=device)
+    seconds = time.perf_counter() - t0
+    table = scores_table(rows, res, contexts, dropped)
+    extra, samples = {}, None
+    if mode == "generate" and cfg.n_samples:
+        t0 = time.perf_counter()
+        samples = sample_rationales(model, tok, rows, contexts, tails, marker=meta["answer_marker"], cfg=cfg,
+                                    device=device)
+        extra = {"sample_seconds": time.perf_counter() - t0, **sample_metrics(table, samples)}
+        table = with_sample_risk(table, samples)
+    write_scores(run_dir, table, res["states"], samples)
+    seeds = {"generation": derive_seed(cfg.seed, "generation")} | ({"samples": SEED_RULE} if extra else {})
+    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": rundir.portable(model_dir, run_dir),
+               "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
+               "seeds": seeds, **metrics(table), **extra, "elapsed": time.time() - started}
+    rundir.write_json(run_dir / "score.json", summary)
+    return summary
+
+
+def scoring_inputs(cfg: ScoreConfig, model_dir, model, tok, rows: pl.DataFrame) -> tuple[dict, str, tuple]:
+    """How ``model_dir`` is scored (its meta and mode) and the contexts of ``rows``: ids, tails, lines dropped."""
     meta = model_meta(model_dir, model)
     mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
     chat = uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
     budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
     prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
-    contexts, tails, dropped = build_contexts(tok, prompts, chat=chat, budget=budget)
-    t0 = time.perf_counter()
-    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=meta["answer_marker"], cfg=cfg, device=device)
-    seconds = time.perf_counter() - t0
-    table = scores_table(rows, res, contexts, dropped)
-    write_scores(run_dir, table, res["states"])
-    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": rundir.portable(model_dir, run_dir),
-               "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
-               "seeds": {"generation": derive_seed(cfg.seed, "generation")}, **metrics(table),
-               "elapsed": time.time() - started}
-    rundir.write_json(run_dir / "score.json", summary)
-    return summary
+    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget)
 
 
 def select_split(examples: pl.DataFrame, split: str) -> pl.DataFrame:
@@ -183,9 +210,13 @@ def text_conclusion(text: str | None) -> str | None:
         return None
 
 
-def write_scores(run_dir: Path, table: pl.DataFrame, states) -> None:
-    """scores.parquet, predictions.parquet (meds-evaluation schema) and, if present, answer states."""
+def write_scores(run_dir: Path, table: pl.DataFrame, states, samples: pl.DataFrame | None = None) -> None:
+    """scores.parquet, predictions.parquet (meds-evaluation schema) and, if present, answer states and samples."""
     rundir.write_parquet(table, run_dir / "scores.parquet")
+    if samples is not None:
+        rundir.write_parquet(samples, run_dir / SAMPLES_FILE)
+    else:  # a re-score without samples must not leave an earlier run's samples beside the new scores
+        (run_dir / SAMPLES_FILE).unlink(missing_ok=True)
     preds = table.select("subject_id", "prediction_time", pl.col("label").alias("boolean_value"),
                          (pl.col("p_yes") >= 0.5).alias("predicted_boolean_value"),
                          pl.col("p_yes").alias("predicted_boolean_probability"))
