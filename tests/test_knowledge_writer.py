@@ -78,6 +78,27 @@ def test_writer_cites_evidence_with_timing_and_values(cohort):
     assert "Sleep disorders" not in text and "Depressive episode" not in text  # only after the assessment
 
 
+@pytest.mark.parametrize("style", ["freeform", "stepwise"])
+def test_record_citations_quote_the_prompt_lines(cohort, style):
+    meds, labels, facts = cohort
+    prompts = dict(zip(*render_examples(meds, labels, RenderConfig())[["subject_id", "prompt"]].to_dict().values()))
+    kb = load_knowledge()
+    lex = Lexicon.build(read_codes(meds), kb)
+    quoted = 0
+    for sid in facts:
+        text = write_rationale(facts[sid], style, "blind", None, 0, kb, cite="record").text
+        for e in find_evidence(facts[sid], kb)[:5 if style == "freeform" else 6]:
+            if e.diagnosis is None and e.measurement.value is not None:
+                line = next(x[2:] for x in prompts[sid].splitlines() if x.startswith(f"- {e.measurement.name}: "))
+                assert line in text, (sid, line, text)  # the prompt's own line, word for word
+                quoted += 1
+        claims, _ = check_text(text, SubjectView(facts[sid], kb), lex)
+        assert claims and all(c.status == "grounded" for c in claims)
+    assert quoted >= 2
+    with pytest.raises(InputError, match="cite must be one of varied, record, got 'verbatim'"):
+        write_rationale(facts[1], style, "blind", None, 0, kb, cite="verbatim")
+
+
 def test_modes_conclusions_and_risk(cohort):
     _, labels, facts = cohort
     kb = load_knowledge()

@@ -47,6 +47,8 @@ class TeacherConfig:
     "Master seed: knowledge-writer variation, sampling and retry jitter derive from it."
     max_factors: int | None = None
     "knowledge: most risk factors cited per rationale, strongest first (null: 5 free-form, 6 step-by-step)."
+    cite: Literal["varied", "record"] = "varied"
+    "knowledge: a measurement by its usual name in varied phrasings, or as the record's line states it (record)."
     max_new_tokens: int = 256
     "Maximum generated tokens per rationale (openai: max_tokens; hf: max_new_tokens)."
     temperature: float = 0.0

@@ -30,7 +30,7 @@ CORPUS_VERSION = 2
 def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int, teacher: dict | None = None) -> dict:
     """Write ``corpus.parquet`` (kind: base | reasoning | short, text) into ``out_dir``; return counts.
 
-    ``teacher`` (a ``TeacherConfig`` dict) sets the rationale styles and ``max_factors`` of the base texts,
+    ``teacher`` (a ``TeacherConfig`` dict) sets the rationale styles, ``max_factors`` and ``cite`` of the base texts,
     so the base writes rationales shaped like the ones the rationale arms fine-tune on.
     """
     from rationale_sft.cohort.extract import extract_labels
@@ -52,11 +52,11 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     styles = [s for s in teacher_cfg.styles if s in STYLES] or list(STYLES)
     facts = facts_for_labels(meds, labels, render_cfg)  # read once, shared by both corpora
     ids = labels["subject_id"].to_list()
-    base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ")
-    reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n")
+    base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
+    reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n", cite=teacher_cfg.cite)
     bare = {sid: dataclasses.replace(f, diagnoses=(), measurements=()) for sid, f in facts.items()}
     short = rationale_texts(bare, ids, bare_prompts(labels, render_cfg), styles, seed, teacher_cfg.max_factors,
-                            joined=" ")
+                            joined=" ", cite=teacher_cfg.cite)
     kinds = ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning) + ["short"] * len(short)
     table = pl.DataFrame({"kind": kinds, "text": base + [knowledge_text()] + reasoning + short})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
@@ -90,7 +90,7 @@ def bare_prompts(labels: pl.DataFrame, render_cfg) -> list[str]:
 
 
 def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: list[str], seed: int,
-                    max_factors: int | None, joined: str) -> list[str]:
+                    max_factors: int | None, joined: str, cite: str = "varied") -> list[str]:
     """One text per subject (``ids``, in the order of ``prompts``; ``facts`` by subject id) and style: the
     prompt, then the knowledge teacher's label-blind rationale.
 
@@ -105,7 +105,8 @@ def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: lis
     for sid, prompt in zip(ids, prompts):
         head = prompt if joined == " " else strip_answer_slot(prompt)
         for style in styles:
-            text = write_rationale(facts[sid], style, "blind", None, seed, kb, max_factors=max_factors).text
+            text = write_rationale(facts[sid], style, "blind", None, seed, kb, max_factors=max_factors,
+                                   cite=cite).text
             out.append(f"{head}{joined}{text}")
     return out
 

@@ -137,7 +137,8 @@ def backend_params(cfg: TeacherConfig) -> dict:
     if cfg.backend == "knowledge":  # a changed knowledge base must not reuse old rationales
         from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE
         limit = {"max_factors": cfg.max_factors} if cfg.max_factors is not None else {}
-        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE), **limit}
+        wording = {"cite": cfg.cite} if cfg.cite != "varied" else {}  # old caches stay valid for the default
+        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE), **limit, **wording}
     sampled = {"seed": cfg.seed} if cfg.temperature > 0 else {}
     return {"temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens, **sampled}
 

@@ -29,6 +29,8 @@ from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
 DIRECTIONS = ("raises", "lowers")
+CITES = ("varied", "record")
+"How a measurement is worded in a rationale (TeacherConfig.cite)."
 
 
 @dataclass(frozen=True)
@@ -151,14 +153,19 @@ def find_evidence(facts: Facts, kb: KnowledgeBase) -> list[Evidence]:
 
 
 def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = None, seed: int = 0,
-                    kb: KnowledgeBase | None = None, max_factors: int | None = None) -> ParsedRationale:
+                    kb: KnowledgeBase | None = None, max_factors: int | None = None,
+                    cite: str = "varied") -> ParsedRationale:
     """A rationale about one subject in the given style and mode, deterministic for (seed, subject).
 
     Blind mode concludes from the points model (``Risk:`` line); conditioned mode explains ``label``;
     flipped mode explains ``label`` too, where the caller passes the opposite of the true label.
+    ``cite`` words a measurement: "varied" by its usual name in one of three phrasings, "record" as the
+    record's own line states it (name, colon, value and unit).
     The reply goes through ``specs.parse_reply``, so it satisfies the same format as any teacher's.
     """
     check_style_mode(style, mode)
+    if cite not in CITES:
+        raise InputError(f"cite must be one of {', '.join(CITES)}, got {cite!r}")
     if (mode in LABELLED_MODES) != (label is not None):
         need = "needs the label (True/False)" if mode in LABELLED_MODES else "must not see the label"
         raise InputError(f"{mode} mode {need} for subject {facts.subject_id}; got label={label!r}")
@@ -170,7 +177,7 @@ def write_rationale(facts: Facts, style: str, mode: str, label: bool | None = No
     g = rng(seed, f"knowledge-rationale/{facts.subject_id}/{style}/{'conditioned' if mode == 'flipped' else mode}")
     writer = _freeform if style == "freeform" else _stepwise
     cited = evidence[:max_factors or (5 if style == "freeform" else 6)]  # the strongest first
-    body = writer(facts, cited, evidence, risk, outcome, mode, g, kb)
+    body = writer(facts, cited, evidence, risk, outcome, mode, g, kb, cite)
     risk_line = f"\nRisk: {risk:.3f}" if mode == "blind" else ""
     return parse_reply(body + risk_line, style, mode)
 
@@ -246,13 +253,16 @@ _GIVEN = {(True, True): ("Together these factors make a diagnosis within 5 years
 _COMMON_ABSENT = ("diabetes", "stroke", "depression", "hearing loss", "hypertension", "atrial fibrillation")
 
 
-def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase) -> str:
-    """The subject's own evidence for a factor, with timing or value (measurements by their usual name)."""
+def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, cite: str = "varied") -> str:
+    """The subject's own evidence for a factor, with timing or value (measurements by their usual name, or
+    with ``cite="record"`` as the record's line states them)."""
     if e.diagnosis is not None:
         d = e.diagnosis
         return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", f"{d.name} ({d.date}, {d.ago})",
                           f"{d.name}, diagnosed {d.ago} ({d.date})"))
     m = e.measurement
+    if cite == "record":
+        return f"{m.name} recorded at the {anchor}" if m.value is None else f"{m.name}: {_fmt(m.value)}{m.unit}"
     name = kb.measurement_names.get(m.short, (m.name,))[0]
     if m.value is None:
         return f"{name} recorded at the {anchor}"
@@ -266,9 +276,9 @@ def _fmt(value: float) -> str:
     return format_number(value)
 
 
-def _factor_sentence(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase) -> str:
+def _factor_sentence(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, how: str) -> str:
     f = e.factor
-    cite = _cite(e, g, anchor, kb)
+    cite = _cite(e, g, anchor, kb, how)
     adverb = {"strong": "markedly", "moderate": "substantially", "modest": "modestly"}[f.strength]
     text = choose(g, _RAISES if f.direction == "raises" else _LOWERS)
     return text.format(cite=cite, cite_cap=cite[:1].upper() + cite[1:], label=f.label, strength=f.strength,
@@ -322,20 +332,20 @@ def _opening(facts: Facts, g: np.random.Generator) -> str:
 
 
 def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
-              g: np.random.Generator, kb: KnowledgeBase) -> str:
+              g: np.random.Generator, kb: KnowledgeBase, cite: str) -> str:
     """One paragraph: baseline, each cited factor with its evidence, absences, weighing; then the conclusion."""
     sentences = [_opening(facts, g)]
-    sentences += [_factor_sentence(e, g, facts.anchor, kb) for e in cited] or [choose(g, _NOTHING)]
+    sentences += [_factor_sentence(e, g, facts.anchor, kb, cite) for e in cited] or [choose(g, _NOTHING)]
     sentences += [_absent(facts, evidence, g, kb), _weigh(facts, evidence, risk, outcome, mode, g)]
     return " ".join(s for s in sentences if s) + f"\nConclusion: {'likely' if outcome else 'unlikely'}"
 
 
 def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
-              g: np.random.Generator, kb: KnowledgeBase) -> str:
+              g: np.random.Generator, kb: KnowledgeBase, cite: str) -> str:
     """Four numbered steps: evidence, risk factors, weighing, conclusion."""
     who = f"{int(facts.age)}-year-old {_SEX.get(facts.sex or '', 'person')}" if facts.age is not None \
         else _SEX.get(facts.sex or "", "person")
-    cites = [_cite(e, g, facts.anchor, kb) for e in cited]
+    cites = [_cite(e, g, facts.anchor, kb, cite) for e in cited]
     step1 = "; ".join([who, *cites]) + ("" if cites else "; no established risk factor recorded")
     roles = [f"{e.factor.label} {e.factor.direction} risk ({e.factor.strength}, relative risk about "
              f"{e.factor.relative_risk:g}: {e.factor.mechanism})" for e in cited]

@@ -38,7 +38,7 @@ def _one(item: Item, facts, cfg: TeacherConfig, kb, write) -> Outcome:
         return Outcome(item, None, None, f"subject {item.subject_id} has no events in the MEDS dataset")
     try:
         parsed = write(facts, item.style, item.mode, item.teacher_label, seed=cfg.seed, kb=kb,
-                       max_factors=cfg.max_factors)
+                       max_factors=cfg.max_factors, cite=cfg.cite)
         return Outcome(item, parse_item_reply(item, parsed.text + _risk_line(parsed)), parsed.text)
     except InputError as exc:
         return Outcome(item, None, None, str(exc))
