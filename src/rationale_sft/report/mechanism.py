@@ -247,8 +247,8 @@ def paragraph(expl: dict[str, dict]) -> str:
     """Which explanation the run supports and how strongly, in one paragraph.
 
     >>> paragraph({"dilution": {"status": "supported", "evidence": "e1"}, "content": {"status": "not evaluable",
-    ...            "evidence": "e2"}, "format": {"status": "not tested", "evidence": ""}})[:63]
-    'This run supports dilution (e1). Content: not evaluable (a quali'
+    ...            "evidence": "e2"}, "format": {"status": "not tested", "evidence": ""}})
+    'This run supports dilution (e1). Content: not evaluable (a quality gate fails for every arm that tests it, so it says nothing; e2). Format: not tested (none of its arms ran).'
     """
     strong = [n for n, e in expl.items() if e["status"] == "supported"]
     head = (f"This run supports {' and '.join(strong)} (" + "; ".join(expl[n]["evidence"] for n in strong) + ")."
