@@ -26,7 +26,8 @@ def add_mechanism_files(root):
         generating = r["arm"] != "label_only"
         cos = np.where(measured & generating, -0.3 + g.normal(size=log.height) * 0.05, np.nan)
         log = log.with_columns(pl.Series("grad_cos", cos).fill_nan(None),
-                               pl.Series("grad_norm_ratio", np.where(measured & generating, 4.0, np.nan)).fill_nan(None))
+                               pl.Series("grad_norm_ratio", np.where(measured & generating, 4.0, np.nan))
+                               .fill_nan(None))
         write_parquet(log, run / "train_log.parquet")
         steps = log.filter(pl.col("grad_cos").is_not_null())["step"].to_list()
         write_parquet(pl.DataFrame({"step": steps, "group": ["all"] * len(steps), "cos": [-0.3] * len(steps),
@@ -39,8 +40,8 @@ def add_mechanism_files(root):
         if generating:
             scores = pl.read_parquet(run / "scores.parquet")
             k = 2
-            noisy = np.clip(np.repeat(scores["p_yes"].to_numpy()[None], k, 0) + g.normal(size=(k, scores.height)) * 0.05,
-                            0, 1)
+            noise = g.normal(size=(k, scores.height)) * 0.05
+            noisy = np.clip(np.repeat(scores["p_yes"].to_numpy()[None], k, 0) + noise, 0, 1)
             write_parquet(pl.DataFrame({"subject_id": np.tile(scores["subject_id"].to_numpy(), k),
                                         "sample": np.repeat(np.arange(k), scores.height), "p_yes": noisy.ravel(),
                                         "marker_found": [True] * (k * scores.height)}), run / "samples.parquet")

@@ -238,5 +238,5 @@ def best_layers(table: pl.DataFrame) -> dict:
     return out
 
 
-__all__ = ["FILE", "SCHEMA", "check_folds", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers", "checkpoint_dirs",
-           "probe_checkpoints", "best_layers"]
+__all__ = ["FILE", "SCHEMA", "check_folds", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers",
+           "checkpoint_dirs", "probe_checkpoints", "best_layers"]

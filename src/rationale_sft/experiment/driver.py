@@ -123,7 +123,7 @@ def _pick(row: dict) -> dict:
 
 
 def _schema(keys: tuple[str, ...]) -> dict:
-    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_answer_steps", "train_tokens",
-            "grad_steps", "probe_best_layer_direct", "probe_best_layer_after"}
+    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_answer_steps",
+            "train_tokens", "grad_steps", "probe_best_layer_direct", "probe_best_layer_after"}
     strs = {"run_id", "arm", "family", "size", "model", "base", "status", "run_path", "error"}
     return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in keys}

@@ -263,7 +263,8 @@ def probe_layers(probes: pl.DataFrame, arms: list[str], path: Path, oracle: floa
         return save(fig, path)
 
 
-def k_curves(k: pl.DataFrame, greedy: dict[str, float], arms: list[str], path: Path, oracle: float | None = None) -> str:
+def k_curves(k: pl.DataFrame, greedy: dict[str, float], arms: list[str], path: Path,
+             oracle: float | None = None) -> str:
     """AUROC against the number K of sampled rationales averaged per subject, mean over seeds per arm; the greedy
     rationale's AUROC as a cross at the left; chance and oracle lines."""
     mean = k.group_by("arm", "k").agg(pl.col("auroc").mean()).sort("k")

@@ -38,9 +38,10 @@ ISOLATES = {"label_only": "no rationale (the reference)", "shuffled_rationale": 
             "rationale", "flipped_rationale": "content: a rationale arguing the opposite label",
             "blind_rationale": "format: a rationale written without the label", "padded_label_only": "format: neutral "
             "padding as long as the rationale", "segment_norm": "dilution: label and rationale means weigh 1:1",
-            "answer_stage": "dilution: last steps train the label only", "weighted": "dilution: label tokens weigh more"}
-GROUPS = {"dilution": ("segment_norm", "answer_stage", "weighted"), "content": ("shuffled_rationale", "flipped_rationale"),
-          "format": ("padded_label_only", "blind_rationale")}
+            "answer_stage": "dilution: last steps train the label only",
+            "weighted": "dilution: label tokens weigh more"}
+GROUPS = {"dilution": ("segment_norm", "answer_stage", "weighted"),
+          "content": ("shuffled_rationale", "flipped_rationale"), "format": ("padded_label_only", "blind_rationale")}
 
 
 def base_arm(arm: str) -> str:
@@ -277,12 +278,13 @@ def _comparison_blocks(m: dict, cfg: ReportConfig) -> list[tuple]:
     return [("table", table, f"Delta AUROC = arm - comparator, paired on the same model, scale, seed and test "
                              f"subjects; mean over paired configurations, {cfg.level:.0%} interval: "
                              f"{pooled_method(cfg)}. Call: higher/lower when the interval excludes 0, close when it "
-                             f"lies within +/- {cfg.mechanism_margin:g}, not evaluable when either side fails a quality "
-                             "gate.")]
+                             f"lies within +/- {cfg.mechanism_margin:g}, not evaluable when either side fails a "
+                             "quality gate.")]
 
 
 def _gradient_cells(g: pl.DataFrame) -> pl.DataFrame:
-    return pl.DataFrame({"arm": g["arm"], "runs": g["runs"].cast(pl.String), "measured steps": g["steps"].cast(pl.String),
+    return pl.DataFrame({"arm": g["arm"], "runs": g["runs"].cast(pl.String),
+                         "measured steps": g["steps"].cast(pl.String),
                          "cosine [CI]": [fmt_ci(*c) for c in g["cos"]], "norm ratio": [fmt(x) for x in g["norm_ratio"]],
                          "label gradient share": [fmt(x) for x in g["label_share"]]})
 
