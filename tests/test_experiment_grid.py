@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,19 +145,17 @@ def test_mechanism_measurements_end_to_end(tmp_path):
                 "train.checkpoint_every=4", "train.keep_checkpoints=true", "score.n_samples=2", "layer_probes=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = pl.read_parquet(out / "results.parquet")
-    mech = ["grad_cos_mean", "grad_norm_ratio_mean", "label_grad_share_mean", "grad_steps", "probe_best_direct",
-            "probe_best_layer_direct", "probe_best_after", "probe_best_layer_after", "auroc_k_1", "auroc_k_2"]
+    mech = ["grad_cos_mean", "grad_norm_ratio_mean", "label_grad_share_mean", "grad_steps", "auroc_k_1", "auroc_k_2"]
     assert results.columns[-len(mech):] == mech
     by_arm = {r["arm"]: r for r in results.iter_rows(named=True)}
     free, label = by_arm["freeform"], by_arm["label_only"]
     assert free["grad_steps"] == 4 and -1 <= free["grad_cos_mean"] <= 1 and 0 < free["label_grad_share_mean"] < 1
     assert label["grad_steps"] == 0 and label["grad_cos_mean"] is None  # no rationale tokens to conflict with
-    assert free["auroc_k_2"] is not None and label["auroc_k_1"] is None and label["probe_best_after"] is None
+    assert free["auroc_k_2"] is not None and label["auroc_k_1"] is None
     for row in (free, label):
         run = out / row["run_path"]
         assert files_under(run / "checkpoints") >= {"step-000004/model.safetensors", "step-000004/training.json"}
-        probes = pl.read_parquet(run / "probe_layers.parquet")
-        assert sorted(set(probes["step"].to_list())) == [4, 8]
-    after = pl.read_parquet(out / free["run_path"] / "probe_layers.parquet").filter(pl.col("slot") == "after")
-    assert set(after["step"].to_list()) == {8}  # the after slot only at the last checkpoint
+        # the smoke test set holds one case: too few to probe, which the run records instead of failing
+        assert "rarer class has 1" in json.loads((run / "run.json").read_text())["layer_probes_error"]
+        assert not (run / "probe_layers.parquet").exists()
     assert 'id="mechanism"' in (out / "report" / "index.html").read_text()

@@ -60,14 +60,14 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
         check_headroom(d, train_cfg, score_cfg)
         scored = score_stage(score_cfg, d, examples, d / "checkpoint")
         quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
-        if layer_probes:
-            probe_layer_states(d, examples, score_cfg, seed)
+        probe_error = probe_layer_states(d, examples, score_cfg, seed) if layer_probes else None
         row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
                "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
                "train_steps": summary["steps"], "train_answer_steps": summary["answer_stage_steps"],
                "train_tokens": summary["tokens_seen"],
                "score_seconds": scored["seconds"], "n_train": summary["n_examples"],
-               **{k: quality.get(k) for k in GENERATION_KEYS}, **mechanism_metrics(d)}
+               **{k: quality.get(k) for k in GENERATION_KEYS}, **mechanism_metrics(d),
+               **({"layer_probes_error": probe_error} if probe_error else {})}
         rundir.write_json(d / RUN_JSON, row)
         return {"run": row}
 
@@ -77,15 +77,27 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
 
 
-def probe_layer_states(run_dir: Path, examples: pl.DataFrame, score_cfg, seed: int) -> None:
+def probe_layer_states(run_dir: Path, examples: pl.DataFrame, score_cfg, seed: int) -> str | None:
     """Layer probes of every checkpoint of the run: the direct slot at each, the after slot at the last one
-    (on the rationales ``score`` wrote, so nothing is generated again); folds seeded by the run's seed."""
+    (on the rationales ``score`` wrote, so nothing is generated again); folds seeded by the run's seed.
+
+    A test set too small to probe (fewer cases than folds) is not worth the trained run: the reason is
+    returned (run.json ``layer_probes_error``) and warned about, and the run has no probe_layers.parquet.
+    """
     import dataclasses
+    import sys
 
     from rationale_sft.diagnostics.layers import probe_checkpoints
+    from rationale_sft.errors import InputError
 
     cfg = dataclasses.replace(score_cfg, seed=seed, save_states=False)
-    probe_checkpoints(run_dir, examples, cfg=cfg, after="final", scores=pl.read_parquet(run_dir / "scores.parquet"))
+    try:
+        probe_checkpoints(run_dir, examples, cfg=cfg, after="final",
+                          scores=pl.read_parquet(run_dir / "scores.parquet"))
+    except InputError as exc:
+        print(f"warning: {run_dir.name}: no layer probes: {exc}", file=sys.stderr)
+        return str(exc)
+    return None
 
 
 def mechanism_metrics(run_dir: Path) -> dict:
