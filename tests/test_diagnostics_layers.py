@@ -132,3 +132,23 @@ def test_probes_over_a_training_runs_checkpoints(world, tmp_path, monkeypatch, c
     assert "step 4, direct slot: best probe layer" in out and "2 checkpoint(s)" in out
     assert main(cli + ["--probe-folds", "1"]) == 2
     assert "probe folds must be >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_grid_probes_the_after_slot_at_the_last_checkpoint_only_on_its_scores(world, tmp_path):
+    cfg = ScoreConfig(max_new_tokens=8, batch_size=4)
+    run = tmp_path / "run"
+    shutil.copytree(world["gen"], run / "checkpoint")
+    shutil.copytree(world["gen"], run / "checkpoints" / "step-000001")
+    (run / "checkpoints" / "step-000001" / "training.json").write_text(
+        json.dumps({**json.loads((world["gen"] / "training.json").read_text()), "step": 1}))
+    score(cfg, tmp_path / "scored", world["ex"], world["gen"])
+    scores = pl.read_parquet(tmp_path / "scored" / "scores.parquet")
+    t = probe_checkpoints(run, world["ex"], cfg=cfg, folds=3, after="final", scores=scores)
+    assert t.group_by("step", "slot").len().sort("step", "slot").rows() == [
+        (1, "direct", N_LAYERS + 2), (3, "after", N_LAYERS + 2), (3, "direct", N_LAYERS + 2)]
+    last = probe_layers(world["gen"], world["ex"], cfg=cfg, folds=3, scores=scores)
+    keys = ["slot", "measure", "layer"]
+    assert t.filter(pl.col("step") == 3).drop("step", "checkpoint").sort(keys).equals(last.sort(keys))
+    with pytest.raises(InputError, match="after must be true, false or 'final'"):
+        probe_checkpoints(run, world["ex"], after="last")

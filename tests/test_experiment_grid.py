@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -136,3 +137,25 @@ def test_smoke_grid_on_a_real_ray_cluster_matches_local(smoke, ray_address, tmp_
     for c in close:
         assert np.allclose(got[c].to_numpy(), want[c].to_numpy(), rtol=1e-6, atol=1e-9), (c, got[c], want[c])
     assert not (out / "report").exists()
+
+
+def test_mechanism_measurements_end_to_end(tmp_path):
+    out = tmp_path / "mech"
+    proc = grid(out, "grid.arms=[label_only,freeform]", "fewshot.enabled=false", "train.conflict_every=2",
+                "train.checkpoint_every=4", "train.keep_checkpoints=true", "score.n_samples=2", "layer_probes=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = pl.read_parquet(out / "results.parquet")
+    mech = ["grad_cos_mean", "grad_norm_ratio_mean", "label_grad_share_mean", "grad_steps", "auroc_k_1", "auroc_k_2"]
+    assert results.columns[-len(mech):] == mech
+    by_arm = {r["arm"]: r for r in results.iter_rows(named=True)}
+    free, label = by_arm["freeform"], by_arm["label_only"]
+    assert free["grad_steps"] == 4 and -1 <= free["grad_cos_mean"] <= 1 and 0 < free["label_grad_share_mean"] < 1
+    assert label["grad_steps"] == 0 and label["grad_cos_mean"] is None  # no rationale tokens to conflict with
+    assert free["auroc_k_2"] is not None and label["auroc_k_1"] is None
+    for row in (free, label):
+        run = out / row["run_path"]
+        assert files_under(run / "checkpoints") >= {"step-000004/model.safetensors", "step-000004/training.json"}
+        # the smoke test set holds one case: too few to probe, which the run records instead of failing
+        assert "rarer class has 1" in json.loads((run / "run.json").read_text())["layer_probes_error"]
+        assert not (run / "probe_layers.parquet").exists()
+    assert 'id="mechanism"' in (out / "report" / "index.html").read_text()

@@ -161,3 +161,29 @@ def test_answer_stage_steps_come_out_of_the_run_budget():
     p = plan(load("smoke", "grid.arms=[label_only,answer_stage]", "train.answer_stage_steps=1"), CONFIGS)
     run = next(j for j in p.runs if j.kwargs.get("meta", {}).get("arm") == "answer_stage")
     assert run.kwargs["train"]["steps"] == steps and run.kwargs["train"]["answer_stage_steps"] == 1
+
+
+def test_mechanism_switches_change_only_the_run_jobs_and_leave_other_grids_alone():
+    plain = plan(load("smoke"), CONFIGS)
+    assert all("keep_checkpoints" not in j.kwargs["train"] and "layer_probes" not in j.kwargs
+               for j in plain.runs if j.fn.endswith(":sft"))  # off: the arguments (so the ids) of before
+    on = plan(load("smoke", "train.checkpoint_every=4", "train.keep_checkpoints=true", "layer_probes=true",
+                   "train.conflict_every=2", "score.n_samples=2"), CONFIGS)
+    changed = {j.fn.split(":")[1] for j in on.jobs if j.id not in {p.id for p in plain.jobs}}
+    assert changed == {"sft", "fewshot"}  # few-shot runs read the shared score settings (n_samples)
+    sft = [j for j in on.runs if j.fn.endswith(":sft")]
+    assert all(j.kwargs["layer_probes"] and j.kwargs["train"]["keep_checkpoints"] for j in sft)
+
+
+def test_mechanism_preset_plans_every_control_and_mitigation_once():
+    cfg = load("mechanism")
+    p = plan(cfg, CONFIGS)
+    arms = {j.kwargs["meta"]["arm"] for j in p.runs}
+    assert {"label_only", "freeform", "shuffled_rationale", "flipped_rationale", "blind_rationale", "segment_norm",
+            "answer_stage", "weighted", "padded_label_only"} <= arms and not cfg.fewshot.enabled
+    assert cfg.layer_probes and cfg.train.keep_checkpoints and cfg.train.conflict_every and cfg.score.n_samples
+    quick = load("quick")
+    assert (cfg.data, cfg.pretrain, cfg.render, cfg.vocab_size, cfg.teacher) == \
+        (quick.data, quick.pretrain, quick.render, quick.vocab_size, quick.teacher)
+    assert kinds(p)["base"] == 1 and {j.id for j in p.jobs if j.fn.endswith(":base")} <= \
+        {j.id for j in plan(quick, CONFIGS).jobs}  # the demo's pretrained base, built once for both

@@ -64,3 +64,18 @@ def test_report_without_optional_parts_renders_absent_notes(browser, tmp_path):
     assert any("few-shot" in n for n in notes) and any("baselines" in n.lower() for n in notes)
     assert all(browser.execute_script("return arguments[0].naturalWidth", i) > 0
                for i in browser.find_elements(By.TAG_NAME, "img"))
+
+
+@pytest.mark.slow
+def test_mechanism_section_renders_its_figures(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from test_report_mechanism import ARMS, add_mechanism_files
+
+    root = add_mechanism_files(make_grid_run(tmp_path / "mech", fewshot=False, scales=(400,), arms=ARMS))
+    _open(browser, write_report(build(ReportConfig, {"n_boot": 200}), root))
+    section = browser.find_element(By.CSS_SELECTOR, "section#mechanism")
+    images = section.find_elements(By.TAG_NAME, "img")
+    assert len(images) == 3 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    assert "This run supports" in section.find_element(By.CSS_SELECTOR, ".verdict").text
+    rows = section.find_elements(By.CSS_SELECTOR, "table")[0].find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert {r.find_elements(By.TAG_NAME, "td")[0].text for r in rows} >= {"segment_norm", "flipped_rationale"}

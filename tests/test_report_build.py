@@ -28,7 +28,10 @@ MODELS = (("llama", "15M", "llama-15M", "instruct"), ("qwen", "20M", "qwen-20M",
 SCALES = (200, 800)
 SEEDS = (0, 1, 2)
 # signal strength of each arm's score (effect=+1): label-only discriminates best, as in the study
-STRENGTH = {"label_only": 1.3, "freeform": 0.45, "stepwise": 0.35, "weighted": 1.2}
+STRENGTH = {"label_only": 1.3, "freeform": 0.45, "stepwise": 0.35, "weighted": 1.2,
+            # mechanism arms: mitigations recover, content controls lose more, format controls match freeform
+            "segment_norm": 1.2, "answer_stage": 1.1, "shuffled_rationale": 0.1, "flipped_rationale": -0.3,
+            "padded_label_only": 0.45, "blind_rationale": 0.45}
 
 
 def _cohort(g, n):

@@ -198,6 +198,8 @@ class ExperimentConfig:
     "Classical baselines, fitted at every scale and seed on the same training subsets."
     probe: bool = True
     "Fit a linear probe on the answer-slot hidden states of every run (a diagnostic)."
+    layer_probes: bool = False
+    "Probe every layer of every run's checkpoints (probe_layers.parquet; keep some with train.keep_checkpoints)."
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     "Where runs execute: local (sequential or process pool) or Ray."
     report: ReportConfig = field(default_factory=ReportConfig)

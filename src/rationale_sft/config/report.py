@@ -60,6 +60,10 @@ class ReportConfig:
     "Quality gate, every few-shot run: least mean P(Yes)+P(No) at the answer slot."
     gate_fewshot_truncated: float = 0.0
     "Quality gate, every few-shot run: largest share of test prompts that lost history lines to fit the context."
+    mechanism_margin: float = 0.02
+    "Mechanism section: two arms count as close when the whole Delta AUROC interval lies within +/- this."
+    mechanism_tiny_share: float = 0.1
+    "Mechanism section: a mean label gradient share below this counts as tiny (the label is diluted)."
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:

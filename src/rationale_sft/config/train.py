@@ -84,6 +84,8 @@ class TrainConfig:
     "Use a random subset of this many training examples (0 = all)."
     checkpoint_every: int = 0
     "Also checkpoint every this many optimizer steps (0 = only at the end)."
+    keep_checkpoints: bool = False
+    "Keep the weights (no optimizer state) of every checkpoint_every step in checkpoints/step-<N>/ (layer probes)."
     device: str = "auto"
     "Torch device: auto = cuda when available, else cpu."
 
@@ -99,6 +101,9 @@ class TrainConfig:
                              "'answer_stage_steps' must be >= 0")
         if not self.segment_label_weight > 0:
             raise ValueError(f"'segment_label_weight' must be > 0, got {self.segment_label_weight:g}")
+        if self.keep_checkpoints and not self.checkpoint_every:
+            raise ValueError("'keep_checkpoints' keeps the checkpoint_every steps, but checkpoint_every is 0; set "
+                             "e.g. checkpoint_every=10 or keep_checkpoints=false")
         if self.arm == "answer_stage":
             check_answer_stage(self.answer_stage_steps, self.steps)
         if not 0.0 <= self.warmup < 1.0:

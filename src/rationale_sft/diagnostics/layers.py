@@ -197,13 +197,23 @@ def checkpoint_dirs(run_dir) -> list[tuple[int, Path]]:
 
 
 def probe_checkpoints(run_dir, examples, *, cfg: ScoreConfig | None = None, folds: int = 5,
-                      after: bool = True) -> pl.DataFrame:
-    """``probe_layers`` on every checkpoint of a training run; writes ``RUN/probe_layers.parquet`` (``SCHEMA``)."""
+                      after: bool | str = True, scores: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``probe_layers`` on every checkpoint of a training run; writes ``RUN/probe_layers.parquet`` (``SCHEMA``).
+
+    ``after``: the after slot at every checkpoint (True), at the last one only (``"final"``: the others
+    would each generate rationales) or nowhere (False). ``scores``: the last checkpoint's scores.parquet,
+    whose rationales its after slot reads instead of generating them again.
+    """
     check_folds(folds)
+    if after not in (True, False, "final"):
+        raise InputError(f"probe_checkpoints: after must be true, false or 'final', got {after!r}")
     run_dir = Path(run_dir)
     parts = []
-    for step, path in checkpoint_dirs(run_dir):
-        table = probe_layers(path, examples, cfg=cfg, folds=folds, after=after)
+    found = checkpoint_dirs(run_dir)
+    for step, path in found:
+        last = step == found[-1][0]
+        table = probe_layers(path, examples, cfg=cfg, folds=folds, after=after is True or (after == "final" and last),
+                             scores=scores if last else None)
         parts.append(table.with_columns(step=pl.lit(step, pl.Int64),
                                         checkpoint=pl.lit(path.relative_to(run_dir).as_posix(), pl.String)))
     table = pl.concat(parts).select(list(SCHEMA)).sort("step", "slot", "measure", "layer", nulls_last=True)
@@ -211,5 +221,22 @@ def probe_checkpoints(run_dir, examples, *, cfg: ScoreConfig | None = None, fold
     return table
 
 
-__all__ = ["FILE", "SCHEMA", "check_folds", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers", "checkpoint_dirs",
-           "probe_checkpoints"]
+def best_layers(table: pl.DataFrame) -> dict:
+    """Per slot, at the last probed step: the best layer's probe AUROC and that layer (results columns).
+
+    >>> t = pl.DataFrame({"step": [5, 10, 10, 10], "slot": ["direct"] * 4, "measure": ["probe"] * 3 + ["p_yes"],
+    ...                   "layer": [0, 0, 1, None], "auroc": [0.9, 0.6, 0.7, 0.65]})
+    >>> best_layers(t)
+    {'probe_best_direct': 0.7, 'probe_best_layer_direct': 1}
+    """
+    last = table.filter((pl.col("step") == table["step"].max()) & (pl.col("measure") == "probe"))
+    out = {}
+    for slot in sorted(set(last["slot"].to_list())):
+        row = last.filter(pl.col("slot") == slot).sort("auroc", "layer", descending=[True, False],
+                                                        nulls_last=True).row(0, named=True)
+        out |= {f"probe_best_{slot}": row["auroc"], f"probe_best_layer_{slot}": row["layer"]}
+    return out
+
+
+__all__ = ["FILE", "SCHEMA", "check_folds", "layer_aurocs", "layer_pass", "slot_probe", "probe_layers",
+           "checkpoint_dirs", "probe_checkpoints", "best_layers"]

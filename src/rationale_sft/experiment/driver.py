@@ -97,15 +97,33 @@ def results_table(root: Path, the_plan: Plan, failed: dict[str, str]) -> pl.Data
             rows.append({**base, **_pick(done[job.id]), "status": "ok"})
         else:
             rows.append({**base, "status": "failed", "error": failed.get(job.id, "not run: a dependency failed")})
-    keys = RESULT_KEYS + (("hidden_share",) if any("hidden_share" in r for r in rows) else ())
+    keys = RESULT_KEYS + (("hidden_share",) if any("hidden_share" in r for r in rows) else ()) + mechanism_keys(rows)
     return pl.DataFrame([{k: r.get(k) for k in keys} for r in rows], schema=_schema(keys))
 
 
+MECHANISM_KEYS = ("grad_cos_mean", "grad_norm_ratio_mean", "label_grad_share_mean", "grad_steps", "probe_best_direct",
+                  "probe_best_layer_direct", "probe_best_after", "probe_best_layer_after")
+"Mechanism summary columns (experiment.run.mechanism_metrics), present when any run measured them."
+
+
+def mechanism_keys(rows: list[dict]) -> tuple[str, ...]:
+    """The mechanism columns some row holds, the AUROC at each K (``auroc_k_<K>``) last, by K.
+
+    >>> mechanism_keys([{"auroc_k_4": 0.6, "auroc_k_1": 0.5}, {"grad_cos_mean": -0.1}, {"auroc": 0.7}])
+    ('grad_cos_mean', 'auroc_k_1', 'auroc_k_4')
+    """
+    present = {k for r in rows for k in r}
+    ks = sorted((k for k in present if k.startswith("auroc_k_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    return tuple(k for k in MECHANISM_KEYS if k in present) + tuple(ks)
+
+
 def _pick(row: dict) -> dict:
-    return {k: row[k] for k in RESULT_KEYS if k in row and k not in ("run_id", "run_path", "status")}
+    keys = RESULT_KEYS + mechanism_keys([row])
+    return {k: row[k] for k in keys if k in row and k not in ("run_id", "run_path", "status")}
 
 
 def _schema(keys: tuple[str, ...]) -> dict:
-    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_answer_steps", "train_tokens"}
+    ints = {"scale", "seed", "n_test", "n_pos", "k_shot", "n_train", "train_steps", "train_answer_steps",
+            "train_tokens", "grad_steps", "probe_best_layer_direct", "probe_best_layer_after"}
     strs = {"run_id", "arm", "family", "size", "model", "base", "status", "run_path", "error"}
     return {k: pl.Int64 if k in ints else pl.String if k in strs else pl.Float64 for k in keys}

@@ -194,13 +194,15 @@ def base_dir(root: str, base_job_dir: str) -> Path:
 
 
 def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
-        scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict, meds: str, render: dict) -> dict:
-    """One configuration: fine-tune the base in one arm on one subset, score the test set, probe its states,
-    check its generated rationales (``meds`` and ``render`` say how the test subjects' facts are read)."""
+        scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict, meds: str, render: dict,
+        layer_probes: bool = False) -> dict:
+    """One configuration: fine-tune the base in one arm on one subset, score the test set, probe its states
+    (with ``layer_probes`` every layer of every checkpoint), check its generated rationales (``meds`` and
+    ``render`` say how the test subjects' facts are read)."""
     from rationale_sft.experiment.run import run_sft
 
     return run_sft(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, scale, seed,
-                   train, score, probe, meta, meds, render)
+                   train, score, probe, meta, meds, render, layer_probes)
 
 
 def fewshot(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,

@@ -222,7 +222,7 @@ def arm_levels(cfg: ExperimentConfig) -> list[tuple[str, float | None]]:
 def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: int, shared: dict,
             base: Job, label_weight: float | None = None) -> Job:
     """One configuration: arm (with its label weight) x model x scale x seed."""
-    train = {**cfglib.to_dict(cfg.train), "arm": arm}
+    train = {**id_neutral(cfglib.to_dict(cfg.train)), "arm": arm}
     if label_weight is not None:
         train["label_weight"] = label_weight
     if spec.lora:
@@ -232,8 +232,22 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
 
     rationales = None if arm == "label_only" else (
         shared["rationales_by_mode"][RATIONALE_MODES[arm]] if arm in RATIONALE_MODES else shared["rationales"])
+    extra = {"layer_probes": True} if cfg.layer_probes else {}  # absent when off: ids of older grids hold
     return _run_job("sft", cfg, shared, base, rationales, scale=scale, seed=seed, train=train,
-                    probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render))
+                    probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
+
+
+ID_NEUTRAL = {"keep_checkpoints": False}
+"Train keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
+
+
+def id_neutral(train: dict) -> dict:
+    """``train`` without the keys of ``ID_NEUTRAL`` that hold their neutral value.
+
+    >>> id_neutral({"steps": 5, "keep_checkpoints": False}), id_neutral({"keep_checkpoints": True})
+    ({'steps': 5}, {'keep_checkpoints': True})
+    """
+    return {k: v for k, v in train.items() if k not in ID_NEUTRAL or ID_NEUTRAL[k] != v}
 
 
 def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> None:

@@ -39,9 +39,11 @@ def run_examples(root: Path, labels_dir: str, render_dir: str, scale: int | None
 
 
 def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
-            scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict, meds: str, render: dict) -> dict:
+            scale: int, seed: int, train: dict, score: dict, probe: bool, meta: dict, meds: str, render: dict,
+            layer_probes: bool = False) -> dict:
     """Train one arm on one subset, score the test set, probe the answer-slot states, check generated
-    rationales against the test subjects' records (generating arms); return the result row."""
+    rationales against the test subjects' records (generating arms); with ``layer_probes``, probe every
+    layer of every checkpoint (``probe_layers.parquet``); return the result row."""
     from rationale_sft.config.score import ScoreConfig
     from rationale_sft.config.train import TrainConfig
     from rationale_sft.score.run import score as score_stage
@@ -58,18 +60,81 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
         check_headroom(d, train_cfg, score_cfg)
         scored = score_stage(score_cfg, d, examples, d / "checkpoint")
         quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
+        probe_error = probe_layer_states(d, examples, score_cfg, seed) if layer_probes else None
         row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
                "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
                "train_steps": summary["steps"], "train_answer_steps": summary["answer_stage_steps"],
                "train_tokens": summary["tokens_seen"],
                "score_seconds": scored["seconds"], "n_train": summary["n_examples"],
-               **{k: quality.get(k) for k in GENERATION_KEYS}}
+               **{k: quality.get(k) for k in GENERATION_KEYS}, **mechanism_metrics(d),
+               **({"layer_probes_error": probe_error} if probe_error else {})}
         rundir.write_json(d / RUN_JSON, row)
         return {"run": row}
 
-    rundir.run_stage(out_dir, work, cfg={"train": train_cfg, "score": score_cfg, "meta": meta, "scale": scale,
-                                         "base": rundir.portable(base, out_dir)}, seeds=_seeds(seed))
+    stage_cfg = {"train": train_cfg, "score": score_cfg, "meta": meta, "scale": scale,
+                 "base": rundir.portable(base, out_dir)} | ({"layer_probes": True} if layer_probes else {})
+    rundir.run_stage(out_dir, work, cfg=stage_cfg, seeds=_seeds(seed))
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
+
+
+def probe_layer_states(run_dir: Path, examples: pl.DataFrame, score_cfg, seed: int) -> str | None:
+    """Layer probes of every checkpoint of the run: the direct slot at each, the after slot at the last one
+    (on the rationales ``score`` wrote, so nothing is generated again); folds seeded by the run's seed.
+
+    A test set too small to probe (fewer cases than folds) is not worth the trained run: the reason is
+    returned (run.json ``layer_probes_error``) and warned about, and the run has no probe_layers.parquet.
+    """
+    import dataclasses
+    import sys
+
+    from rationale_sft.diagnostics.layers import probe_checkpoints
+    from rationale_sft.errors import InputError
+
+    cfg = dataclasses.replace(score_cfg, seed=seed, save_states=False)
+    try:
+        probe_checkpoints(run_dir, examples, cfg=cfg, after="final",
+                          scores=pl.read_parquet(run_dir / "scores.parquet"))
+    except InputError as exc:
+        print(f"warning: {run_dir.name}: no layer probes: {exc}", file=sys.stderr)
+        return str(exc)
+    return None
+
+
+def mechanism_metrics(run_dir: Path) -> dict:
+    """The run's mechanism summary, each part only when measured: mean gradient cosine, norm ratio and label
+    gradient share over the steps train.conflict_every measured; AUROC at each K of the sampled
+    rationales (``auroc_k_<K>``); per slot, the best layer probe's AUROC and layer at the last checkpoint."""
+    from rationale_sft.diagnostics import layers
+    from rationale_sft.train.loop import CONFLICT
+
+    out: dict = {}
+    if (run_dir / CONFLICT).is_file():
+        out |= conflict_summary(pl.read_parquet(run_dir / "train_log.parquet"), pl.read_parquet(run_dir / CONFLICT))
+    score = rundir.read_json(run_dir / "score.json") if (run_dir / "score.json").is_file() else {}
+    out |= {f"auroc_k_{k}": v for k, v in (score.get("auroc_k") or {}).items()}
+    if (run_dir / layers.FILE).is_file():
+        out |= layers.best_layers(pl.read_parquet(run_dir / layers.FILE))
+    return out
+
+
+def conflict_summary(log: pl.DataFrame, conflict: pl.DataFrame) -> dict:
+    """Means over measured steps (group ``all``) of the gradient cosine, the norm ratio |g_label| / |g_rationale|
+    and the label's gradient share: its loss weight times its gradient norm over both terms' sum, at the
+    step's label weight share s (``s |g_l| / (s |g_l| + (1 - s) |g_r|)``). None when no step was measured.
+
+    >>> log = pl.DataFrame({"step": [1, 2], "label_token_share": [0.1, 0.5]})
+    >>> c = pl.DataFrame({"step": [2, 2], "group": ["all", "layer_00"], "cos": [-0.2, 0.1],
+    ...                   "norm_ratio": [3.0, 1.0], "label_norm": [3.0, 1.0], "rationale_norm": [1.0, 1.0]})
+    >>> conflict_summary(log, c)
+    {'grad_cos_mean': -0.2, 'grad_norm_ratio_mean': 3.0, 'label_grad_share_mean': 0.75, 'grad_steps': 1}
+    """
+    rows = conflict.filter(pl.col("group") == "all").join(log.select("step", "label_token_share"), on="step")
+    if not rows.height:
+        return {"grad_cos_mean": None, "grad_norm_ratio_mean": None, "label_grad_share_mean": None, "grad_steps": 0}
+    s = rows["label_token_share"]
+    share = s * rows["label_norm"] / (s * rows["label_norm"] + (1 - s) * rows["rationale_norm"])
+    return {"grad_cos_mean": rows["cos"].mean(), "grad_norm_ratio_mean": rows["norm_ratio"].mean(),
+            "label_grad_share_mean": share.mean(), "grad_steps": rows.height}
 
 
 def check_headroom(run_dir: Path, train_cfg, score_cfg) -> None:

@@ -18,6 +18,7 @@ from rationale_sft import config as cfglib
 from rationale_sft.config.report import ReportConfig
 from rationale_sft.report import budget, history
 from rationale_sft.report import diagnostics as diag
+from rationale_sft.report import mechanism as mech
 from rationale_sft.report import sections as sec
 from rationale_sft.report.analysis import Analysis, analyse, pooled_method
 from rationale_sft.report.gates import gates_section
@@ -61,9 +62,15 @@ def _write(cfg: ReportConfig, rd, out: Path) -> Path:
                 history.history_section(an, cfg, rd, out),
                 diag.diagnostics_section(an, cfg, rd, out), diag.errors_section(an, cfg, rd),
                 diag.quality_section(rd, cfg), diag.methods_section(an, cfg, rd)]
+    m = mech.mechanism(an, cfg, rd)
+    if m is not None:  # only a run with mechanism arms or measurements has the section
+        sections.insert(sections.index(next(s for s in sections if s.key == "delta")) + 1,
+                        mech.mechanism_section(m, an, cfg, out))
     write_parquet(an.runs, out / "results.parquet")
     stats = stats_dict(an, cfg, input_hashes(rd)) | {"history_strata": history.strata_stats(an, cfg, rd),
                                                       "budget": budget.budget_stats(an, cfg, rd)}
+    if m is not None:
+        stats["mechanism"] = mech.mechanism_stats(m)
     write_json(out / "stats.json", _json_safe(stats))
     name = grid_name(rd)
     title = f"{TITLE} ({name})" if name else TITLE

@@ -209,3 +209,76 @@ def strata_curves(table: pl.DataFrame, path: Path, oracle: float | None = None) 
         axes[0].set_ylabel("AUROC within stratum")
         axes[-1].legend(frameon=False, fontsize=7)
         return save(fig, path)
+
+
+def conflict_curves(conflict: pl.DataFrame, arms: list[str], path: Path) -> str:
+    """Gradient cosine and norm ratio (log scale) of label vs rationale tokens over steps, mean over seeds per arm."""
+    mean = conflict.group_by("arm", "step").agg(pl.col("cos").mean(), pl.col("norm_ratio").mean()).sort("step")
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(8, 3.2))
+        ax_c, ax_r = fig.subplots(1, 2)
+        for arm in [a for a in arms if a in set(mean["arm"].to_list())]:
+            g = mean.filter(pl.col("arm") == arm)
+            ax_c.plot(g["step"], g["cos"], marker="o", ms=3, lw=1.2, color=color(arms, arm), label=arm)
+            ax_r.plot(g["step"], g["norm_ratio"], marker="o", ms=3, lw=1.2, color=color(arms, arm), label=arm)
+        ax_c.axhline(0, color="black", lw=0.8, ls=":")
+        ax_r.axhline(1, color="black", lw=0.8, ls=":")
+        ax_r.set_yscale("log")
+        ax_c.set_title("cosine(g_label, g_rationale)")
+        ax_r.set_title("|g_label| / |g_rationale|")
+        for ax in (ax_c, ax_r):
+            ax.set_xlabel("optimizer step")
+        ax_c.legend(frameon=False, fontsize=7)
+        return save(fig, path)
+
+
+def probe_layers(probes: pl.DataFrame, arms: list[str], path: Path, oracle: float | None = None) -> str:
+    """Probe AUROC per layer at the last checkpoint, one panel per slot, and the best layer over checkpoints
+    (direct slot); mean over seeds per arm; chance and oracle lines in every panel."""
+    probe = probes.filter(pl.col("measure") == "probe")
+    last = probe.filter(pl.col("step") == pl.col("step").max().over("run_id"))
+    slots = [s for s in ("direct", "after") if s in set(last["slot"].to_list())]
+    shown = [a for a in arms if a in set(probe["arm"].to_list())]
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.4 * (len(slots) + 1), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(slots) + 1, sharey=True))
+        for ax, slot in zip(axes, slots):
+            per = last.filter(pl.col("slot") == slot).group_by("arm", "layer").agg(pl.col("auroc").mean()).sort("layer")
+            for arm in shown:
+                g = per.filter(pl.col("arm") == arm)
+                ax.plot(g["layer"], g["auroc"], marker="o", ms=3, lw=1.2, color=color(arms, arm), label=arm)
+            ax.set_title(f"{slot} slot, last checkpoint")
+            ax.set_xlabel("layer (0 = embeddings)")
+        steps = (probe.filter(pl.col("slot") == "direct").group_by("run_id", "arm", "step").agg(pl.col("auroc").max())
+                 .group_by("arm", "step").agg(pl.col("auroc").mean()).sort("step"))
+        for arm in shown:
+            g = steps.filter(pl.col("arm") == arm)
+            axes[-1].plot(g["step"], g["auroc"], marker="o", ms=3, lw=1.2, color=color(arms, arm), label=arm)
+        axes[-1].set_title("direct slot, best layer")
+        axes[-1].set_xlabel("optimizer step (checkpoint)")
+        for ax in axes:
+            reference_lines(ax, oracle)
+        axes[0].set_ylabel("probe AUROC (out of fold)")
+        axes[-1].legend(frameon=False, fontsize=7)
+        return save(fig, path)
+
+
+def k_curves(k: pl.DataFrame, greedy: dict[str, float], arms: list[str], path: Path,
+             oracle: float | None = None) -> str:
+    """AUROC against the number K of sampled rationales averaged per subject, mean over seeds per arm; the greedy
+    rationale's AUROC as a cross at the left; chance and oracle lines."""
+    mean = k.group_by("arm", "k").agg(pl.col("auroc").mean()).sort("k")
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(5, 3.4))
+        ax = fig.subplots()
+        for arm in [a for a in arms if a in set(mean["arm"].to_list())]:
+            g = mean.filter(pl.col("arm") == arm)
+            ax.plot(g["k"], g["auroc"], marker="o", ms=3, lw=1.2, color=color(arms, arm), label=arm)
+            if greedy.get(arm) is not None:
+                ax.plot([0.5], [greedy[arm]], marker="x", ms=6, color=color(arms, arm))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("K sampled rationales per subject (x at 0.5: greedy)")
+        ax.set_ylabel("AUROC")
+        reference_lines(ax, oracle)
+        ax.legend(frameon=False, fontsize=7)
+        return save(fig, path)

@@ -5,6 +5,7 @@ the step's total target weight (the number of target tokens when every weight is
 accumulation splits give the same update and long rationale targets are not averaged per micro-batch.
 
 Run directory (contract section 7): ``checkpoint/`` (model or adapter dir + tokenizer + ``training.json``),
+with ``train.keep_checkpoints`` also ``checkpoints/step-<N>/`` (weights of every ``checkpoint_every`` step),
 ``train_log.parquet`` (one row per step), ``train_examples.parquet`` (hashes and token counts per training
 sequence), ``train.json`` (summary, seeds, input hashes) and, with ``train.conflict_every``,
 ``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer).
@@ -35,6 +36,8 @@ from rationale_sft.train import arms, conflict
 from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
 
 CHECKPOINT = "checkpoint"
+KEPT = "checkpoints"
+"Folder of the kept intermediate checkpoints (train.keep_checkpoints): one ``step-<N>/`` per kept step."
 STATE = "trainer_state.pt"
 META = "training.json"
 LOG_COLUMNS = ["step", "stage", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens",
@@ -306,6 +309,8 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             bar.update(task, advance=1)
             done = step + 1 == total
             if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
+                if cfg.keep_checkpoints and not done:  # before the resumable one: a resume past it rewrites it
+                    keep_checkpoint(run_dir, model, tok, step + 1, meta)
                 save_checkpoint(run_dir, model, tok, opt, sched, step + 1, log, {**meta, "finished": done},
                                 conflicts if cfg.conflict_every else None)
     if total == 0 or step0 == total:
@@ -375,6 +380,34 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def keep_checkpoint(run_dir: Path, model, tok, step: int, meta: dict) -> Path:
+    """Write the weights and tokenizer of ``step`` to ``checkpoints/step-<N>/`` (no optimizer state: never
+    resumed, only read, e.g. by ``diagnostics.layers.probe_checkpoints``); replaces an earlier copy whole."""
+    final = run_dir / KEPT / kept_name(step)
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(str(tmp))
+        portable_adapter_base(tmp, final)
+        tok.save_pretrained(str(tmp))
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(exc, final) from exc
+    rundir.write_json(tmp / META, {**meta, "finished": False, "step": step})
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def kept_name(step: int) -> str:
+    """Folder name of a kept checkpoint, sortable by step.
+
+    >>> kept_name(40)
+    'step-000040'
+    """
+    return f"step-{step:06d}"
 
 
 def portable_adapter_base(saved: Path, final: Path) -> None:
