@@ -26,18 +26,7 @@ from rationale_sft.score.run import score_contexts
 from rationale_sft.score.samples import sample_rationales
 from rationale_sft.train.toy import toy_data, toy_model
 
-
-def contexts_of(tok, n: int, length: int) -> list[list[int]]:
-    """``n`` contexts of ``length`` tokens, each the tail of toy prompts joined (so each ends a prompt)."""
-    texts = toy_data(n=n * 8, seed=0)[0]["prompt"].to_list()
-    out, k = [], 0
-    for _ in range(n):
-        ids: list[int] = []
-        while len(ids) < length:
-            ids = tok(texts[k % len(texts)], add_special_tokens=False)["input_ids"] + ids
-            k += 1
-        out.append(ids[-length:])
-    return out
+from bench_decode import prompts_of  # the same toy contexts as the decoder benchmark
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -65,7 +54,7 @@ def main() -> None:
         toy_model(Path(d) / "m", ex["prompt"].to_list() + rat["text"].to_list(), size=args.size)
         model, tok = load(Path(d) / "m")
     model.eval()
-    contexts = contexts_of(tok, args.n, args.prompt_tokens)
+    contexts = prompts_of(tok, args.n, args.prompt_tokens)
     tails = ["Answer:"] * args.n
     rows = pl.DataFrame({"subject_id": range(args.n), "prediction_time": [dt.datetime(2010, 1, 1)] * args.n})
     cfg = ScoreConfig(batch_size=args.batch, max_new_tokens=args.new, n_samples=args.k, temperature=1.0)
