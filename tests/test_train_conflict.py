@@ -64,23 +64,12 @@ def test_measuring_conflict_leaves_the_weights_unchanged(setup, tmp_path, arm):
         assert logs["on"]["grad_cos"].to_list() == pytest.approx(measured["cos"].to_list())
 
 
-def test_conflict_every_selects_steps_and_survives_resume(setup, tmp_path, monkeypatch):
+def test_conflict_every_selects_steps_and_survives_resume(setup, tmp_path, killed_train):
     ex, rat, base = setup
     cfg = build(TrainConfig, {"arm": "stepwise", "steps": 4, "micro_batch": 2, "conflict_every": 2,
                               "checkpoint_every": 2, "lr": 1e-3})
     train(cfg, tmp_path / "full", ex, rat, base)
-    real, calls = loop.token_losses, {"n": 0}
-
-    def dies_at_step_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "token_losses", dies_at_step_three)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", ex, rat, base)
-    monkeypatch.setattr(loop, "token_losses", real)
+    killed_train(3, cfg, tmp_path / "cut", ex, rat, base)
     train(cfg, tmp_path / "cut", ex, rat, base)
     full, cut = (pl.read_parquet(tmp_path / d / loop.CONFLICT) for d in ("full", "cut"))
     assert sorted(set(full["step"])) == [2, 4] and full.equals(cut)

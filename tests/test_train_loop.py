@@ -72,24 +72,13 @@ def test_micro_batch_times_accumulation_invariance(setup, tmp_path):
     assert la["loss"].to_list() == pytest.approx(lb["loss"].to_list(), rel=1e-4)
 
 
-def test_resume_after_interruption_gives_the_same_weights(setup, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_the_same_weights(setup, tmp_path, killed_train):
     ex, rat, base = setup
     cfg = build(TrainConfig, {"arm": "stepwise", "steps": 4, "micro_batch": 2, "checkpoint_every": 2,
                               "lr": 1e-3, "weight_decay": 0.1})
     train(cfg, tmp_path / "full", ex, rat, base)
-    real, calls = loop.token_losses, {"n": 0}
-
-    def dies_at_step_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "token_losses", dies_at_step_three)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", ex, rat, base)
+    killed_train(3, cfg, tmp_path / "cut", ex, rat, base)
     assert (tmp_path / "cut" / "checkpoint" / "trainer_state.pt").is_file()
-    monkeypatch.setattr(loop, "token_losses", real)
     out = train(cfg, tmp_path / "cut", ex, rat, base)
     assert out["resumed_from_step"] == 2
     full, cut = weights(tmp_path / "full"), weights(tmp_path / "cut")
@@ -102,7 +91,7 @@ def test_resume_after_interruption_gives_the_same_weights(setup, tmp_path, monke
     assert again["steps"] == 4
 
 
-def test_kept_checkpoints_hold_the_weights_of_each_step_and_survive_a_resume(setup, tmp_path, monkeypatch):
+def test_kept_checkpoints_hold_the_weights_of_each_step_and_survive_a_resume(setup, tmp_path, killed_train):
     from rationale_sft.diagnostics.layers import checkpoint_dirs
 
     ex, rat, base = setup
@@ -113,25 +102,12 @@ def test_kept_checkpoints_hold_the_weights_of_each_step_and_survive_a_resume(set
     assert kept == ["step-000002", "step-000004"]  # the final step is checkpoint/ itself
     assert not list((tmp_path / "full" / loop.KEPT).glob("*/trainer_state.pt"))  # weights only
     short = build(TrainConfig, {**common, "steps": 6})  # same schedule, no copies; stopped at step 4
-    real, calls = loop.token_losses, {"n": 0}
-
-    def dies_at_step_five(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "token_losses", dies_at_step_five)
-    with pytest.raises(KeyboardInterrupt):
-        train(short, tmp_path / "ref", ex, rat, base)
+    killed_train(5, short, tmp_path / "ref", ex, rat, base)
     ref = weights(tmp_path / "ref")  # the resumable checkpoint/ of step 4
     at4 = load_file(str(tmp_path / "full" / loop.KEPT / "step-000004" / "model.safetensors"))
     for name in ref:
         torch.testing.assert_close(ref[name], at4[name], atol=0, rtol=0)
-    calls["n"] = 0
-    with pytest.raises(KeyboardInterrupt):  # killed after the step-4 copy: a resume keeps going
-        train(cfg, tmp_path / "cut", ex, rat, base)
-    monkeypatch.setattr(loop, "token_losses", real)
+    killed_train(5, cfg, tmp_path / "cut", ex, rat, base)  # killed after the step-4 copy: a resume keeps going
     assert train(cfg, tmp_path / "cut", ex, rat, base)["resumed_from_step"] == 4
     assert [s for s, _ in checkpoint_dirs(tmp_path / "cut")] == [2, 4, 6]
     with pytest.raises(ConfigError, match="checkpoint_every is 0"):
