@@ -28,7 +28,7 @@ def synthetic(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("template", ["chronological", "by_system", "recap"])
+@pytest.mark.parametrize("template", ["chronological", "by_system", "recap", "recap_factors"])
 def test_render_synthetic_cohort_without_post_index_events(synthetic, tmp_path, template):
     out = tmp_path / "render"
     assert main(["render", "--meds", str(synthetic / "meds"), "--labels", str(synthetic / "labels.parquet"),
@@ -37,7 +37,9 @@ def test_render_synthetic_cohort_without_post_index_events(synthetic, tmp_path, 
     labels = read_labels(synthetic / "labels.parquet")
     assert ex.height == labels.height and ex["prompt"].str.ends_with("\nAnswer:").all()
     # every diagnosis month shown in a prompt is strictly before that subject's prediction month
-    months = ex.select("subject_id", pl.col("prompt").str.extract_all(r"\n *- (\d{4}-\d\d) \(").alias("m")).explode("m")
+    # (recap_factors: the factors line cites diagnoses as "(YYYY-MM, N years before assessment)")
+    months = ex.select("subject_id", pl.col("prompt").str.extract_all(r"(\n *- \d{4}-\d\d \(|\(\d{4}-\d\d, )")
+                       .alias("m")).explode("m")
     months = months.drop_nulls().with_columns(pl.col("m").str.extract(r"(\d{4}-\d\d)"))
     joined = months.join(labels.select("subject_id", pl.col("prediction_time").dt.strftime("%Y-%m").alias("pm")),
                          on="subject_id")

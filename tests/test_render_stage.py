@@ -74,6 +74,27 @@ def test_measurements_with_units_and_demographics(cohort):
         assert line in prompt.splitlines()
 
 
+def test_recap_factors_lists_the_records_factors_strongest_first_before_the_question(cohort):
+    ex = _examples(cohort, template="recap_factors")
+    lines = {sid: p.splitlines() for sid, p in zip(ex["subject_id"], ex["prompt"])}
+    one = lines[1]
+    assert one[-3] == ("Risk factors in the record (strongest first): Number of APOE e4 alleles: 1; Other symptoms and "
+                       "signs involving cognitive functions and awareness (2008-12, 6 months before assessment); Type 2 "
+                       "diabetes mellitus (2005-01, 4 years before assessment); Years of full-time education: 10 years; "
+                       "LDL cholesterol: 4.6 mmol/L; Body mass index: 31.2 kg/m2; Current smoker; Essential (primary) "
+                       "hypertension (2002-03, 7 years before assessment).")
+    assert one[-4] == "About: female, 67 years old at the assessment." and one[-2].startswith("Question: ")
+    assert "Depressive episode" not in one[-3]  # diagnosed after the prediction time
+    assert lines[2][-3] == ("Risk factors in the record (strongest first): Years of full-time education: 17 years; "
+                            "Number of APOE e4 alleles: 0.")  # protective factors too
+    assert lines[5][-3] == "Risk factors in the record (strongest first): none."
+    # the rest of the prompt is the recap template's, line for line
+    recap = _examples(cohort, template="recap")
+    for a, b in zip(recap["prompt"], ex["prompt"]):
+        assert b.splitlines()[:-3] + b.splitlines()[-2:] == a.splitlines()
+    assert ex["template_hash"][0] != recap["template_hash"][0]
+
+
 def test_chronological_order_and_by_system_groups(cohort):
     chrono = _examples(cohort).filter(pl.col("subject_id") == 3)["prompt"][0]
     dates = [ln[2:9] for ln in chrono.splitlines() if ln.startswith("- 19") or ln.startswith("- 20")]

@@ -20,7 +20,7 @@ def add_parser(subparsers, help_text: str) -> None:
     p.add_argument("--meds", required=True, help="MEDS dataset directory (holds data/ and metadata/).")
     p.add_argument("--labels", required=True, help="Labels parquet written by `rationale-sft cohort extract`.")
     p.add_argument("--out", required=True, help="Output directory for examples.parquet.")
-    p.add_argument("--template", choices=("chronological", "by_system", "recap"), default=None,
+    p.add_argument("--template", choices=("chronological", "by_system", "recap", "recap_factors"), default=None,
                    help="Prompt layout (same as template=...; default chronological).")
     p.add_argument("--config", default=None, help="Render config YAML (keys below).")
     p.add_argument("--force", action="store_true", help="Render again even when OUT/DONE exists.")

@@ -20,9 +20,10 @@ from typing import Literal
 class RenderConfig:
     """How a subject's history before the prediction time becomes a prompt."""
 
-    template: Literal["chronological", "by_system", "recap"] = "chronological"
-    """Prompt layout: a chronological list of diagnoses, diagnoses grouped by ICD-10 chapter, or chronological
-    with sex and age restated in the question block."""
+    template: Literal["chronological", "by_system", "recap", "recap_factors"] = "chronological"
+    """Prompt layout: a chronological list of diagnoses, diagnoses grouped by ICD-10 chapter, chronological
+    with sex and age restated in the question block, or that plus a line listing the record's knowledge-base
+    risk and protective factors, strongest first."""
     question: str = ("Will this person be diagnosed with Alzheimer's disease or a related dementia within "
                      "5 years? Answer Yes or No.")
     "The question asked at the end of every prompt (the answer marker follows it)."

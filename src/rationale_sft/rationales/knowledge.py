@@ -262,12 +262,32 @@ def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, c
                           f"{d.name}, diagnosed {d.ago} ({d.date})"))
     m = e.measurement
     if cite == "record":
-        return f"{m.name} recorded at the {anchor}" if m.value is None else f"{m.name}: {_fmt(m.value)}{m.unit}"
+        return f"{m.name} recorded at the {anchor}" if m.value is None else record_line(m)
     name = kb.measurement_names.get(m.short, (m.name,))[0]
     if m.value is None:
         return f"{name} recorded at the {anchor}"
     value = f"{_fmt(m.value)}{m.unit}"
     return choose(g, (f"{name} {value}", f"{name} of {value}", f"{name}: {value}"))
+
+
+def record_line(m: Measurement) -> str:
+    """A measurement with a value as the record's line states it: 'LDL cholesterol: 4.07 mmol/L'."""
+    return f"{m.name}: {_fmt(m.value)}{m.unit}"
+
+
+def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
+    """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
+    'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001-11, 6 years before
+    assessment)'. The ``recap_factors`` template's line."""
+    cites = []
+    for e in find_evidence(facts, kb):
+        if e.diagnosis is not None:
+            cites.append(f"{e.diagnosis.name} ({e.diagnosis.date}, {e.diagnosis.ago})")
+        elif e.measurement.value is None:
+            cites.append(e.measurement.name)
+        else:
+            cites.append(record_line(e.measurement))
+    return "; ".join(cites) or "none"
 
 
 def _fmt(value: float) -> str:
@@ -358,4 +378,4 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 
 
 __all__ = ["KNOWLEDGE_BASE", "KnowledgeBase", "Factor", "Rule", "Evidence", "load_knowledge", "find_evidence",
-           "write_rationale"]
+           "write_rationale", "factors_text", "record_line"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from rationale_sft.config.render import RenderConfig
+from rationale_sft.errors import InputError
 from rationale_sft.render.templates import Template, check_template, fmt_expr
 from rationale_sft.render.vocab import CHAPTERS, ago_expr, code_meta, format_number_expr
 
@@ -45,7 +46,10 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
                          pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                          pl.col("group_ids").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))))
     sex, age = _demographics()
-    question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor)
+    if "{factors}" in t.question_block:
+        out = out.join(_factors(ev, codes, labels, cfg), on=KEYS, how="left")
+    question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor,
+                        **({"factors": pl.col("factors").fill_null("none")} if "{factors}" in t.question_block else {}))
     return out.with_columns(header=_header(cfg, t), question=question) \
         .with_columns(prompt=pl.concat_str([
             pl.col("header"), pl.lit("\n"),
@@ -85,6 +89,21 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
         .otherwise(fmt_expr(t.measurement_line, name=pl.col("name"), value=value))
     return last.with_columns(line=line).group_by(KEYS, maintain_order=True).agg(
         meas_block=pl.col("line").str.join("\n"))
+
+
+def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
+    """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_text``)."""
+    from rationale_sft.rationales.facts import facts_frame
+    from rationale_sft.rationales.knowledge import factors_text, load_knowledge
+
+    if labels["subject_id"].n_unique() != labels.height:
+        raise InputError("the recap_factors template needs one prediction time per subject; "
+                         f"{labels.height - labels['subject_id'].n_unique()} subjects have more")
+    facts = facts_frame(ev.select("subject_id", "time", "code", "numeric_value"), codes, labels.select(KEYS), cfg)
+    kb = load_knowledge()
+    keys = labels.select(KEYS)
+    return keys.with_columns(factors=pl.Series([factors_text(facts[s], kb) if s in facts else "none"
+                                                for s in keys["subject_id"].to_list()], dtype=pl.String))
 
 
 def _demographics() -> tuple[pl.Expr, pl.Expr]:
