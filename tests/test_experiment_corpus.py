@@ -1,5 +1,5 @@
 """The pretraining corpus: base texts (prompt + blind rationale), reasoning texts, and short texts of the same
-people with only sex and age recorded, whose rationale states that sex and age."""
+people (only sex and age recorded; measurements but no diagnosis), whose rationales state their sex and age."""
 
 import re
 
@@ -24,18 +24,36 @@ def test_every_subject_has_a_base_and_a_short_text_per_style(corpus):
     counts, table = corpus
     n = dict(table.group_by("kind").len().iter_rows())
     assert n == {"base": 2 * counts["n_subjects"] + 1, "reasoning": counts["n_subjects"],
-                 "short": 2 * counts["n_subjects"]}
+                 "short": 4 * counts["n_subjects"]}
 
 
-def test_short_texts_hold_only_sex_and_age_and_their_rationale_states_them(corpus):
+def _prompt_sex_age(text):
+    prompt, rationale = text.split(PROMPT_END, 1)
+    lines = prompt.split("\n")
+    sex, age = lines[1].removeprefix("Sex: "), lines[2].removeprefix("Age at assessment: ").removesuffix(" years")
+    assert lines[-2] == f"About: {sex}, {age} years old at the assessment."
+    assert re.search(rf"\b{age}\b", rationale.split(".")[0] + rationale.split(";")[0])
+    said = set(re.findall(r"\b(woman|man|she|he)\b", rationale))
+    assert said and said <= ({"woman", "she"} if sex == "female" else {"man", "he"})
+    return lines, rationale
+
+
+def test_short_texts_hold_sex_and_age_then_the_measurements_and_their_rationales_state_them(corpus):
     _, table = corpus
-    for text in table.filter(pl.col("kind") == "short")["text"]:
-        prompt, rationale = text.split(PROMPT_END, 1)
-        lines = prompt.split("\n")
-        sex, age = lines[1].removeprefix("Sex: "), lines[2].removeprefix("Age at assessment: ").removesuffix(" years")
-        assert "Measurements" not in prompt and lines[4] == "- none recorded"
-        assert lines[5] == f"About: {sex}, {age} years old at the assessment."
-        assert re.search(rf"\b{age}\b", rationale.split(".")[0] + rationale.split(";")[0])
-        said = set(re.findall(r"\b(woman|man|she|he)\b", rationale))
-        assert said and said <= ({"woman", "she"} if sex == "female" else {"man", "he"})
+    base = table.filter(pl.col("kind") == "base")["text"].to_list()
+    short = table.filter(pl.col("kind") == "short")["text"].to_list()
+    bare, measured = short[: len(base) - 1], short[len(base) - 1:]  # the same people and styles, in base order
+    assert len(measured) == len(bare) == len(base) - 1
+    for text in bare:
+        lines, rationale = _prompt_sex_age(text)
+        assert "Measurements" not in text.split(PROMPT_END)[0] and lines[4] == "- none recorded"
         assert "established" in rationale  # "no established (dementia) risk factor": nothing to cite beyond age
+    with_values = 0
+    for text, full in zip(measured, base):
+        lines, rationale = _prompt_sex_age(text)
+        values = [ln for ln in full.split(PROMPT_END)[0].split("\n") if ln.startswith("- ") and ": " in ln
+                  and not ln[2:6].isdigit()]
+        assert [ln for ln in lines if ln.startswith("- ") and ln != "- none recorded"] == values
+        assert "- none recorded" in lines
+        with_values += any(ln.split(": ", 1)[0][2:] in rationale for ln in values)
+    assert with_values > len(measured) / 2  # most of these rationales cite a measurement line of their prompt

@@ -7,9 +7,10 @@ label-blind rationale about that subject in one of the grid's rationale styles: 
 learns to read a history and to write a grounded rationale about it, as a real LLM already can, but
 never sees an outcome. A blind rationale concludes from the teacher's textbook points model, not from
 the label. ``reasoning`` texts (history + blind step-by-step reasoning) feed the reasoning-oriented base.
-``short`` texts are the same people with nothing recorded but sex and age: the prompt a subject without
-measurements or diagnoses gets, and the teacher's blind rationale for that record. They teach, where the
-signal is dense, what the long texts bury: reading sex and age off the prompt (``pretrain.short_steps``).
+``short`` texts are the same people twice more: with nothing recorded but sex and age, and with their
+measurements but no diagnosis; each is the prompt such a record gets and the teacher's blind rationale for it.
+They teach, where the signal is dense, what the long texts bury: reading sex, age and the cited values off
+the prompt (``pretrain.short_steps``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 2
-"Bumped when the texts build_corpus writes change (2: short texts), so a grid never reuses an older corpus."
+CORPUS_VERSION = 3
+"""Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too), so a
+grid never reuses an older corpus."""
 
 
 def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int, teacher: dict | None = None) -> dict:
@@ -55,12 +57,28 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
     reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n", cite=teacher_cfg.cite)
     bare = {sid: dataclasses.replace(f, diagnoses=(), measurements=()) for sid, f in facts.items()}
+    measured = {sid: dataclasses.replace(f, diagnoses=()) for sid, f in facts.items()}
     short = rationale_texts(bare, ids, bare_prompts(labels, render_cfg), styles, seed, teacher_cfg.max_factors,
-                            joined=" ", cite=teacher_cfg.cite)
+                            joined=" ", cite=teacher_cfg.cite) \
+        + rationale_texts(measured, ids, measured_prompts(meds, labels, render_cfg), styles, seed,
+                          teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
     kinds = ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning) + ["short"] * len(short)
     table = pl.DataFrame({"kind": kinds, "text": base + [knowledge_text()] + reasoning + short})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
     return {"n_subjects": labels.height, "n_texts": table.height, "styles": styles}
+
+
+def measured_prompts(meds: Path, labels: pl.DataFrame, render_cfg) -> list[str]:
+    """Per label row, the prompt its subject would get with its measurements but no diagnosis recorded: the
+    renderer's own output for the record without its diagnosis events."""
+    from rationale_sft.cohort.meds_io import scan_events
+    from rationale_sft.render.stage import read_codes, render_parts
+
+    prefixes = tuple(render_cfg.diagnosis_prefixes)
+    events = scan_events(meds).filter(~pl.col("code").str.starts_with(prefixes[0]))
+    for p in prefixes[1:]:
+        events = events.filter(~pl.col("code").str.starts_with(p))
+    return render_parts(events, read_codes(meds), labels, render_cfg)["prompt"].to_list()
 
 
 def bare_prompts(labels: pl.DataFrame, render_cfg) -> list[str]:
