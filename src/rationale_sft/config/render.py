@@ -7,7 +7,7 @@
 >>> config.build(RenderConfig, {}, ["template=list"])
 Traceback (most recent call last):
 ...
-rationale_sft.config.ConfigError: 'template' must be one of 'chronological', 'by_system', 'recap', got 'list'
+rationale_sft.config.ConfigError: 'template' must be one of 'chronological', 'by_system', 'recap', 'recap_factors', got 'list'
 """
 
 from __future__ import annotations
