@@ -74,10 +74,8 @@ def measured_prompts(meds: Path, labels: pl.DataFrame, render_cfg) -> list[str]:
     from rationale_sft.cohort.meds_io import scan_events
     from rationale_sft.render.stage import read_codes, render_parts
 
-    prefixes = tuple(render_cfg.diagnosis_prefixes)
-    events = scan_events(meds).filter(~pl.col("code").str.starts_with(prefixes[0]))
-    for p in prefixes[1:]:
-        events = events.filter(~pl.col("code").str.starts_with(p))
+    events = scan_events(meds).filter(
+        ~pl.any_horizontal([pl.col("code").str.starts_with(p) for p in render_cfg.diagnosis_prefixes]))
     return render_parts(events, read_codes(meds), labels, render_cfg)["prompt"].to_list()
 
 

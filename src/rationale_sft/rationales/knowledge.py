@@ -258,7 +258,7 @@ def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, c
     with ``cite="record"`` as the record's line states them)."""
     if e.diagnosis is not None:
         d = e.diagnosis
-        return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", f"{d.name} ({d.date}, {d.ago})",
+        return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", record_diagnosis(d),
                           f"{d.name}, diagnosed {d.ago} ({d.date})"))
     m = e.measurement
     if cite == "record":
@@ -275,6 +275,11 @@ def record_line(m: Measurement) -> str:
     return f"{m.name}: {_fmt(m.value)}{m.unit}"
 
 
+def record_diagnosis(d: Diagnosis) -> str:
+    """A diagnosis by its first occurrence: 'Essential (primary) hypertension (2001-11, 6 years before assessment)'."""
+    return f"{d.name} ({d.date}, {d.ago})"
+
+
 def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
     """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
     'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001-11, 6 years before
@@ -282,7 +287,7 @@ def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
     cites = []
     for e in find_evidence(facts, kb):
         if e.diagnosis is not None:
-            cites.append(f"{e.diagnosis.name} ({e.diagnosis.date}, {e.diagnosis.ago})")
+            cites.append(record_diagnosis(e.diagnosis))
         elif e.measurement.value is None:
             cites.append(e.measurement.name)
         else:

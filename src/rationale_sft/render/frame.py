@@ -46,15 +46,16 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
                          pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                          pl.col("group_ids").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))))
     sex, age = _demographics()
-    if "{factors}" in t.question_block:
+    with_factors = "{factors}" in t.question_block
+    if with_factors:  # every labelled subject gets a row, 'none' without a factor
         out = out.join(_factors(ev, codes, labels, cfg), on=KEYS, how="left")
     question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor,
-                        **({"factors": pl.col("factors").fill_null("none")} if "{factors}" in t.question_block else {}))
+                        **({"factors": pl.col("factors")} if with_factors else {}))
     return out.with_columns(header=_header(cfg, t), question=question) \
         .with_columns(prompt=pl.concat_str([
             pl.col("header"), pl.lit("\n"),
             pl.when(pl.col("n_history_items") > 0).then(pl.col("history_text")).otherwise(pl.lit(t.empty_history)),
-            pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block")
+            pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block", *(["factors"] if with_factors else []))
 
 
 def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Template) -> pl.DataFrame:
