@@ -57,3 +57,20 @@ def test_short_texts_hold_sex_and_age_then_the_measurements_and_their_rationales
         assert "- none recorded" in lines
         with_values += any(ln.split(": ", 1)[0][2:] in rationale for ln in values)
     assert with_values > len(measured) / 2  # most of these rationales cite a measurement line of their prompt
+
+
+def test_base_and_short_texts_end_as_a_rationale_target_ends_with_the_conclusions_own_answer(corpus):
+    _, table = corpus
+    kb_text = table.filter(pl.col("kind") == "base")["text"][-1]
+    written = table.filter(pl.col("kind").is_in(["base", "short"]) & (pl.col("text") != kb_text))["text"].to_list()
+    ends = re.compile(rf"Conclusion: (likely|unlikely){re.escape(PROMPT_END)} (Yes|No)\Z")
+    answers = []
+    for text in written:
+        found = ends.search(text)
+        assert found, text[-120:]
+        assert (found.group(1) == "likely") == (found.group(2) == "Yes")
+        assert text.count(PROMPT_END) == 2  # the prompt's answer slot, and the answer after the rationale
+        answers.append(found.group(2))
+    assert set(answers) == {"Yes", "No"}
+    for text in table.filter(pl.col("kind") == "reasoning")["text"].to_list():
+        assert PROMPT_END not in text and text.endswith(("Conclusion: likely", "Conclusion: unlikely"))

@@ -3,9 +3,10 @@
 The subjects come from a second synthetic cohort drawn with another seed, so no pretraining text
 belongs to any task split. Each ``base`` text is one subject's prompt, rendered with the task's template
 exactly as the fine-tuning prompts are (answer marker included), followed by the knowledge teacher's
-label-blind rationale about that subject in one of the grid's rationale styles: a from-scratch base
-learns to read a history and to write a grounded rationale about it, as a real LLM already can, but
-never sees an outcome. A blind rationale concludes from the teacher's textbook points model, not from
+label-blind rationale about that subject in one of the grid's rationale styles, then the answer marker
+and the answer word of the rationale's own conclusion (" Yes" for likely, " No" for unlikely), exactly as
+a rationale arm's target ends: a from-scratch base learns to read a history, to write a grounded rationale
+about it and to answer after it, as a real LLM already can, but never sees an outcome. A blind rationale concludes from the teacher's textbook points model, not from
 the label. ``reasoning`` texts (history + blind step-by-step reasoning) feed the reasoning-oriented base.
 ``short`` texts are the same people twice more: with nothing recorded but sex and age, and with their
 measurements but no diagnosis; each is the prompt such a record gets and the teacher's blind rationale for it.
@@ -24,9 +25,9 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 3
-"""Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too), so a
-grid never reuses an older corpus."""
+CORPUS_VERSION = 4
+"""Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
+answer after each rationale), so a grid never reuses an older corpus."""
 
 
 def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int, teacher: dict | None = None) -> dict:
@@ -111,19 +112,22 @@ def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: lis
     prompt, then the knowledge teacher's label-blind rationale.
 
     ``joined=" "`` keeps the prompt's answer marker and continues after it, as a rationale arm's target
-    does; ``joined="\\n"`` drops the marker (plain reasoning text).
+    does, and ends as that target ends: the answer marker on a new line and the answer word of the rationale's
+    own (label-blind) conclusion. ``joined="\\n"`` drops the marker (plain reasoning text, no answer).
     """
     from rationale_sft.rationales.knowledge import load_knowledge, write_rationale
     from rationale_sft.rationales.specs import strip_answer_slot
+    from rationale_sft.render.markers import PROMPT_END
 
     kb = load_knowledge()
     out = []
     for sid, prompt in zip(ids, prompts):
         head = prompt if joined == " " else strip_answer_slot(prompt)
         for style in styles:
-            text = write_rationale(facts[sid], style, "blind", None, seed, kb, max_factors=max_factors,
-                                   cite=cite).text
-            out.append(f"{head}{joined}{text}")
+            written = write_rationale(facts[sid], style, "blind", None, seed, kb, max_factors=max_factors,
+                                      cite=cite)
+            answer = f"{PROMPT_END} {written.conclusion}" if joined == " " else ""
+            out.append(f"{head}{joined}{written.text}{answer}")
     return out
 
 
