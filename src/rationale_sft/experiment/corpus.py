@@ -115,9 +115,11 @@ def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: lis
     does, and ends as that target ends: the answer marker on a new line and the answer word of the rationale's
     own (label-blind) conclusion. ``joined="\\n"`` drops the marker (plain reasoning text, no answer).
     """
+    from rationale_sft.config.train import TrainConfig
     from rationale_sft.rationales.knowledge import load_knowledge, write_rationale
     from rationale_sft.rationales.specs import strip_answer_slot
-    from rationale_sft.render.markers import PROMPT_END
+    from rationale_sft.train.arms import render_tasks
+    from rationale_sft.train.data import segment_texts
 
     kb = load_knowledge()
     out = []
@@ -126,8 +128,11 @@ def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: lis
         for style in styles:
             written = write_rationale(facts[sid], style, "blind", None, seed, kb, max_factors=max_factors,
                                       cite=cite)
-            answer = f"{PROMPT_END} {written.conclusion}" if joined == " " else ""
-            out.append(f"{head}{joined}{written.text}{answer}")
+            if joined == " ":  # the style's own arm renders the target: rationale, answer marker, label word
+                task = render_tasks(TrainConfig(arm=style), head, written.conclusion == "Yes", written.text)[0]
+                out.append(head + "".join(piece for _, piece in segment_texts(head, task.segments)))
+            else:
+                out.append(f"{head}{joined}{written.text}")
     return out
 
 
