@@ -6,8 +6,8 @@ exactly as the fine-tuning prompts are (answer marker included), followed by the
 label-blind rationale about that subject in one of the grid's rationale styles, then the answer marker
 and the answer word of the rationale's own conclusion (" Yes" for likely, " No" for unlikely), exactly as
 a rationale arm's target ends: a from-scratch base learns to read a history, to write a grounded rationale
-about it and to answer after it, as a real LLM already can, but never sees an outcome. A blind rationale concludes from the teacher's textbook points model, not from
-the label. ``reasoning`` texts (history + blind step-by-step reasoning) feed the reasoning-oriented base.
+about it and to answer after it, as a real LLM already can, but never sees an outcome. A blind rationale
+concludes from the teacher's textbook points model, not from the label. ``reasoning`` texts (history + blind step-by-step reasoning) feed the reasoning-oriented base.
 ``short`` texts are the same people twice more: with nothing recorded but sex and age, and with their
 measurements but no diagnosis; each is the prompt such a record gets and the teacher's blind rationale for it.
 They teach, where the signal is dense, what the long texts bury: reading sex, age and the cited values off
