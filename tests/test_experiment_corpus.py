@@ -1,5 +1,7 @@
-"""The pretraining corpus: base texts (prompt + blind rationale), reasoning texts, and short texts of the same
-people (only sex and age recorded; measurements but no diagnosis), whose rationales state their sex and age."""
+"""The pretraining corpus: base texts (prompt + blind rationale), reasoning texts, short texts of the same
+people (only sex and age recorded; measurements but no diagnosis), whose rationales state their sex and age, and
+copy drills (measurement lines restated) and redrawn texts (measured short texts with values permuted across
+people)."""
 
 import re
 
@@ -23,6 +25,9 @@ def corpus(tmp_path_factory):
 def test_every_subject_has_a_base_and_a_short_text_per_style(corpus):
     counts, table = corpus
     n = dict(table.group_by("kind").len().iter_rows())
+    drills = n.pop("drill")  # two per subject with two measured values or more
+    assert drills % 2 == 0 and counts["n_subjects"] <= drills <= 2 * counts["n_subjects"]
+    assert n.pop("redrawn") == 2 * 2 * counts["n_subjects"]  # two cohort copies, two styles
     assert n == {"base": 2 * counts["n_subjects"] + 1, "reasoning": counts["n_subjects"],
                  "short": 4 * counts["n_subjects"]}
 
@@ -74,3 +79,42 @@ def test_base_and_short_texts_end_as_a_rationale_target_ends_with_the_conclusion
     assert set(answers) == {"Yes", "No"}
     for text in table.filter(pl.col("kind") == "reasoning")["text"].to_list():
         assert PROMPT_END not in text and text.endswith(("Conclusion: likely", "Conclusion: unlikely"))
+
+
+def test_copy_drills_restate_each_listed_measurement_with_its_listed_value_in_another_order(corpus):
+    _, table = corpus
+    drills = table.filter(pl.col("kind") == "drill")["text"].to_list()
+    assert len(drills) > 100
+    listed_orders, values = [], {}
+    for text in drills:
+        head, answer = text.split("\nQuestion: Restate every measurement.\nAnswer: ")
+        title, *lines = head.split("\n")
+        assert title == "Measurements at the assessment visit:" and len(lines) >= 2
+        listed = [line.removeprefix("- ") for line in lines]
+        restated = answer.removesuffix(".").split("; ")
+        assert sorted(restated) == sorted(listed)  # every line restated, with its value, nothing else
+        listed_orders.append(listed == restated)
+        for line in listed:
+            name, value = line.rsplit(": ", 1)
+            values.setdefault(name, set()).add(value)
+    assert sum(listed_orders) < len(drills) / 2  # restated in a shuffled order
+    ldl = [name for name in values if name.startswith("LDL")]
+    assert ldl and len(values[ldl[0]]) > 20  # values are drawn across people, not a stock one
+
+
+def test_redrawn_texts_are_the_measured_short_texts_with_other_peoples_values_stated_by_prompt_and_rationale(corpus):
+    _, table = corpus
+    measured = [t for t in table.filter(pl.col("kind") == "short")["text"] if "Measurements at" in t]
+    redrawn = table.filter(pl.col("kind") == "redrawn")["text"].to_list()
+    assert len(redrawn) == 2 * len(measured)
+    value = re.compile(r"(LDL cholesterol: [\d.]+ mmol/L)")
+
+    def ldl(text):
+        prompt, rationale = text.split(PROMPT_END, 1)
+        stated = value.findall(prompt)
+        return stated[-1] if stated else None, value.findall(rationale)
+
+    pairs = [(ldl(a), ldl(b)) for a, b in zip(measured, redrawn) if ldl(a)[0] and ldl(b)[0]]
+    assert len(pairs) > 20 and sum(a[0] != b[0] for a, b in pairs) > len(pairs) / 2  # other people's values
+    cited = [b for _, b in pairs if b[1]]
+    assert cited and all(set(rationale) == {prompt} for prompt, rationale in cited)  # the rationale quotes its own

@@ -186,3 +186,33 @@ def test_a_short_first_stage_trains_on_the_short_texts_then_continues_on_all(tmp
     assert ensure_base(cfg(), texts_fn, tmp_path) != out and asked == ["base"]
     with pytest.raises(InputError, match="'short' pretraining corpus is empty"):
         ensure_base(c, lambda corpus: texts() if corpus == "base" else [], tmp_path / "other")
+
+
+def test_a_copy_stage_trains_on_the_drills_alone_then_they_stay_in_the_mix_of_the_later_stages(tmp_path):
+    drills = [f"- LDL: {v}\nQuestion: Restate.\nAnswer: LDL: {v}." for v in range(20)] * 2
+    redrawn = [f"LDL {v}. Answer: the LDL is {v}" for v in range(10)]
+    short = [f"Age {a}. Answer: aged {a}" for a in range(60, 80)] * 4
+    asked = []
+
+    def texts_fn(corpus):
+        asked.append(corpus)
+        return {"base": texts(), "short": short, "drill": drills, "redrawn": redrawn}[corpus]
+
+    c = cfg("pretrain.copy_steps=4", "pretrain.short_steps=5", "pretrain.short_batch_size=4",
+            "pretrain.short_seq_len=16")
+    out = ensure_base(c, texts_fn, tmp_path)
+    assert set(asked) == {"base", "short", "drill", "redrawn"}
+    (first,) = [p for p in tmp_path.iterdir() if p.name.startswith("base-copy-")]
+    (second,) = [p for p in tmp_path.iterdir() if p.name.startswith("base-short-")]
+    stages = [json.loads((d / "manifest.json").read_text())["pretrain"] for d in (first, second, out)]
+    assert [s["steps"] for s in stages] == [4, 5, 30]
+    copying = len(drills) + len(redrawn)
+    assert [s["corpus_texts"] for s in stages] == [len(drills), len(short) + copying,
+                                                   len(texts()) + len(short) + copying]
+    assert [s["init_dir"] for s in stages] == [None, str(first), str(second)]
+    # the copying texts are the base's input: other redrawn texts, another base; no copy stage, another again
+    other = ensure_base(c, lambda corpus: redrawn[:5] if corpus == "redrawn" else texts_fn(corpus), tmp_path)
+    assert len({out, other, ensure_base(cfg("pretrain.short_steps=5", "pretrain.short_batch_size=4",
+                                            "pretrain.short_seq_len=16"), texts_fn, tmp_path)}) == 3
+    with pytest.raises(InputError, match="'drill' pretraining corpus is empty"):
+        ensure_base(c, lambda corpus: [] if corpus == "drill" else texts_fn(corpus), tmp_path / "other")

@@ -75,9 +75,15 @@ class PretrainConfig:
     texts state one thing the long ones bury (e.g. sex and age of a person with nothing else recorded), so a
     small model learns to read it where the signal is dense, then keeps it among the long texts."""
     short_batch_size: int = 32
-    "Texts per optimizer step of the short stage (one text per row)."
+    "Texts per optimizer step of the short stage, and of the copy stage (one text per row)."
     short_seq_len: int = 256
-    "Tokens per row of the short stage (longer texts are cut)."
+    "Tokens per row of the short stage, and of the copy stage (longer texts are cut)."
+    copy_steps: int = 0
+    """Optimizer steps on the corpus's copy drills alone, before every other stage (0 = none); the drills and the
+    redrawn texts (rationales of records whose values are permuted across people) then join the later stages'
+    mix. A drill restates a list of measurements whose values only the list gives, so the model learns to look a
+    value up by its name (an induction circuit); a tiny model trained on the long texts alone writes typical
+    values instead."""
     reasoning_steps: int = 100
     "Optimizer steps of continued pretraining on reasoning text (reasoning_base only)."
     reasoning_lr: float = 1e-3
@@ -87,8 +93,9 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "seq_len", "log_every", "short_batch_size", "short_seq_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"pretrain {name} must be >= 1, got {getattr(self, name)}")
-        if self.short_steps < 0:
-            raise ValueError(f"pretrain short_steps must be >= 0, got {self.short_steps}")
+        for name in ("short_steps", "copy_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"pretrain {name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.reasoning_lr <= 0:
             raise ValueError(f"pretrain lr and reasoning_lr must be > 0, got {self.lr}, {self.reasoning_lr}")
 

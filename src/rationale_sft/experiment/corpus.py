@@ -12,11 +12,19 @@ concludes from the teacher's textbook points model, not from the label. ``reason
 measurements but no diagnosis; each is the prompt such a record gets and the teacher's blind rationale for it.
 They teach, where the signal is dense, what the long texts bury: reading sex, age and the cited values off
 the prompt (``pretrain.short_steps``).
+Two kinds teach copying a value from the prompt (``pretrain.copy_steps``), which a tiny model does not learn from
+the long texts in any affordable number of steps (it writes a typical value instead):
+``drill`` texts are copy drills: a person's measurement lines, each value replaced by another person's value of
+the same measurement, then all of them restated in another order, as a rationale cites a measurement; only
+copying can predict a restated value. ``redrawn`` texts are the measured short texts again, on a copy of the
+cohort whose measurement values are permuted across people within each measurement: the same prompts and teacher
+sentences as the rationales, with values that only the prompt gives.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -25,9 +33,14 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 4
+CORPUS_VERSION = 5
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
-answer after each rationale), so a grid never reuses an older corpus."""
+answer after each rationale, 5: copy drills and redrawn texts), so a grid never reuses an older corpus."""
+COPY_DRILLS = 2
+"Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
+COPY_QUESTION = "Question: Restate every measurement."
+REDRAWS = 2
+"Cohort copies with permuted measurement values, each giving every subject one redrawn text per style."
 
 
 def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int, teacher: dict | None = None) -> dict:
@@ -63,8 +76,19 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
                             joined=" ", cite=teacher_cfg.cite) \
         + rationale_texts(measured, ids, measured_prompts(meds, labels, render_cfg), styles, seed,
                           teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
-    kinds = ["base"] * (len(base) + 1) + ["reasoning"] * len(reasoning) + ["short"] * len(short)
-    table = pl.DataFrame({"kind": kinds, "text": base + [knowledge_text()] + reasoning + short})
+    drills = drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg, seed)
+    redrawn = []
+    for r in range(REDRAWS):
+        with tempfile.TemporaryDirectory() as tmp:
+            cohort = redrawn_cohort(meds, Path(tmp), seed + r)
+            values = {sid: dataclasses.replace(f, diagnoses=())
+                      for sid, f in facts_for_labels(cohort, labels, render_cfg).items()}
+            redrawn += rationale_texts(values, ids, measured_prompts(cohort, labels, render_cfg), styles, seed + r,
+                                       teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
+    texts = {"base": base + [knowledge_text()], "reasoning": reasoning, "short": short, "drill": drills,
+             "redrawn": redrawn}
+    table = pl.DataFrame({"kind": [k for k, v in texts.items() for _ in v],
+                          "text": [t for v in texts.values() for t in v]})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
     return {"n_subjects": labels.height, "n_texts": table.height, "styles": styles}
 
@@ -134,6 +158,102 @@ def rationale_texts(facts: dict, ids: list[int], prompts: list[str], styles: lis
             else:
                 out.append(f"{head}{joined}{written.text}")
     return out
+
+
+def redrawn_cohort(meds_dir: Path, out_dir: Path, seed: int) -> Path:
+    """A copy of a MEDS cohort in ``out_dir`` whose numeric values are permuted across events within each code
+    (each measurement keeps its distribution, a person's value becomes another's); events without a value and
+    everything else unchanged.
+
+    >>> import datetime as dt, tempfile
+    >>> from rationale_sft.cohort.meds_io import scan_events, write_meds
+    >>> t = dt.datetime(2000, 1, 1)
+    >>> ev = pl.DataFrame({"subject_id": [1, 1, 2, 2, 3], "time": [t] * 5,
+    ...                    "code": ["LDL", "FLAG", "LDL", "FLAG", "LDL"], "numeric_value": [1.0, None, 2.0, None, 3.0]})
+    >>> src = write_meds(tempfile.mkdtemp(), ev, pl.DataFrame({"subject_id": [1, 2, 3], "split": ["train"] * 3}))
+    >>> out = scan_events(redrawn_cohort(src, Path(tempfile.mkdtemp()), seed=0)).collect()
+    >>> sorted(out.filter(pl.col("code") == "LDL")["numeric_value"]), out["numeric_value"].null_count()
+    ([1.0, 2.0, 3.0], 2)
+    """
+    import meds
+
+    from rationale_sft.cohort.meds_io import read_splits, scan_events, write_meds
+    from rationale_sft.seeding import rng
+
+    events = scan_events(meds_dir).collect()
+    permute = int(rng(seed, "redrawn values").integers(2**31))
+    valued = pl.col("numeric_value").is_not_null()
+    events = pl.concat([events.filter(valued).with_columns(pl.col("numeric_value").shuffle(permute).over("code")),
+                        events.filter(~valued)])
+    codes = pl.read_parquet(Path(meds_dir) / meds.code_metadata_filepath)
+    return write_meds(out_dir, events, read_splits(meds_dir), codes=codes)
+
+
+def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) -> list[str]:
+    """``drills`` copy drills per person (``Facts``) with at least two measured values: the person's measurement
+    lines as the prompt renders them, with values drawn anew (``drill_value``), then the question and, after the
+    answer marker, every measurement restated as a rationale cites it (the record's line), in a shuffled order.
+
+    >>> import datetime as dt
+    >>> from rationale_sft.config.render import RenderConfig
+    >>> from rationale_sft.rationales.facts import Facts, Measurement
+    >>> def person(i, ldl, apoe):
+    ...     return Facts(i, dt.datetime(2009, 1, 1), 70.0, "F", measurements=(
+    ...         Measurement("UKB//LDL", "LDL", "LDL cholesterol", " mmol/L", ldl),
+    ...         Measurement("UKB//APOE", "APOE", "APOE e4 alleles", "", apoe)))
+    >>> people = [person(i, ldl, i % 3) for i, ldl in enumerate([3.75, 3.1, 4.02, 2.9, 3.33, 4.6])]
+    >>> print(drill_texts(people, RenderConfig(), seed=0, drills=1)[0])  # LDL 3.75 and APOE 0 in the record
+    Measurements at the assessment visit:
+    - LDL cholesterol: 7.54 mmol/L
+    - APOE e4 alleles: 2
+    Question: Restate every measurement.
+    Answer: APOE e4 alleles: 2; LDL cholesterol: 7.54 mmol/L.
+    """
+    from rationale_sft.rationales.knowledge import record_line
+    from rationale_sft.render.markers import ANSWER_MARKER
+    from rationale_sft.render.templates import get_template
+    from rationale_sft.render.vocab import format_number
+    from rationale_sft.seeding import rng
+
+    template = get_template(render_cfg.template)
+    title = template.measurements_title.format(anchor=render_cfg.anchor)
+    levels: dict[str, set[float]] = {}
+    for person in people:
+        for m in person.measurements:
+            if m.value is not None:
+                levels.setdefault(m.code, set()).add(m.value)
+    g, out = rng(seed, "copy drills"), []
+    for person in people:
+        measured = [m for m in person.measurements if m.value is not None]
+        if len(measured) < 2:
+            continue
+        for _ in range(drills):
+            drawn = [dataclasses.replace(m, value=drill_value(g, m.value, sorted(levels[m.code]))) for m in measured]
+            lines = [template.measurement_line.format(name=m.name, value=f"{format_number(m.value)}{m.unit}")
+                     for m in drawn]
+            restated = "; ".join(record_line(drawn[i]) for i in g.permutation(len(drawn)))
+            out.append("\n".join([title, *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
+    return out
+
+
+def drill_value(g, value: float, levels: list[float]) -> float:
+    """A drill's value for a measurement: one of its levels, uniformly, when it has at most 5 (a count, a yes/no
+    item), else uniform between 0.4x and 1.8x + 1 the person's ``value``, with as many decimals as the record
+    states: wider than the cohort's spread, so that a typical value is a poor guess and copying pays.
+
+    >>> from rationale_sft.seeding import rng
+    >>> g = rng(0, "doc")
+    >>> drill_value(g, 1.0, [0.0, 1.0, 2.0]) in (0.0, 1.0, 2.0), 1.7 <= drill_value(g, 4.25, [1.0] * 9) <= 8.65
+    (True, True)
+    >>> str(drill_value(g, 27.0, list(range(20)))).endswith(".0")  # an integer stays an integer
+    True
+    """
+    from rationale_sft.render.vocab import format_number
+
+    if len(levels) <= 5:
+        return levels[g.integers(len(levels))]
+    low, high = sorted((0.4 * value, 1.8 * value + 1))
+    return round(float(g.uniform(low, high)), len(format_number(value).partition(".")[2]))
 
 
 def knowledge_text() -> str:

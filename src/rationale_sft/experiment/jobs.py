@@ -158,7 +158,9 @@ def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed:
     ``base`` texts: each subject's prompt followed by the knowledge teacher's label-blind rationale (in
     the grid's styles; it knows no outcome), and knowledge-base sentences. ``reasoning`` texts: the
     label-blind step-by-step reasoning, for the reasoning-oriented base. ``short`` texts: the same people
-    with only sex and age recorded. ``version`` (``corpus.CORPUS_VERSION``) is part of the job's id only.
+    with only sex and age recorded, and with their measurements but no diagnosis. ``drill`` and ``redrawn``
+    texts: copy drills and measured texts with permuted values (``pretrain.copy_steps``). ``version``
+    (``corpus.CORPUS_VERSION``) is part of the job's id only.
     """
     from rationale_sft.experiment.corpus import build_corpus
 

@@ -296,7 +296,8 @@ def ensure_base(cfg, texts_fn: Callable[[str], list[str]], cache_root: str | Pat
     """The base model dir for ``cfg`` (sections ``model``, ``pretrain``), trained once and cached by hash.
 
     ``texts_fn(corpus)`` returns the texts of ``corpus`` ("base": pretraining text; "reasoning": the
-    step-by-step reasoning text of the reasoning base). It is called to hash the corpus on every call
+    step-by-step reasoning text of the reasoning base; "short" with ``pretrain.short_steps``; "drill" and
+    "redrawn" with ``pretrain.copy_steps``). It is called to hash the corpus on every call
     (memoise it if it is slow) and nothing trains when the result exists. Real checkpoints
     (``model.checkpoint``) are resolved, not trained, unless ``model.reasoning_base`` asks to continue them.
     """
@@ -325,30 +326,43 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
         _publish(tok_dir, lambda d: {"label_tokens": _label_report(
             train_tokenizer(texts, cfg.model.vocab_size, d))}, cfg={"vocab_size": cfg.model.vocab_size})
     model_part = dataclasses.replace(cfg.model, reasoning_base=False, checkpoint=None)
+    drills = _texts(texts_fn, "drill") if cfg.pretrain.copy_steps else []
+    redrawn = _texts(texts_fn, "redrawn") if cfg.pretrain.copy_steps else []
     short = _texts(texts_fn, "short") if cfg.pretrain.short_steps else []
     key = cfglib.config_hash({"model": model_part, "pretrain": _base_part(cfg.pretrain),
                               "tokenizer": rundir.hash_path(tok_dir / "tokenizer.json"),
-                              "corpus": corpus_hash(texts)} | ({"short": corpus_hash(short)} if short else {}))
+                              "corpus": corpus_hash(texts)} | ({"short": corpus_hash(short)} if short else {})
+                             | ({"copy": corpus_hash(drills + redrawn)} if drills else {}))
     out = cache_root / f"base-{key}"
     if not usable(out):
         from rationale_sft.models import load_tokenizer
 
-        if not short:
-            pretrain(cfg, texts, load_tokenizer(tok_dir), out)
-        else:  # the short texts alone first, then everything together from there
-            first = cache_root / f"base-short-{key}"
-            if not usable(first):
-                pretrain(_short_stage(cfg), short, load_tokenizer(tok_dir), first)
-            pretrain(cfg, texts + short, None, out, init_dir=first)
+        # the drills alone, then the short texts, then everything, each stage from the last; the drills and the
+        # redrawn texts stay in the later stages' mix (without them the next stage unlearns the lookup)
+        copying = drills + redrawn
+        stages = []
+        if drills:
+            stages.append((_first_stage(cfg, cfg.pretrain.copy_steps), drills, cache_root / f"base-copy-{key}"))
+        if short:
+            stages.append((_first_stage(cfg, cfg.pretrain.short_steps), short + copying,
+                           cache_root / f"base-short-{key}"))
+        stages.append((cfg, texts + short + copying, out))
+        init = None
+        for stage_cfg, stage_texts, stage_dir in stages:
+            if stage_dir == out or not usable(stage_dir):
+                tokenizer = load_tokenizer(tok_dir) if init is None else None
+                pretrain(stage_cfg, stage_texts, tokenizer, stage_dir, init_dir=init)
+            init = stage_dir
     return out, key
 
 
-def _short_stage(cfg):
-    """The first stage of a base with ``pretrain.short_steps``: short texts, one per row, many per batch."""
+def _first_stage(cfg, steps: int):
+    """A stage before the main one (copy drills, short texts): ``steps`` steps on short texts, one per row, many
+    per batch."""
     pc = cfg.pretrain
     return dataclasses.replace(cfg, pretrain=dataclasses.replace(
-        pc, steps=pc.short_steps, batch_size=pc.short_batch_size, seq_len=pc.short_seq_len, packing="documents",
-        warmup_steps=min(pc.warmup_steps, pc.short_steps)))
+        pc, steps=steps, batch_size=pc.short_batch_size, seq_len=pc.short_seq_len, packing="documents",
+        warmup_steps=min(pc.warmup_steps, steps)))
 
 
 def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key: str) -> Path:
@@ -367,7 +381,9 @@ def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key
 def _base_part(pc) -> dict:
     # Settings that do not change the plain base's weights (the reasoning continuation's, the log
     # interval) stay out of its hash, so changing them reuses the base.
-    return {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_") and k != "log_every"}
+    # copy_steps=0 is left out too, so bases pretrained before the copy stage existed keep their key.
+    return {k: v for k, v in cfglib.to_dict(pc).items()
+            if not k.startswith("reasoning_") and k != "log_every" and not (k == "copy_steps" and not v)}
 
 
 def _texts(texts_fn, corpus: str) -> list[str]:
