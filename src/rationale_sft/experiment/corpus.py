@@ -71,26 +71,31 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     base = rationale_texts(facts, ids, prompts, styles, seed, teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
     reasoning = rationale_texts(facts, ids, prompts, ["stepwise"], seed, None, joined="\n", cite=teacher_cfg.cite)
     bare = {sid: dataclasses.replace(f, diagnoses=(), measurements=()) for sid, f in facts.items()}
-    measured = {sid: dataclasses.replace(f, diagnoses=()) for sid, f in facts.items()}
     short = rationale_texts(bare, ids, bare_prompts(labels, render_cfg), styles, seed, teacher_cfg.max_factors,
                             joined=" ", cite=teacher_cfg.cite) \
-        + rationale_texts(measured, ids, measured_prompts(meds, labels, render_cfg), styles, seed,
-                          teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
+        + measured_texts(meds, labels, facts, render_cfg, styles, seed, teacher_cfg)
     drills = drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg, seed)
     redrawn = []
     for r in range(REDRAWS):
         with tempfile.TemporaryDirectory() as tmp:
             cohort = redrawn_cohort(meds, Path(tmp), seed + r)
-            values = {sid: dataclasses.replace(f, diagnoses=())
-                      for sid, f in facts_for_labels(cohort, labels, render_cfg).items()}
-            redrawn += rationale_texts(values, ids, measured_prompts(cohort, labels, render_cfg), styles, seed + r,
-                                       teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
+            redrawn += measured_texts(cohort, labels, facts_for_labels(cohort, labels, render_cfg), render_cfg,
+                                      styles, seed + r, teacher_cfg)
     texts = {"base": base + [knowledge_text()], "reasoning": reasoning, "short": short, "drill": drills,
              "redrawn": redrawn}
     table = pl.DataFrame({"kind": [k for k, v in texts.items() for _ in v],
                           "text": [t for v in texts.values() for t in v]})
     rundir.write_parquet(table, out_dir / "corpus.parquet")
     return {"n_subjects": labels.height, "n_texts": table.height, "styles": styles}
+
+
+def measured_texts(meds: Path, labels: pl.DataFrame, facts: dict, render_cfg, styles: list[str], seed: int,
+                   teacher_cfg) -> list[str]:
+    """Per label row and style, the prompt of the subject's record with its measurements but no diagnosis
+    (``measured_prompts``), then the teacher's blind rationale about those facts (``facts`` of ``meds``)."""
+    measured = {sid: dataclasses.replace(f, diagnoses=()) for sid, f in facts.items()}
+    return rationale_texts(measured, labels["subject_id"].to_list(), measured_prompts(meds, labels, render_cfg),
+                           styles, seed, teacher_cfg.max_factors, joined=" ", cite=teacher_cfg.cite)
 
 
 def measured_prompts(meds: Path, labels: pl.DataFrame, render_cfg) -> list[str]:
@@ -217,18 +222,19 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
 
     template = get_template(render_cfg.template)
     title = template.measurements_title.format(anchor=render_cfg.anchor)
-    levels: dict[str, set[float]] = {}
+    seen: dict[str, set[float]] = {}
     for person in people:
         for m in person.measurements:
             if m.value is not None:
-                levels.setdefault(m.code, set()).add(m.value)
+                seen.setdefault(m.code, set()).add(m.value)
+    levels = {code: sorted(values) for code, values in seen.items()}
     g, out = rng(seed, "copy drills"), []
     for person in people:
         measured = [m for m in person.measurements if m.value is not None]
         if len(measured) < 2:
             continue
         for _ in range(drills):
-            drawn = [dataclasses.replace(m, value=drill_value(g, m.value, sorted(levels[m.code]))) for m in measured]
+            drawn = [dataclasses.replace(m, value=drill_value(g, m.value, levels[m.code])) for m in measured]
             lines = [template.measurement_line.format(name=m.name, value=f"{format_number(m.value)}{m.unit}")
                      for m in drawn]
             restated = "; ".join(record_line(drawn[i]) for i in g.permutation(len(drawn)))

@@ -349,7 +349,7 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
         stages.append((cfg, texts + short + copying, out))
         init = None
         for stage_cfg, stage_texts, stage_dir in stages:
-            if stage_dir == out or not usable(stage_dir):
+            if not usable(stage_dir):  # the last stage (out) is not, or we would not be here
                 tokenizer = load_tokenizer(tok_dir) if init is None else None
                 pretrain(stage_cfg, stage_texts, tokenizer, stage_dir, init_dir=init)
             init = stage_dir
