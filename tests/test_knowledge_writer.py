@@ -70,6 +70,28 @@ def test_writer_output_is_fully_grounded(cohort, style, mode):
         assert parse_reply(r.text, style, mode).conclusion == r.conclusion
 
 
+@pytest.mark.parametrize("style", ["freeform", "stepwise"])
+def test_the_sex_is_stated_with_the_records_word(cohort, style):
+    import dataclasses
+    import re
+
+    meds, labels, facts = cohort
+    prompts = dict(zip(*render_examples(meds, labels, RenderConfig())[["subject_id", "prompt"]].to_dict().values()))
+    said = {}
+    for sid, f in facts.items():
+        record = re.search(r"^Sex: (\w+)$", prompts[sid], re.M).group(1)  # "female" / "male"
+        for seed in range(8):
+            words = set(re.findall(r"\b(female|male|woman|man|she|he|patient)\b", _write(facts, labels, sid, style,
+                                                                                           "blind", seed).text))
+            assert words - {"patient"} <= {record, {"female": "she", "male": "he"}[record]}, (sid, words)
+            said.setdefault(record, set()).update(words)
+    assert said["female"] >= {"female"} and said["male"] >= {"male"}  # both sexes occur, each in its own word
+    unknown = dataclasses.replace(facts[1], sex=None)
+    texts = [write_rationale(unknown, style, "blind", None, seed).text for seed in range(8)]
+    assert not any(re.search(r"\b(female|male|woman|man|she|he)\b", t) for t in texts)
+    assert all("patient" in re.split(r"[;\n]|(?<=[a-z])\. ", t)[0] for t in texts)  # the opening names a sexless patient
+
+
 def test_writer_cites_evidence_with_timing_and_values(cohort):
     _, labels, facts = cohort
     text = " ".join(_write(facts, labels, 1, "freeform", "blind", seed).text for seed in range(6))

@@ -135,10 +135,11 @@ def plan_items(cfg: TeacherConfig, examples: pl.DataFrame) -> list[Item]:
 def backend_params(cfg: TeacherConfig) -> dict:
     """The generation settings that change a backend's output (part of every cache key)."""
     if cfg.backend == "knowledge":  # a changed knowledge base must not reuse old rationales
-        from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE
+        from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE, PHRASING_VERSION
         limit = {"max_factors": cfg.max_factors} if cfg.max_factors is not None else {}
         wording = {"cite": cfg.cite} if cfg.cite != "varied" else {}  # old caches stay valid for the default
-        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE), **limit, **wording}
+        return {"seed": cfg.seed, "knowledge_base": hash_path(KNOWLEDGE_BASE), "phrasing": PHRASING_VERSION, **limit,
+                **wording}
     sampled = {"seed": cfg.seed} if cfg.temperature > 0 else {}
     return {"temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens, **sampled}
 

@@ -28,6 +28,7 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
+PHRASING_VERSION = 2  # bump when the knowledge teacher words the same facts differently (part of its cache key)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
 "How a measurement is worded in a rationale (TeacherConfig.cite)."
@@ -188,16 +189,18 @@ def choose(g: np.random.Generator, options: list[str] | tuple[str, ...]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ wording
-_SEX = {"F": "woman", "M": "man"}
+# The record's own word for sex (the prompt's "Sex: female"), as clinical notes write it: a rationale states the
+# sex by repeating it, not by translating it into "woman"/"man".
+SEX_WORD = {"F": "female", "M": "male"}
 _PRONOUN = {"F": "she", "M": "he"}
 _OPEN = (
-    "At {age}, this {sex} carries the baseline risk of age, the strongest single risk factor: dementia "
+    "At {age}, this {patient} carries the baseline risk of age, the strongest single risk factor: dementia "
     "incidence roughly doubles with every five years of age.",
-    "This {sex} was {age} years old at the {anchor}; age alone sets a baseline risk that doubles about every "
-    "five years.",
-    "The baseline is set by age: a {age}-year-old {sex}, at an age where dementia incidence rises steeply.",
-    "For a {sex} of {age}, the background risk is set mainly by age, which roughly doubles dementia incidence "
+    "This {patient} was {age} years old at the {anchor}; age alone sets a baseline risk that doubles about "
     "every five years.",
+    "The baseline is set by age: a {age}-year-old {sex}, at an age where dementia incidence rises steeply.",
+    "For a {patient} of {age}, the background risk is set mainly by age, which roughly doubles dementia "
+    "incidence every five years.",
     "Age is the first consideration: {pronoun} was {age} at the {anchor}, and dementia incidence climbs steeply "
     "with each decade.",
 )
@@ -352,8 +355,13 @@ def _pct(risk: float) -> str:
 def _opening(facts: Facts, g: np.random.Generator) -> str:
     if facts.age is None:
         return "Age is not recorded, so the baseline risk of age is unknown."
-    return choose(g, _OPEN).format(age=int(facts.age), sex=_SEX.get(facts.sex or "", "person"), anchor=facts.anchor,
-                                   pronoun=_PRONOUN.get(facts.sex or "", "this person"))
+    return choose(g, _OPEN).format(age=int(facts.age), sex=SEX_WORD.get(facts.sex or "", "patient"), anchor=facts.anchor,
+                                   patient=_patient(facts), pronoun=_PRONOUN.get(facts.sex or "", "the patient"))
+
+
+def _patient(facts: Facts) -> str:
+    """"female patient", "male patient", or "patient" when the sex is not recorded."""
+    return " ".join(w for w in (SEX_WORD.get(facts.sex or ""), "patient") if w)
 
 
 def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
@@ -368,8 +376,8 @@ def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
               g: np.random.Generator, kb: KnowledgeBase, cite: str) -> str:
     """Four numbered steps: evidence, risk factors, weighing, conclusion."""
-    who = f"{int(facts.age)}-year-old {_SEX.get(facts.sex or '', 'person')}" if facts.age is not None \
-        else _SEX.get(facts.sex or "", "person")
+    who = f"{int(facts.age)}-year-old {SEX_WORD.get(facts.sex or '', 'patient')}" if facts.age is not None \
+        else _patient(facts)
     cites = [_cite(e, g, facts.anchor, kb, cite) for e in cited]
     step1 = "; ".join([who, *cites]) + ("" if cites else "; no established risk factor recorded")
     roles = [f"{e.factor.label} {e.factor.direction} risk ({e.factor.strength}, relative risk about "
@@ -382,5 +390,5 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
                       f"3. Weighing: {step3}", f"4. Conclusion: {'likely' if outcome else 'unlikely'}"])
 
 
-__all__ = ["KNOWLEDGE_BASE", "KnowledgeBase", "Factor", "Rule", "Evidence", "load_knowledge", "find_evidence",
+__all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence", "load_knowledge", "find_evidence",
            "write_rationale", "factors_text", "record_line"]
