@@ -1,7 +1,7 @@
 """The pretraining corpus: base texts (prompt + blind rationale), reasoning texts, short texts of the same
 people (only sex and age recorded; measurements but no diagnosis), whose rationales state their sex and age, and
-copy drills (measurement lines restated) and redrawn texts (measured short texts with values permuted across
-people)."""
+copy drills (a drawn sex, age and measurement lines, restated) and redrawn texts (measured short texts with values
+permuted across people)."""
 
 import re
 
@@ -38,8 +38,8 @@ def _prompt_sex_age(text):
     sex, age = lines[1].removeprefix("Sex: "), lines[2].removeprefix("Age at assessment: ").removesuffix(" years")
     assert lines[-2] == f"About: {sex}, {age} years old at the assessment."
     assert re.search(rf"\b{age}\b", rationale.split(".")[0] + rationale.split(";")[0])
-    said = set(re.findall(r"\b(woman|man|she|he)\b", rationale))
-    assert said and said <= ({"woman", "she"} if sex == "female" else {"man", "he"})
+    said = set(re.findall(r"\b(female|male|woman|man|she|he)\b", rationale))
+    assert said and said <= ({"female", "she"} if sex == "female" else {"male", "he"})  # the record's own word
     return lines, rationale
 
 
@@ -81,25 +81,31 @@ def test_base_and_short_texts_end_as_a_rationale_target_ends_with_the_conclusion
         assert PROMPT_END not in text and text.endswith(("Conclusion: likely", "Conclusion: unlikely"))
 
 
-def test_copy_drills_restate_each_listed_measurement_with_its_listed_value_in_another_order(corpus):
+def test_copy_drills_restate_the_listed_sex_age_and_measurements_with_their_values_in_another_order(corpus):
     _, table = corpus
     drills = table.filter(pl.col("kind") == "drill")["text"].to_list()
     assert len(drills) > 100
-    listed_orders, values = [], {}
+    listed_orders, values, sexes, ages = [], {}, [], set()
     for text in drills:
-        head, answer = text.split("\nQuestion: Restate every measurement.\nAnswer: ")
-        title, *lines = head.split("\n")
+        head, answer = text.split("\nQuestion: Restate the sex, the age and every measurement.\nAnswer: ")
+        sex_line, age_line, title, *lines = head.split("\n")
+        sex, age = sex_line.removeprefix("Sex: "), age_line.removeprefix("Age at assessment: ").removesuffix(" years")
         assert title == "Measurements at the assessment visit:" and len(lines) >= 2
+        who, *restated = answer.removesuffix(".").split("; ")
+        assert who == f"{age}-year-old {sex}"  # the drawn sex in the record's word, the drawn age
         listed = [line.removeprefix("- ") for line in lines]
-        restated = answer.removesuffix(".").split("; ")
         assert sorted(restated) == sorted(listed)  # every line restated, with its value, nothing else
         listed_orders.append(listed == restated)
+        sexes.append(sex)
+        ages.add(int(age))
         for line in listed:
             name, value = line.rsplit(": ", 1)
             values.setdefault(name, set()).add(value)
     assert sum(listed_orders) < len(drills) / 2  # restated in a shuffled order
     ldl = [name for name in values if name.startswith("LDL")]
     assert ldl and len(values[ldl[0]]) > 20  # values are drawn across people, not a stock one
+    assert 0.35 < sexes.count("female") / len(sexes) < 0.65 and set(sexes) == {"female", "male"}  # drawn at random
+    assert len(ages) > 10
 
 
 def test_redrawn_texts_are_the_measured_short_texts_with_other_peoples_values_stated_by_prompt_and_rationale(corpus):

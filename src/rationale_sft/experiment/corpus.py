@@ -33,12 +33,13 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 5
+CORPUS_VERSION = 6
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
-answer after each rationale, 5: copy drills and redrawn texts), so a grid never reuses an older corpus."""
+answer after each rationale, 5: copy drills and redrawn texts, 6: the
+record's word for sex, "female"/"male", and drills that restate the sex and age too), so a grid never reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
-COPY_QUESTION = "Question: Restate every measurement."
+COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
 REDRAWS = 2
 "Cohort copies with permuted measurement values, each giving every subject one redrawn text per style."
 
@@ -195,26 +196,30 @@ def redrawn_cohort(meds_dir: Path, out_dir: Path, seed: int) -> Path:
 
 
 def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) -> list[str]:
-    """``drills`` copy drills per person (``Facts``) with at least two measured values: the person's measurement
-    lines as the prompt renders them, with values drawn anew (``drill_value``), then the question and, after the
-    answer marker, every measurement restated as a rationale cites it (the record's line), in a shuffled order.
+    """``drills`` copy drills per person (``Facts``) with at least two measured values: a sex, an age and the
+    person's measurement lines as the prompt renders them, all drawn anew (the sex at random, the age uniform in
+    the people's range, each value by ``drill_value``), then the question and, after the answer marker, the
+    age and sex as a rationale states them ("70-year-old female") and every measurement as a rationale cites it
+    (the record's line), in a shuffled order. The sex is drawn at random so that only reading it pays.
 
     >>> import datetime as dt
     >>> from rationale_sft.config.render import RenderConfig
     >>> from rationale_sft.rationales.facts import Facts, Measurement
     >>> def person(i, ldl, apoe):
-    ...     return Facts(i, dt.datetime(2009, 1, 1), 70.0, "F", measurements=(
+    ...     return Facts(i, dt.datetime(2009, 1, 1), 60.0 + i, "F", measurements=(
     ...         Measurement("UKB//LDL", "LDL", "LDL cholesterol", " mmol/L", ldl),
     ...         Measurement("UKB//APOE", "APOE", "APOE e4 alleles", "", apoe)))
     >>> people = [person(i, ldl, i % 3) for i, ldl in enumerate([3.75, 3.1, 4.02, 2.9, 3.33, 4.6])]
-    >>> print(drill_texts(people, RenderConfig(), seed=0, drills=1)[0])  # LDL 3.75 and APOE 0 in the record
+    >>> print(drill_texts(people, RenderConfig(), seed=1, drills=1)[0])  # a 60-year-old woman, LDL 3.75, APOE 0
+    Sex: male
+    Age at assessment: 63 years
     Measurements at the assessment visit:
-    - LDL cholesterol: 7.54 mmol/L
-    - APOE e4 alleles: 2
-    Question: Restate every measurement.
-    Answer: APOE e4 alleles: 2; LDL cholesterol: 7.54 mmol/L.
+    - LDL cholesterol: 6.17 mmol/L
+    - APOE e4 alleles: 1
+    Question: Restate the sex, the age and every measurement.
+    Answer: 63-year-old male; APOE e4 alleles: 1; LDL cholesterol: 6.17 mmol/L.
     """
-    from rationale_sft.rationales.knowledge import record_line
+    from rationale_sft.rationales.knowledge import SEX_WORD, record_line
     from rationale_sft.render.markers import ANSWER_MARKER
     from rationale_sft.render.templates import get_template
     from rationale_sft.render.vocab import format_number
@@ -228,17 +233,20 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
             if m.value is not None:
                 seen.setdefault(m.code, set()).add(m.value)
     levels = {code: sorted(values) for code, values in seen.items()}
+    ages = [int(p.age) for p in people if p.age is not None] or [70]
     g, out = rng(seed, "copy drills"), []
     for person in people:
         measured = [m for m in person.measurements if m.value is not None]
         if len(measured) < 2:
             continue
         for _ in range(drills):
+            sex, age = SEX_WORD[("F", "M")[int(g.integers(2))]], int(g.integers(min(ages), max(ages) + 1))
             drawn = [dataclasses.replace(m, value=drill_value(g, m.value, levels[m.code])) for m in measured]
             lines = [template.measurement_line.format(name=m.name, value=f"{format_number(m.value)}{m.unit}")
                      for m in drawn]
-            restated = "; ".join(record_line(drawn[i]) for i in g.permutation(len(drawn)))
-            out.append("\n".join([title, *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
+            restated = "; ".join([f"{age}-year-old {sex}", *(record_line(drawn[i]) for i in g.permutation(len(drawn)))])
+            out.append("\n".join([template.demographics.format(sex=sex, age=age, anchor=render_cfg.anchor), title,
+                                  *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
     return out
 
 
