@@ -89,7 +89,7 @@ def test_the_sex_is_stated_with_the_records_word(cohort, style):
     unknown = dataclasses.replace(facts[1], sex=None)
     texts = [write_rationale(unknown, style, "blind", None, seed).text for seed in range(8)]
     assert not any(re.search(r"\b(female|male|woman|man|she|he)\b", t) for t in texts)
-    assert all("patient" in re.split(r"[;\n]|(?<=[a-z])\. ", t)[0] for t in texts)  # the opening names a sexless patient
+    assert all("patient" in re.split(r"[;\n]|(?<=[a-z])\. ", t)[0] for t in texts)  # a sexless patient opens it
 
 
 def test_writer_cites_evidence_with_timing_and_values(cohort):

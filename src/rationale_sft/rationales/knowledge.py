@@ -355,8 +355,9 @@ def _pct(risk: float) -> str:
 def _opening(facts: Facts, g: np.random.Generator) -> str:
     if facts.age is None:
         return "Age is not recorded, so the baseline risk of age is unknown."
-    return choose(g, _OPEN).format(age=int(facts.age), sex=SEX_WORD.get(facts.sex or "", "patient"), anchor=facts.anchor,
-                                   patient=_patient(facts), pronoun=_PRONOUN.get(facts.sex or "", "the patient"))
+    return choose(g, _OPEN).format(age=int(facts.age), sex=SEX_WORD.get(facts.sex or "", "patient"),
+                                   patient=_patient(facts), pronoun=_PRONOUN.get(facts.sex or "", "the patient"),
+                                   anchor=facts.anchor)
 
 
 def _patient(facts: Facts) -> str:
