@@ -12,13 +12,13 @@ concludes from the teacher's textbook points model, not from the label. ``reason
 measurements but no diagnosis; each is the prompt such a record gets and the teacher's blind rationale for it.
 They teach, where the signal is dense, what the long texts bury: reading sex, age and the cited values off
 the prompt (``pretrain.short_steps``).
-Two kinds teach copying a value from the prompt (``pretrain.copy_steps``), which a tiny model does not learn from
-the long texts in any affordable number of steps (it writes a typical value instead):
-``drill`` texts are copy drills: a person's measurement lines, each value replaced by another person's value of
-the same measurement, then all of them restated in another order, as a rationale cites a measurement; only
-copying can predict a restated value. ``redrawn`` texts are the measured short texts again, on a copy of the
-cohort whose measurement values are permuted across people within each measurement: the same prompts and teacher
-sentences as the rationales, with values that only the prompt gives.
+Two kinds teach copying a value from the prompt (``pretrain.copy_steps``), which a tiny model does not learn
+from the long texts in any affordable number of steps (it writes a typical value instead):
+``drill`` texts are copy drills: a sex, an age and a person's measurement lines, all drawn anew (``drill_texts``),
+then restated, the age and sex as a rationale states them and the measurements in another order, as a rationale
+cites them; only copying can predict a restated fact. ``redrawn`` texts are the measured short texts again, on a
+copy of the cohort whose measurement values are permuted across people within each measurement: the same prompts
+and teacher sentences as the rationales, with values that only the prompt gives.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
     Question: Restate the sex, the age and every measurement.
     Answer: 63-year-old male; APOE e4 alleles: 1; LDL cholesterol: 6.17 mmol/L.
     """
-    from rationale_sft.rationales.knowledge import SEX_WORD, record_line
+    from rationale_sft.rationales.knowledge import SEX_WORD, record_line, who
     from rationale_sft.render.markers import ANSWER_MARKER
     from rationale_sft.render.templates import get_template
     from rationale_sft.render.vocab import format_number
@@ -240,13 +240,14 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
         if len(measured) < 2:
             continue
         for _ in range(drills):
-            sex, age = SEX_WORD[("F", "M")[int(g.integers(2))]], int(g.integers(min(ages), max(ages) + 1))
+            sex, age = ("F", "M")[int(g.integers(2))], int(g.integers(min(ages), max(ages) + 1))
             drawn = [dataclasses.replace(m, value=drill_value(g, m.value, levels[m.code])) for m in measured]
             lines = [template.measurement_line.format(name=m.name, value=f"{format_number(m.value)}{m.unit}")
                      for m in drawn]
-            restated = "; ".join([f"{age}-year-old {sex}", *(record_line(drawn[i]) for i in g.permutation(len(drawn)))])
-            out.append("\n".join([template.demographics.format(sex=sex, age=age, anchor=render_cfg.anchor), title,
-                                  *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
+            restated = "; ".join([who(dataclasses.replace(person, sex=sex, age=float(age))),
+                                  *(record_line(drawn[i]) for i in g.permutation(len(drawn)))])
+            out.append("\n".join([template.demographics.format(sex=SEX_WORD[sex], age=age, anchor=render_cfg.anchor),
+                                  title, *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
     return out
 
 

@@ -360,6 +360,14 @@ def _opening(facts: Facts, g: np.random.Generator) -> str:
                                    anchor=facts.anchor)
 
 
+def who(facts: Facts) -> str:
+    """Age and sex as a rationale states them: '68-year-old female' ('68-year-old patient' without a sex, the
+    sex alone without an age)."""
+    if facts.age is None:
+        return _patient(facts)
+    return f"{int(facts.age)}-year-old {SEX_WORD.get(facts.sex or '', 'patient')}"
+
+
 def _patient(facts: Facts) -> str:
     """"female patient", "male patient", or "patient" when the sex is not recorded."""
     return " ".join(w for w in (SEX_WORD.get(facts.sex or ""), "patient") if w)
@@ -377,10 +385,8 @@ def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
               g: np.random.Generator, kb: KnowledgeBase, cite: str) -> str:
     """Four numbered steps: evidence, risk factors, weighing, conclusion."""
-    who = f"{int(facts.age)}-year-old {SEX_WORD.get(facts.sex or '', 'patient')}" if facts.age is not None \
-        else _patient(facts)
     cites = [_cite(e, g, facts.anchor, kb, cite) for e in cited]
-    step1 = "; ".join([who, *cites]) + ("" if cites else "; no established risk factor recorded")
+    step1 = "; ".join([who(facts), *cites]) + ("" if cites else "; no established risk factor recorded")
     roles = [f"{e.factor.label} {e.factor.direction} risk ({e.factor.strength}, relative risk about "
              f"{e.factor.relative_risk:g}: {e.factor.mechanism})" for e in cited]
     if facts.age is not None:
@@ -391,5 +397,5 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
                       f"3. Weighing: {step3}", f"4. Conclusion: {'likely' if outcome else 'unlikely'}"])
 
 
-__all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence", "load_knowledge", "find_evidence",
-           "write_rationale", "factors_text", "record_line"]
+__all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence",
+           "load_knowledge", "find_evidence", "write_rationale", "factors_text", "record_line", "who"]
