@@ -66,7 +66,7 @@ def run_gates(world, tmp_path, table: pl.DataFrame) -> dict[str, bool]:
 
 
 def test_teacher_rationales_pass_every_generation_gate(world, tmp_path):
-    for seed in range(6):  # every opening of the writer, pronoun openings included
+    for seed in range(6):  # every opening of the writer
         for style in ("freeform", "stepwise"):
             rows = quality.generation_quality(scores(world, teacher_texts(world, seed, style)), world["meds"],
                                               world["labels"])
