@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from rationale_sft.config import read_yaml
-from rationale_sft.experiment.corpus import build_corpus
+from rationale_sft.experiment.corpus import FACTOR_QUESTION, build_corpus
 from rationale_sft.render.markers import PROMPT_END
 
 
@@ -124,3 +124,38 @@ def test_redrawn_texts_are_the_measured_short_texts_with_other_peoples_values_st
     assert len(pairs) > 20 and sum(a[0] != b[0] for a, b in pairs) > len(pairs) / 2  # other people's values
     cited = [b for _, b in pairs if b[1]]
     assert cited and all(set(rationale) == {prompt} for prompt, rationale in cited)  # the rationale quotes its own
+
+
+@pytest.fixture(scope="module")
+def factor_drills(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus_factors")
+    build_corpus(out, {"n_subjects": 120, "seed": 3}, read_yaml("configs/tasks/adrd_5y.yaml"),
+                 {"template": "recap_factors"}, 0, {"styles": ["freeform"], "max_factors": 2})
+    drills = pl.read_parquet(out / "corpus.parquet").filter(pl.col("kind") == "drill")["text"].to_list()
+    return [t for t in drills if FACTOR_QUESTION in t]
+
+
+def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order_and_the_absent_common_ones(factor_drills):
+    apoe = {"0": "no APOE e4 allele", "1": "one APOE e4 allele", "2": "two APOE e4 alleles"}
+    seen_apoe, lacking = set(), 0
+    for text in factor_drills:
+        head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
+        about, line = head.split("\n")
+        sex, age = re.fullmatch(r"About: (female|male), (\d+) years old at the assessment\.", about).groups()
+        listed = line.removeprefix("Risk factors in the record (strongest first): ").removesuffix(".").split("; ")
+        who, _, answer = answer.partition("; ")
+        assert who == f"{age}-year-old {sex}"  # the age and sex first, copied as a copy drill copies them
+        named, _, lacks = answer.partition(". The record does not mention ")
+        items = re.findall(r"(?:^|; )([a-zA-Z0-9 ]+?) \((.+?)\) (raises|lowers) risk", named.removesuffix("."))
+        assert [cite for _, cite, _ in items] == listed  # every item of the line, in its order, with its evidence
+        for label, cite, direction in items:
+            if cite.startswith("Number of APOE e4 alleles"):
+                assert label == apoe[cite.rsplit(": ", 1)[1]]
+                assert direction == ("lowers" if label.startswith("no ") else "raises")
+                seen_apoe.add(label)
+            if cite.startswith("LDL cholesterol"):
+                assert float(cite.split(": ")[1].split()[0]) >= 3.0 and label == "high LDL cholesterol"
+        absent = re.split(r", | or ", lacks.removesuffix("."))
+        assert not set(absent) & {label for label, _, _ in items}  # never denies a listed factor
+        lacking += bool(lacks)
+    assert len(factor_drills) > 100 and len(seen_apoe) >= 2 and 0 < lacking

@@ -16,9 +16,11 @@ Two kinds teach copying a value from the prompt (``pretrain.copy_steps``), which
 from the long texts in any affordable number of steps (it writes a typical value instead):
 ``drill`` texts are copy drills: a sex, an age and a person's measurement lines, all drawn anew (``drill_texts``),
 then restated, the age and sex as a rationale states them and the measurements in another order, as a rationale
-cites them; only copying can predict a restated fact. ``redrawn`` texts are the measured short texts again, on a
-copy of the cohort whose measurement values are permuted across people within each measurement: the same prompts
-and teacher sentences as the rationales, with values that only the prompt gives.
+cites them; only copying can predict a restated fact. Factor drills (``factor_drill_texts``, with the
+``recap_factors`` template) are a person's factors line, then each factor named, with its evidence and direction,
+and the common factors the record lacks, once per person of the corpus. ``redrawn`` texts are the measured
+short texts again, on a copy of the cohort whose measurement values are permuted across people within each
+measurement: the same prompts and teacher sentences as the rationales, with values that only the prompt gives.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 6
+CORPUS_VERSION = 7
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
-drills that restate a sex and an age too), so a grid never reuses an older corpus."""
+drills that restate a sex and an age too, 7: factor drills, which restate them too), so a grid never reuses an
+older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
+FACTOR_QUESTION = "Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks."
 REDRAWS = 2
 "Cohort copies with permuted measurement values, each giving every subject one redrawn text per style."
 
@@ -76,6 +80,7 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
                             joined=" ", cite=teacher_cfg.cite) \
         + measured_texts(meds, labels, facts, render_cfg, styles, seed, teacher_cfg)
     drills = drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg, seed)
+    drills += factor_drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg)
     redrawn = []
     for r in range(REDRAWS):
         with tempfile.TemporaryDirectory() as tmp:
@@ -248,6 +253,52 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
                                   *(record_line(drawn[i]) for i in g.permutation(len(drawn)))])
             out.append("\n".join([template.demographics.format(sex=SEX_WORD[sex], age=age, anchor=render_cfg.anchor),
                                   title, *lines, COPY_QUESTION, f"{ANSWER_MARKER} {restated}."]))
+    return out
+
+
+def factor_drill_texts(people: list, render_cfg) -> list[str]:
+    """One factor drill per person (``Facts``) whose record shows a knowledge-base factor, for templates with
+    a factors line (``recap_factors``; none for others): the template's closing block about the person (sex,
+    age, the factors line), ``FACTOR_QUESTION`` and, after the answer marker, each factor of the line in its
+    order, named as a rationale names it, with the record's evidence and its direction, then the common
+    factors the record lacks, as a rationale denies them; the age and sex come first, as in a copy drill, so the
+    drills that share the copy stage keep teaching to copy them. It is the reading a rationale's citations,
+    weighing and denials rest on (which items of the line to cite, what "0" after "APOE e4 alleles" means, which
+    common factor is absent), taught where nothing else is in the text.
+
+    >>> import datetime as dt
+    >>> from rationale_sft.config.render import RenderConfig
+    >>> from rationale_sft.rationales.facts import Facts, Measurement
+    >>> person = Facts(1, dt.datetime(2009, 1, 1), 68.4, "F", measurements=(
+    ...     Measurement("UKB//LDL", "LDL", "LDL cholesterol", " mmol/L", 3.75),
+    ...     Measurement("UKB//APOE_E4_ALLELES", "APOE_E4_ALLELES", "Number of APOE e4 alleles (0, 1, 2)", "", 0.0)))
+    >>> print(factor_drill_texts([person], RenderConfig(template="recap_factors"))[0])
+    About: female, 68 years old at the assessment.
+    Risk factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L; Number of APOE e4 alleles (0, 1, 2): 0.
+    Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
+    Answer: 68-year-old female; high LDL cholesterol (LDL cholesterol: 3.75 mmol/L) raises risk; no APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 0) lowers risk. The record does not mention diabetes, stroke, depression, hearing loss, hypertension or atrial fibrillation.
+    >>> factor_drill_texts([person], RenderConfig(template="recap"))
+    []
+    """
+    from rationale_sft.rationales.knowledge import (SEX_WORD, absent_common, factors_text, find_evidence,
+                                                    load_knowledge, record_cite, spoken_list, who)
+    from rationale_sft.render.templates import get_template
+
+    block = get_template(render_cfg.template).question_block
+    if "{factors}" not in block:
+        return []
+    kb, out = load_knowledge(), []
+    for person in people:
+        evidence = find_evidence(person, kb)
+        if not evidence or person.age is None:
+            continue
+        named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in evidence)
+        missing = absent_common(evidence, kb)
+        lacks = f" The record does not mention {spoken_list(missing)}." if missing else ""
+        prompt = block.format(sex=SEX_WORD.get(person.sex or "", "unknown"), age=int(person.age),
+                              anchor=render_cfg.anchor, factors=factors_text(person, kb),
+                              question=FACTOR_QUESTION)
+        out.append(f"{prompt} {who(person)}; {named}.{lacks}")
     return out
 
 

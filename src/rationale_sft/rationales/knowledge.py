@@ -286,15 +286,15 @@ def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
     """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
     'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001-11, 6 years before
     assessment)'. The ``recap_factors`` template's line."""
-    cites = []
-    for e in find_evidence(facts, kb):
-        if e.diagnosis is not None:
-            cites.append(record_diagnosis(e.diagnosis))
-        elif e.measurement.value is None:
-            cites.append(e.measurement.name)
-        else:
-            cites.append(record_line(e.measurement))
-    return "; ".join(cites) or "none"
+    return "; ".join(record_cite(e) for e in find_evidence(facts, kb)) or "none"
+
+
+def record_cite(e: Evidence) -> str:
+    """A factor's evidence as the record states it: its diagnosis line, its measurement line, or the name of a
+    measurement recorded without a value."""
+    if e.diagnosis is not None:
+        return record_diagnosis(e.diagnosis)
+    return e.measurement.name if e.measurement.value is None else record_line(e.measurement)
 
 
 def _fmt(value: float) -> str:
@@ -313,14 +313,28 @@ def _factor_sentence(e: Evidence, g: np.random.Generator, anchor: str, kb: Knowl
                        mech=f.mechanism)
 
 
-def _absent(facts: Facts, evidence: list[Evidence], g: np.random.Generator, kb: KnowledgeBase) -> str:
+def absent_common(evidence: list[Evidence], kb: KnowledgeBase) -> list[str]:
+    """The common risk factors (by label) that the evidence lacks, in a fixed order: the ones a rationale may
+    say are not recorded."""
     shown = {e.factor.label for e in evidence}
-    missing = [x for x in _COMMON_ABSENT if x not in shown and x in {f.label for f in kb.factors}]
+    return [x for x in _COMMON_ABSENT if x not in shown and x in {f.label for f in kb.factors}]
+
+
+def _absent(facts: Facts, evidence: list[Evidence], g: np.random.Generator, kb: KnowledgeBase) -> str:
+    missing = absent_common(evidence, kb)
     if len(missing) < 2 or g.random() < 0.4:
         return ""
     picked = [missing[i] for i in sorted(g.choice(len(missing), size=min(3, len(missing)), replace=False))]
-    items = ", ".join(picked[:-1]) + " or " + picked[-1]
-    return choose(g, _ABSENT).format(items=items)
+    return choose(g, _ABSENT).format(items=spoken_list(picked))
+
+
+def spoken_list(items: list[str], last: str = "or") -> str:
+    """Items as a sentence lists them.
+
+    >>> spoken_list(["diabetes", "stroke", "depression"]), spoken_list(["stroke"])
+    ('diabetes, stroke or depression', 'stroke')
+    """
+    return ", ".join(items[:-1]) + f" {last} " + items[-1] if len(items) > 1 else "".join(items)
 
 
 _DRIVER = ("The main drivers are {top}.", "{top_cap} weigh most heavily.", "Most of the excess risk comes from {top}.")
@@ -396,4 +410,5 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 
 
 __all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence",
-           "load_knowledge", "find_evidence", "write_rationale", "factors_text", "record_line", "who"]
+           "load_knowledge", "find_evidence", "write_rationale", "factors_text", "record_cite", "record_line",
+           "absent_common", "spoken_list", "who"]
