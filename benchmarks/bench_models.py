@@ -19,6 +19,7 @@ from peak import matmul_peak
 
 from rationale_sft.models.families import FAMILIES, SIZES, build_model, n_params
 from rationale_sft.models.tokenizer import train_tokenizer
+from rationale_sft.precision import bf16_native
 
 
 def train_rates(model, vocab: int, batch: int, seq: int, steps: int, repeats: int) -> dict[str, dict[bool, float]]:
@@ -72,7 +73,9 @@ def main() -> None:
     tok = tokenizer(args.vocab)
     peak = {False: matmul_peak(torch.float32), True: matmul_peak(torch.bfloat16)}
     rows = []
-    print(f"threads {torch.get_num_threads()}  vocab {len(tok)}  batch {args.batch} x seq {args.seq}")
+    print(f"threads {torch.get_num_threads()}  vocab {len(tok)}  batch {args.batch} x seq {args.seq}  "
+          f"cpu {torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16_native('cpu')} (without it, "
+          "bf16: true in a config runs float32)")
     print(f"matmul peak 1024^3: fp32 {peak[False] / 1e9:.1f} GFLOP/s, bf16 {peak[True] / 1e9:.1f} GFLOP/s "
           f"(bf16/fp32 {peak[True] / peak[False]:.2f})")
     print(f"{'family':8} {'size':4} {'params':>10} {'fp32 tok/s':>11} {'bf16 tok/s':>11} {'bf16/fp32':>9} "

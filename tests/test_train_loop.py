@@ -1,10 +1,13 @@
 """Training loop on a real tiny model: every arm trains, loss normalisation invariant, resume, LoRA."""
 
+import math
+
 import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from rationale_sft import precision
 from rationale_sft.config import ConfigError, build
 from rationale_sft.errors import InputError
 from rationale_sft.config.train import TrainConfig
@@ -144,12 +147,25 @@ def test_a_lora_run_inside_a_grid_loads_after_the_grid_moves(setup, tmp_path):
     models.load(ckpt)
 
 
-def test_bf16_autocast_trains(setup, tmp_path):
+def test_bf16_autocast_runs_only_where_the_device_has_native_bf16_and_train_json_says_what_ran(setup, tmp_path,
+                                                                                              monkeypatch):
     ex, rat, base = setup
-    cfg = build(TrainConfig, {"arm": "label_only", "steps": 2, "micro_batch": 2, "bf16": True, "lr": 1e-3})
-    train(cfg, tmp_path, ex, rat, base)
-    log = pl.read_parquet(tmp_path / "train_log.parquet")
-    assert log["loss"].is_finite().all() and weights(tmp_path)["model.embed_tokens.weight"].dtype == torch.float32
+
+    def run(name, bf16):
+        cfg = build(TrainConfig, {"arm": "label_only", "steps": 2, "micro_batch": 2, "bf16": bf16, "lr": 1e-3})
+        out = train(cfg, tmp_path / name, ex, rat, base)
+        return out["bf16"], pl.read_parquet(tmp_path / name / "train_log.parquet")["loss"].to_list()
+
+    fp32 = run("fp32", False)
+    monkeypatch.setattr(precision, "bf16_native", lambda device: False)
+    with pytest.warns(UserWarning, match="no native bfloat16 arithmetic"):
+        emulated = run("emulated", True)
+    monkeypatch.setattr(precision, "bf16_native", lambda device: True)
+    native = run("native", True)
+    assert (fp32[0], emulated[0], native[0]) == (False, False, True)
+    assert emulated[1] == fp32[1]  # asked for, not native: the same float32 run
+    assert native[1] != fp32[1] and all(math.isfinite(x) for x in native[1])  # autocast changed the numerics
+    assert weights(tmp_path / "native")["model.embed_tokens.weight"].dtype == torch.float32
 
 
 def test_answer_stage_spends_its_steps_inside_the_budget_on_the_label_only(setup, tmp_path):

@@ -181,7 +181,7 @@ class ExperimentConfig:
     vocab_size: int = 2048
     "Vocabulary of the BPE tokenizer trained for from-scratch models."
     bf16_autocast: bool = True
-    "bfloat16 autocast for pretraining (fine-tuning uses train.bf16)."
+    "bfloat16 autocast for pretraining where the device computes bf16 natively (fine-tuning uses train.bf16)."
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     "Causal-LM pretraining of from-scratch bases (and the reasoning continuation)."
     lora: LoraConfig = field(default_factory=LoraConfig)

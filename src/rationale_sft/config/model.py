@@ -28,7 +28,8 @@ class ModelConfig:
     vocab_size: int = 2048
     "Vocabulary size of the byte-level BPE tokenizer trained for from-scratch models."
     bf16_autocast: bool = True
-    "Run forward/backward under bfloat16 autocast (weights and optimizer state stay float32)."
+    """Run forward/backward under bfloat16 autocast (weights and optimizer state stay float32) where the device
+    computes bf16 natively; elsewhere float32, with a warning (``precision.resolve_bf16``)."""
     reasoning_base: bool = False
     "Continue pretraining the base on step-by-step reasoning text (no task labels) before fine-tuning."
 

@@ -77,7 +77,8 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     "LoRA adapters instead of full fine-tuning (lora.enabled=true); same loop, same everything else."
     bf16: bool = False
-    "Run forward passes under bfloat16 autocast (weights and optimizer state stay float32)."
+    """Run forward passes under bfloat16 autocast (weights and optimizer state stay float32) where the device
+    computes bf16 natively; elsewhere float32, with a warning. train.json records what ran (``bf16``)."""
     seed: int = 0
     "Master seed; data subset, adapter init, data order and generation seeds are derived from it."
     max_train_examples: int = 0

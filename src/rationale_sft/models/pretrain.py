@@ -220,6 +220,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rationale_sft.models.families import n_params
+    from rationale_sft.precision import resolve_bf16
 
     pc = cfg.pretrain
     dev = device()
@@ -241,7 +242,8 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
                             fused=dev.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, pc.warmup_steps, pc.steps, pc.min_lr_ratio))
-    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.model.bf16_autocast)
+    bf16 = resolve_bf16(cfg.model.bf16_autocast, dev)
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
     rows, window, first_loss, started = [], [], None, time.time()
     tick, tick_tokens, tokens = time.time(), 0, 0
     progress = Progress(TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -280,7 +282,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     return {"steps": pc.steps, "first_loss": first_loss, "final_loss": rows[-1]["loss"], "tokens": tokens,
             "tokens_per_s": tokens / max(seconds, 1e-9), "seconds": round(seconds, 2), "n_params": n_params(model),
             "corpus_texts": len(texts), "corpus_tokens": int(corpus_tokens), "corpus_hash": corpus_hash(texts),
-            "device": dev.type, "init_dir": str(init_dir) if init_dir else None}
+            "device": dev.type, "bf16_autocast": bf16, "init_dir": str(init_dir) if init_dir else None}
 
 
 def corpus_hash(texts: list[str]) -> str:

@@ -30,6 +30,7 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
+from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed, rng
 from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms, conflict
@@ -246,6 +247,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs have been read
     model, tok = load_base(cfg, base_model_dir)
     device = device_of(cfg.device)
+    bf16 = resolve_bf16(cfg.bf16, device)
     model.to(device)
     chat = uses_chat(tok, cfg.chat_template)
     seqs, table = encode_rows(cfg, tok, rows, chat)
@@ -282,7 +284,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             stats = np.zeros(7)  # loss, label ce sum, label n, other ce sum, other n, label weight, all weight
             n_tokens, measured = 0, None
             for batch in micro:
-                ce, w, is_label, valid = token_losses(model, batch, cfg.bf16, device)
+                ce, w, is_label, valid = token_losses(model, batch, bf16, device)
                 loss = (ce * w).sum()
                 if due and measured is None:  # same forward pass, grads returned, not accumulated
                     measured = conflict.measure(ce, is_label, valid, trainable)
@@ -316,7 +318,8 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     if total == 0 or step0 == total:
         save_checkpoint(run_dir, model, tok, opt, sched, total, log, {**meta, "finished": True},
                         conflicts if cfg.conflict_every else None)
-    summary = summarise(cfg, run_dir, table, log, started, step0, base_model_dir, examples, rationales)
+    summary = summarise(cfg, run_dir, table, log, started, step0, base_model_dir, examples, rationales) \
+        | {"bf16": bf16}  # what ran: cfg.bf16 where the device computes bf16 natively (precision.resolve_bf16)
     rundir.write_json(run_dir / "train.json", summary)
     return summary
 
