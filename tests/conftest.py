@@ -31,3 +31,20 @@ def killed_train(monkeypatch):
             monkeypatch.setattr(loop, "token_losses", real)
 
     return run
+
+
+@pytest.fixture
+def bf16_cases(monkeypatch):
+    """``bf16_cases(run)``: ``run(name, bf16)`` three times: float32; bf16 asked for on a device made to lack
+    native bf16 (it must warn); bf16 on a device made to have it. Returns the three results in that order."""
+    from rationale_sft import precision
+
+    def cases(run):
+        fp32 = run("fp32", False)
+        monkeypatch.setattr(precision, "bf16_native", lambda device: False)
+        with pytest.warns(UserWarning, match="no native bfloat16 arithmetic"):
+            emulated = run("emulated", True)
+        monkeypatch.setattr(precision, "bf16_native", lambda device: True)
+        return fp32, emulated, run("native", True)
+
+    return cases

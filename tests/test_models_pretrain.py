@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import torch
 
-from rationale_sft import config, precision
+from rationale_sft import config
 from rationale_sft.config.model import BaseModelConfig
 from rationale_sft.errors import InputError
 from rationale_sft.models import load
@@ -65,18 +65,13 @@ def test_same_seed_same_weights_other_seed_differs(tok, tmp_path):
 
 
 def test_bf16_autocast_runs_only_where_the_device_has_native_bf16_and_the_stats_say_what_ran(tok, tmp_path,
-                                                                                             monkeypatch):
+                                                                                             bf16_cases):
     def run(name, bf16):
         stats = pretrain(cfg("pretrain.steps=4", f"model.bf16_autocast={str(bf16).lower()}"), texts(), tok,
                          tmp_path / name)
         return stats["bf16_autocast"], load(tmp_path / name)[0].get_input_embeddings().weight
 
-    fp32 = run("fp32", False)
-    monkeypatch.setattr(precision, "bf16_native", lambda device: False)
-    with pytest.warns(UserWarning, match="no native bfloat16 arithmetic"):
-        emulated = run("emulated", True)
-    monkeypatch.setattr(precision, "bf16_native", lambda device: True)
-    native = run("native", True)
+    fp32, emulated, native = bf16_cases(run)
     assert (fp32[0], emulated[0], native[0]) == (False, False, True)
     assert torch.equal(emulated[1], fp32[1]) and not torch.equal(native[1], fp32[1])
 

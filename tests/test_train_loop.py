@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rationale_sft import precision
 from rationale_sft.config import ConfigError, build
 from rationale_sft.errors import InputError
 from rationale_sft.config.train import TrainConfig
@@ -148,7 +147,7 @@ def test_a_lora_run_inside_a_grid_loads_after_the_grid_moves(setup, tmp_path):
 
 
 def test_bf16_autocast_runs_only_where_the_device_has_native_bf16_and_train_json_says_what_ran(setup, tmp_path,
-                                                                                              monkeypatch):
+                                                                                              bf16_cases):
     ex, rat, base = setup
 
     def run(name, bf16):
@@ -156,12 +155,7 @@ def test_bf16_autocast_runs_only_where_the_device_has_native_bf16_and_train_json
         out = train(cfg, tmp_path / name, ex, rat, base)
         return out["bf16"], pl.read_parquet(tmp_path / name / "train_log.parquet")["loss"].to_list()
 
-    fp32 = run("fp32", False)
-    monkeypatch.setattr(precision, "bf16_native", lambda device: False)
-    with pytest.warns(UserWarning, match="no native bfloat16 arithmetic"):
-        emulated = run("emulated", True)
-    monkeypatch.setattr(precision, "bf16_native", lambda device: True)
-    native = run("native", True)
+    fp32, emulated, native = bf16_cases(run)
     assert (fp32[0], emulated[0], native[0]) == (False, False, True)
     assert emulated[1] == fp32[1]  # asked for, not native: the same float32 run
     assert native[1] != fp32[1] and all(math.isfinite(x) for x in native[1])  # autocast changed the numerics
