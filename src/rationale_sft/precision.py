@@ -3,7 +3,7 @@
 A CPU without native bf16 arithmetic (AVX2 only, as on many laptops and older servers) emulates it, and the
 emulation is several times slower than float32 (measured: a gpt2-xs training step 6.3 s under bf16 autocast
 against 1.1 s in float32 on an AVX2 CPU). So ``bf16: true`` in a config asks for bf16 where it pays; on any
-other device the work runs in float32, once with a warning, and the stage records what it used.
+other device the work runs in float32, with a warning, and the stage records what it used.
 
 >>> resolve_bf16(False, "cpu")
 False
@@ -40,7 +40,9 @@ def resolve_bf16(requested: bool, device) -> bool:
         return False
     if bf16_native(device):
         return True
-    warnings.warn(f"bf16 was asked for, but this {str(device).split(':')[0]} has no native bfloat16 arithmetic "
+    import torch
+
+    warnings.warn(f"bf16 was asked for, but this {torch.device(device).type} has no native bfloat16 arithmetic "
                   "(emulated bf16 is several times slower than float32 there); running in float32", stacklevel=2)
     return False
 

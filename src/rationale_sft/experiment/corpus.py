@@ -79,8 +79,8 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
     short = rationale_texts(bare, ids, bare_prompts(labels, render_cfg), styles, seed, teacher_cfg.max_factors,
                             joined=" ", cite=teacher_cfg.cite) \
         + measured_texts(meds, labels, facts, render_cfg, styles, seed, teacher_cfg)
-    drills = drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg, seed)
-    drills += factor_drill_texts([facts[sid] for sid in dict.fromkeys(ids)], render_cfg)
+    people = [facts[sid] for sid in dict.fromkeys(ids)]
+    drills = drill_texts(people, render_cfg, seed) + factor_drill_texts(people, render_cfg)
     redrawn = []
     for r in range(REDRAWS):
         with tempfile.TemporaryDirectory() as tmp:
