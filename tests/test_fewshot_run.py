@@ -63,3 +63,17 @@ def test_rendered_demonstrations_end_with_the_query():
     text = render_fewshot(None, [("P1\nAnswer:", None, True), ("P2\nAnswer:", "Old.", False)], "Q\nAnswer:",
                           chat=False, marker="Answer:")
     assert text == "P1\nAnswer: Yes\n\nP2\nAnswer: Old.\nAnswer: No\n\nQ\nAnswer:"
+
+
+def test_bfloat16_runs_only_where_the_device_has_it(setup, tmp_path, bf16_cases):
+    ex, rat, base = setup
+
+    def run(name, bf16):
+        out = fewshot(FewshotConfig(k=2, dtype="bfloat16" if bf16 else "float32"), tmp_path / name, ex, rat, base,
+                      ScoreConfig(batch_size=8))
+        return out, pl.read_parquet(tmp_path / name / "scores.parquet")
+
+    (fp32, s32), (emulated, s_emu), (native, s_nat) = bf16_cases(run)
+    assert fp32["dtype"] == emulated["dtype"] == "float32" and native["dtype"] == "bfloat16"
+    assert s_emu["p_yes"].to_list() == s32["p_yes"].to_list()
+    assert s_nat["p_yes"].to_list() != s32["p_yes"].to_list()

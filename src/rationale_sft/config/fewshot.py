@@ -39,7 +39,9 @@ class FewshotConfig:
     system_prompt: str | None = ""
     "System turn of chat prompts; '' = an empty one (keeps a template's default out); null = the template's."
     dtype: Literal["float32", "bfloat16"] = "float32"
-    "Weights dtype while scoring; bfloat16 roughly halves the time of a 100M+ model on CPU."
+    ("Weights dtype while scoring. bfloat16 roughly halves the time of a 100M+ model on a device with native "
+     "bf16; elsewhere (an AVX2-only CPU emulates it, several times slower) float32 runs, with a warning; "
+     "fewshot.json records the dtype that ran.")
 
     def __post_init__(self) -> None:
         if self.k < 0 or self.max_len < 0 or self.subset < 0:

@@ -21,6 +21,7 @@ from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
+from rationale_sft.precision import resolve_bf16
 from rationale_sft.score.run import metrics, model_meta, score_contexts, scores_table, select_split, write_scores
 from rationale_sft.train.arms import label_word
 from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat
@@ -108,10 +109,11 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
                                cfg.rationale_style, cfg.rationale_mode)
         pool = pool.join(rats, on="subject_id", how="inner")
     picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
-    model, tok = models.load(model_dir, dtype=cfg.dtype)
-    if cfg.dtype != "float32":
-        float_head(model)
     device = device_of(score_cfg.device)
+    dtype = "bfloat16" if cfg.dtype == "bfloat16" and resolve_bf16(True, device) else "float32"
+    model, tok = models.load(model_dir, dtype=dtype)
+    if dtype != "float32":
+        float_head(model)
     model.to(device).eval()
     chat = uses_chat(tok, "auto")
     mode = "generate" if cfg.with_rationales else "direct"
@@ -142,7 +144,7 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
     subset = {"n": queries.height, "n_pos": int(queries["label"].sum()), "of": test.height,
               "of_pos": int(test["label"].sum()), "seed": cfg.subset_seed,
               "subject_ids": queries["subject_id"].to_list()}
-    summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
+    summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat, "dtype": dtype,
                "model": rundir.portable(model_dir, run_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
                "subset": subset, **metrics(scores), "mean_label_mass": float(scores["label_mass"].mean()),
                "mean_prompt_tokens": float(scores["n_prompt_tokens"].mean()), "seconds": seconds,
