@@ -10,7 +10,8 @@ from rationale_sft.config.render import RenderConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.check import Lexicon, SubjectView, check_text
 from rationale_sft.rationales.facts import facts_for_labels, subject_facts
-from rationale_sft.rationales.knowledge import KNOWLEDGE_BASE, find_evidence, load_knowledge, write_rationale
+from rationale_sft.rationales.knowledge import (KNOWLEDGE_BASE, find_evidence, load_knowledge, record_cite,
+                                                write_rationale)
 from rationale_sft.rationales.specs import parse_reply
 from rationale_sft.render import ANSWER_MARKER, read_codes, render_examples
 from test_render_fixtures import PT, write_labels, write_meds
@@ -104,9 +105,11 @@ def test_writer_cites_evidence_with_timing_and_values(cohort):
 def test_record_citations_quote_the_prompt_lines(cohort, style):
     meds, labels, facts = cohort
     prompts = dict(zip(*render_examples(meds, labels, RenderConfig())[["subject_id", "prompt"]].to_dict().values()))
+    recaps = render_examples(meds, labels, RenderConfig(template="recap_factors"))
+    recaps = dict(zip(recaps["subject_id"].to_list(), recaps["prompt"].to_list()))
     kb = load_knowledge()
     lex = Lexicon.build(read_codes(meds), kb)
-    quoted = 0
+    quoted = diagnoses = 0
     for sid in facts:
         text = write_rationale(facts[sid], style, "blind", None, 0, kb, cite="record").text
         for e in find_evidence(facts[sid], kb)[:5 if style == "freeform" else 6]:
@@ -114,9 +117,12 @@ def test_record_citations_quote_the_prompt_lines(cohort, style):
                 line = next(x[2:] for x in prompts[sid].splitlines() if x.startswith(f"- {e.measurement.name}: "))
                 assert line in text, (sid, line, text)  # the prompt's own line, word for word
                 quoted += 1
+            elif e.diagnosis is not None:  # as the recap's factors line states it: name (date, timing)
+                assert record_cite(e) in text and record_cite(e) in recaps[sid], (sid, record_cite(e), text)
+                diagnoses += 1
         claims, _ = check_text(text, SubjectView(facts[sid], kb), lex)
         assert claims and all(c.status == "grounded" for c in claims)
-    assert quoted >= 2
+    assert quoted >= 2 and diagnoses >= 1
     with pytest.raises(InputError, match="cite must be one of varied, record, got 'verbatim'"):
         write_rationale(facts[1], style, "blind", None, 0, kb, cite="verbatim")
 
@@ -188,3 +194,19 @@ def test_knowledge_base_is_checked(tmp_path):
     bad.write_text(text.replace("source: farrer1997", "source: nobody2020", 1))
     with pytest.raises(InputError, match="source 'nobody2020' is not listed"):
         load_knowledge(bad)
+
+
+@pytest.mark.parametrize("style", ["freeform", "stepwise"])
+def test_weighing_names_no_risk_factor_beyond_those_discussed(cohort, style):
+    _, labels, facts = cohort
+    kb = load_knowledge()
+    beyond = 0
+    for sid in facts:
+        raising = [e for e in find_evidence(facts[sid], kb) if e.factor.direction == "raises"]
+        for seed in range(4):
+            text = write_rationale(facts[sid], style, "conditioned", _label(labels, sid), seed, kb, max_factors=1,
+                                   cite="record").text
+            for e in raising[1:]:  # not discussed: not restated as a driver or in the verdict either
+                assert e.factor.label not in text, (sid, e.factor.label, text)
+                beyond += 1
+    assert beyond  # some subject has a risk factor beyond the one discussed

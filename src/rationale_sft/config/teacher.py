@@ -48,7 +48,9 @@ class TeacherConfig:
     max_factors: int | None = None
     "knowledge: most risk factors cited per rationale, strongest first (null: 5 free-form, 6 step-by-step)."
     cite: Literal["varied", "record"] = "varied"
-    "knowledge: a measurement by its usual name in varied phrasings, or as the record's line states it (record)."
+    ("knowledge: a measurement or diagnosis by its usual name in varied phrasings, or as the record's line states "
+     "it (record: 'LDL cholesterol: 4.07 mmol/L', 'Essential (primary) hypertension (2001-11, 6 years before "
+     "assessment)').")
     max_new_tokens: int = 256
     "Maximum generated tokens per rationale (openai: max_tokens; hf: max_new_tokens)."
     temperature: float = 0.0

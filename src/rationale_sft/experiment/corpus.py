@@ -35,11 +35,12 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 7
+CORPUS_VERSION = 8
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
-drills that restate a sex and an age too, 7: factor drills, which restate them too), so a grid never reuses an
-older corpus."""
+drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
+record-worded diagnoses and a weighing that does not list again the factors just discussed), so a grid never
+reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."

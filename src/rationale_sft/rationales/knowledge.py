@@ -28,7 +28,7 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
-PHRASING_VERSION = 3  # bump when the knowledge teacher words the same facts differently (part of its cache key)
+PHRASING_VERSION = 4  # bump when the knowledge teacher words the same facts differently (part of its cache key)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
 "How a measurement is worded in a rationale (TeacherConfig.cite)."
@@ -256,15 +256,16 @@ _COMMON_ABSENT = ("diabetes", "stroke", "depression", "hearing loss", "hypertens
 
 
 def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, cite: str = "varied") -> str:
-    """The subject's own evidence for a factor, with timing or value (measurements by their usual name, or
-    with ``cite="record"`` as the record's line states them)."""
+    """The subject's own evidence for a factor, with timing or value: by their usual names in varied phrasings,
+    or with ``cite="record"`` as the record's line states it (the recap line's words, so a reader copies them)."""
+    if cite == "record":
+        return record_cite(e) if e.diagnosis is not None or e.measurement.value is not None else (
+            f"{e.measurement.name} recorded at the {anchor}")
     if e.diagnosis is not None:
         d = e.diagnosis
         return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", record_diagnosis(d),
                           f"{d.name}, diagnosed {d.ago} ({d.date})"))
     m = e.measurement
-    if cite == "record":
-        return f"{m.name} recorded at the {anchor}" if m.value is None else record_line(m)
     name = kb.measurement_names.get(m.short, (m.name,))[0]
     if m.value is None:
         return f"{name} recorded at the {anchor}"
@@ -339,25 +340,35 @@ def spoken_list(items: list[str], last: str = "or") -> str:
 
 _DRIVER = ("The main drivers are {top}.", "{top_cap} weigh most heavily.", "Most of the excess risk comes from {top}.")
 _OFFSET = {True: ("Protective factors ({prot}) only partly offset this.",
-                  "On the other side, {prot} lower risk somewhat, but not enough to change the picture."),
-           False: ("{prot_cap} also lower risk.", "In addition, {prot} count in this person's favour.")}
+                  "On the other side, {prot} lower{s} risk somewhat, but not enough to change the picture."),
+           False: ("{prot_cap} also lower{s} risk.", "In addition, {prot} count{s} in this person's favour.")}
 
 
-def _weigh(facts: Facts, evidence: list[Evidence], risk: float, outcome: bool, mode: str,
+def _weigh(facts: Facts, cited: list[Evidence], evidence: list[Evidence], risk: float, outcome: bool, mode: str,
            g: np.random.Generator) -> str:
-    """Weigh the evidence: main drivers, protective factors, then the verdict (own risk, or the given label)."""
-    raising = [e.factor.label for e in evidence if e.factor.direction == "raises"]
+    """Weigh the evidence: main drivers, protective factors, then the verdict (own risk, or the given label).
+
+    The main drivers are the two strongest risk-raising factors the rationale discussed (``cited``), named
+    only when they are a selection of them (more than two discussed); otherwise the verdict refers back to
+    "these risk factors" rather than list again what was just said. Protective factors come from all of
+    ``evidence``.
+    """
+    raising = [e.factor.label for e in cited if e.factor.direction == "raises"]
+    any_raising = any(e.factor.direction == "raises" for e in evidence)
     prot = [e.factor.label for e in evidence if e.factor.direction == "lowers"]
-    top, lower = " and ".join(raising[:2]), " and ".join(prot[:2])
+    top = (" and ".join(raising[:2]) if len(raising) > 2 else "these risk factors" if len(raising) == 2
+           else "this risk factor" if raising else "the recorded risk factors")
+    lower = " and ".join(prot[:2])
     parts = []
-    if len(raising) >= 2 and g.random() < 0.5:
+    if len(raising) > 2 and g.random() < 0.5:
         parts.append(choose(g, _DRIVER).format(top=top, top_cap=top[:1].upper() + top[1:]))
-    if prot and (raising or not outcome) and g.random() < 0.7:
-        parts.append(choose(g, _OFFSET[bool(raising) and outcome]).format(prot=lower, prot_cap=lower[:1].upper() + lower[1:]))
+    if prot and (any_raising or not outcome) and g.random() < 0.7:
+        parts.append(choose(g, _OFFSET[any_raising and outcome]).format(
+            prot=lower, prot_cap=lower[:1].upper() + lower[1:], s="s" if len(prot) == 1 else ""))
     if mode == "blind":
         parts.append(choose(g, _BLIND[outcome]).format(pct=_pct(risk)))
     else:
-        parts.append(choose(g, _GIVEN[(outcome, bool(raising))]).format(top=top, anchor=facts.anchor))
+        parts.append(choose(g, _GIVEN[(outcome, any_raising)]).format(top=top, anchor=facts.anchor))
     return " ".join(parts)
 
 
@@ -390,7 +401,7 @@ def _freeform(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
     """One paragraph: baseline, each cited factor with its evidence, absences, weighing; then the conclusion."""
     sentences = [_opening(facts, g)]
     sentences += [_factor_sentence(e, g, facts.anchor, kb, cite) for e in cited] or [choose(g, _NOTHING)]
-    sentences += [_absent(facts, evidence, g, kb), _weigh(facts, evidence, risk, outcome, mode, g)]
+    sentences += [_absent(facts, evidence, g, kb), _weigh(facts, cited, evidence, risk, outcome, mode, g)]
     return " ".join(s for s in sentences if s) + f"\nConclusion: {'likely' if outcome else 'unlikely'}"
 
 
@@ -404,7 +415,7 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
     if facts.age is not None:
         roles.insert(0, choose(g, ("age raises risk (incidence doubles about every five years)",
                                    "age is the dominant risk factor (incidence doubles about every five years)")))
-    step3 = " ".join(s for s in (_absent(facts, evidence, g, kb), _weigh(facts, evidence, risk, outcome, mode, g)) if s)
+    step3 = " ".join(s for s in (_absent(facts, evidence, g, kb), _weigh(facts, cited, evidence, risk, outcome, mode, g)) if s)
     return "\n".join([f"1. Evidence: {step1}.", f"2. Risk factors: {'; '.join(roles) or 'none recorded'}.",
                       f"3. Weighing: {step3}", f"4. Conclusion: {'likely' if outcome else 'unlikely'}"])
 
