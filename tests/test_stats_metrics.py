@@ -1,5 +1,7 @@
 """Metrics against scikit-learn and hand-computed values."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -93,3 +95,12 @@ def test_integer_weights_equal_repeating_subjects(rows):
     auc, ap = M.weighted_rank_metrics(y, s, w)
     assert float(auc) == pytest.approx(M.auroc(rep_y, rep_s), abs=1e-12)
     assert float(ap) == pytest.approx(average_precision_score(rep_y, rep_s), abs=1e-12)
+
+
+def test_a_resample_without_one_class_is_nan_without_a_warning():
+    y, s = np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.6])
+    w = np.array([[1.0, 1, 1, 1], [2, 0, 2, 0], [0, 2, 0, 2]])  # rows 2 and 3 drew one class only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auc, ap = M.weighted_rank_metrics(y, s, w)
+    assert auc[0] == 1.0 and np.isnan(auc[1:]).all() and ap[0] == 1.0 and np.isnan(ap[1])

@@ -57,7 +57,8 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def weighted_auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """AUROC under subject weights ``w`` of shape (n,) or (B, n): one value per row.
+    """AUROC under subject weights ``w`` of shape (n,) or (B, n): one value per row (NaN for a row that gives no
+    weight to one class, as a bootstrap resample of a small set can).
 
     >>> y = np.array([0, 1, 0, 1]); s = np.array([0.5, 0.5, 0.2, 0.9])
     >>> float(weighted_auroc(y, s, np.ones(4))), weighted_auroc(y, s, np.array([[1, 1, 1, 1], [0, 2, 1, 1]]))
@@ -87,14 +88,16 @@ def weighted_rank_metrics(y: np.ndarray, score: np.ndarray, w: np.ndarray,
     tied = np.take(cneg, np.searchsorted(neg, pos, side="right"), axis=-1) - below
     wpos, n_neg = w[..., pos_idx], cneg[..., -1:]
     n_pos = wpos.sum(-1, keepdims=True)
-    auc = (wpos * (below + 0.5 * tied)).sum(-1) / (n_pos[..., 0] * n_neg[..., 0])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a row without weight on a class: NaN, undefined
+        auc = (wpos * (below + 0.5 * tied)).sum(-1) / (n_pos[..., 0] * n_neg[..., 0])
     if not with_ap:
         return auc, None
     cpos = np.concatenate([zero, np.cumsum(wpos, -1)], -1)
     tp = n_pos - np.take(cpos, np.searchsorted(pos, pos, side="left"), axis=-1)
     fp = n_neg - below
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    return auc, (wpos * precision).sum(-1) / n_pos[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return auc, (wpos * precision).sum(-1) / n_pos[..., 0]
 
 
 def average_precision(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:
