@@ -18,6 +18,7 @@ from rationale_sft.config.train import check_answer_stage
 from rationale_sft.errors import InputError
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
+from rationale_sft.rationales.knowledge import PHRASING_VERSION
 
 JOBS = "rationale_sft.experiment.jobs"
 PRETRAIN_SEED_OFFSET = 1_000_003
@@ -149,7 +150,8 @@ def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: 
     by_mode = {}
     for mode in (cfg.teacher.mode, *extra_modes(cfg)):
         teacher = dataclasses.replace(cfg.teacher, mode=mode)
-        kwargs = {"meds": meds, "render_dir": render.out_dir, "teacher": cfglib.to_dict(teacher)}
+        kwargs = {"meds": meds, "render_dir": render.out_dir, "teacher": cfglib.to_dict(teacher),
+                  "version": PHRASING_VERSION if teacher.backend == "knowledge" else 0}
         by_mode[mode] = p.add(_job("rationales", kwargs, [meds_job, render], "rationales"))
     job = by_mode[cfg.teacher.mode]
     quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
