@@ -144,7 +144,8 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
     subset = {"n": queries.height, "n_pos": int(queries["label"].sum()), "of": test.height,
               "of_pos": int(test["label"].sum()), "seed": cfg.subset_seed,
               "subject_ids": queries["subject_id"].to_list()}
-    summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat, "dtype": dtype,
+    summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
+               "dtype": dtype,
                "model": rundir.portable(model_dir, run_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
                "subset": subset, **metrics(scores), "mean_label_mass": float(scores["label_mass"].mean()),
                "mean_prompt_tokens": float(scores["n_prompt_tokens"].mean()), "seconds": seconds,

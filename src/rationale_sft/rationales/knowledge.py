@@ -28,10 +28,10 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
-PHRASING_VERSION = 4  # bump when the knowledge teacher words the same facts differently (part of its cache key)
+PHRASING_VERSION = 4  # bump when the teacher words the same facts differently (its cache key, the rationales job id)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
-"How a measurement is worded in a rationale (TeacherConfig.cite)."
+"How a measurement or a diagnosis is worded in a rationale (TeacherConfig.cite)."
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,8 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
     if facts.age is not None:
         roles.insert(0, choose(g, ("age raises risk (incidence doubles about every five years)",
                                    "age is the dominant risk factor (incidence doubles about every five years)")))
-    step3 = " ".join(s for s in (_absent(facts, evidence, g, kb), _weigh(facts, cited, evidence, risk, outcome, mode, g)) if s)
+    weighing = (_absent(facts, evidence, g, kb), _weigh(facts, cited, evidence, risk, outcome, mode, g))
+    step3 = " ".join(s for s in weighing if s)
     return "\n".join([f"1. Evidence: {step1}.", f"2. Risk factors: {'; '.join(roles) or 'none recorded'}.",
                       f"3. Weighing: {step3}", f"4. Conclusion: {'likely' if outcome else 'unlikely'}"])
 
