@@ -189,13 +189,17 @@ def test_mechanism_preset_plans_every_control_and_mitigation_once():
         {j.id for j in plan(quick, CONFIGS).jobs}  # the demo's pretrained base, built once for both
 
 
-def test_a_new_knowledge_teacher_wording_replans_the_rationales_and_what_uses_them(monkeypatch):
-    from rationale_sft.experiment import plan as plan_module
+def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what_uses_them(monkeypatch, tmp_path):
+    from rationale_sft.rationales import knowledge
 
     before = plan(load("quick"), CONFIGS)
-    monkeypatch.setattr(plan_module, "PHRASING_VERSION", plan_module.PHRASING_VERSION + 1)
-    after = plan(load("quick"), CONFIGS)
-    changed = {j.fn.split(":")[1] for j in before.jobs if j.id not in {k.id for k in after.jobs}}
-    assert {"rationales", "quality"} <= changed and "cohort" not in changed and "corpus" not in changed
     label_only = {j.id for j in before.runs if j.kwargs.get("meta", {}).get("arm") == "label_only"}
-    assert label_only and label_only <= {j.id for j in after.jobs}  # label-only runs read no rationales
+    edited = tmp_path / "kb.yaml"
+    edited.write_text(knowledge.KNOWLEDGE_BASE.read_text() + "\n# edited\n")
+    for name, value in (("PHRASING_VERSION", knowledge.PHRASING_VERSION + 1), ("KNOWLEDGE_BASE", edited)):
+        with monkeypatch.context() as m:
+            m.setattr(knowledge, name, value)
+            after = plan(load("quick"), CONFIGS)
+        changed = {j.fn.split(":")[1] for j in before.jobs if j.id not in {k.id for k in after.jobs}}
+        assert {"rationales", "quality"} <= changed and not {"cohort", "labels", "render"} & changed, name
+        assert label_only and label_only <= {j.id for j in after.jobs}  # label-only runs read no rationales

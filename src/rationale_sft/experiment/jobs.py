@@ -109,10 +109,11 @@ def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict) ->
     return {"n_examples": table.height, "n_truncated": int(table["truncated"].sum())}
 
 
-def rationales(out_dir: str, root: str, meds: str, render_dir: str, teacher: dict, version: int = 0) -> dict:
-    """Teacher rationales for the training subjects. ``version`` (the knowledge teacher's
-    ``PHRASING_VERSION``; 0 for other backends) is part of the job's id only, so a resumed grid rewrites its
-    rationales when the knowledge teacher's wording changed, as it rebuilds the corpus."""
+def rationales(out_dir: str, root: str, meds: str, render_dir: str, teacher: dict,
+               backend: dict | None = None) -> dict:
+    """Teacher rationales for the training subjects. ``backend`` (``generate.backend_params``: for the
+    knowledge teacher its phrasing version and knowledge-base hash) is part of the job's id only, so a resumed
+    grid rewrites its rationales when what the backend writes changed, as it rebuilds the corpus."""
     from rationale_sft.config.teacher import TeacherConfig
     from rationale_sft.rationales.generate import generate
 

@@ -18,7 +18,7 @@ from rationale_sft.config.train import check_answer_stage
 from rationale_sft.errors import InputError
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
-from rationale_sft.rationales.knowledge import PHRASING_VERSION
+from rationale_sft.rationales.generate import backend_params
 
 JOBS = "rationale_sft.experiment.jobs"
 PRETRAIN_SEED_OFFSET = 1_000_003
@@ -151,7 +151,7 @@ def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: 
     for mode in (cfg.teacher.mode, *extra_modes(cfg)):
         teacher = dataclasses.replace(cfg.teacher, mode=mode)
         kwargs = {"meds": meds, "render_dir": render.out_dir, "teacher": cfglib.to_dict(teacher),
-                  "version": PHRASING_VERSION if teacher.backend == "knowledge" else 0}
+                  "backend": backend_params(teacher)}
         by_mode[mode] = p.add(_job("rationales", kwargs, [meds_job, render], "rationales"))
     job = by_mode[cfg.teacher.mode]
     quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,

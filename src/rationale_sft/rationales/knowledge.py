@@ -28,7 +28,7 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
-PHRASING_VERSION = 4  # bump when the teacher words the same facts differently (its cache key, the rationales job id)
+PHRASING_VERSION = 4  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
 "How a measurement or a diagnosis is worded in a rationale (TeacherConfig.cite)."
