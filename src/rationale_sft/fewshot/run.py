@@ -110,7 +110,7 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         pool = pool.join(rats, on="subject_id", how="inner")
     picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
     device = device_of(score_cfg.device)
-    dtype = "bfloat16" if cfg.dtype == "bfloat16" and resolve_bf16(True, device) else "float32"
+    dtype = "bfloat16" if resolve_bf16(cfg.dtype == "bfloat16", device) else "float32"
     model, tok = models.load(model_dir, dtype=dtype)
     if dtype != "float32":
         float_head(model)

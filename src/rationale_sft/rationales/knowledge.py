@@ -259,8 +259,9 @@ def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, c
     """The subject's own evidence for a factor, with timing or value: by their usual names in varied phrasings,
     or with ``cite="record"`` as the record's line states it (the recap line's words, so a reader copies them)."""
     if cite == "record":
-        return record_cite(e) if e.diagnosis is not None or e.measurement.value is not None else (
-            f"{e.measurement.name} recorded at the {anchor}")
+        if e.diagnosis is None and e.measurement.value is None:
+            return f"{e.measurement.name} recorded at the {anchor}"
+        return record_cite(e)
     if e.diagnosis is not None:
         d = e.diagnosis
         return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", record_diagnosis(d),
