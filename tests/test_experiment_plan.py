@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -190,16 +191,27 @@ def test_mechanism_preset_plans_every_control_and_mitigation_once():
 
 
 def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what_uses_them(monkeypatch, tmp_path):
+    from rationale_sft.config.experiment import ModelSpec
     from rationale_sft.rationales import knowledge
 
-    before = plan(load("quick"), CONFIGS)
-    label_only = {j.id for j in before.runs if j.kwargs.get("meta", {}).get("arm") == "label_only"}
+    quick = load("quick")  # from-scratch base, pretrained on the knowledge teacher's corpus
+    real = dataclasses.replace(quick, grid=dataclasses.replace(
+        quick.grid, models=[ModelSpec(checkpoint="smollm2-135m-instruct")]),
+        fewshot=dataclasses.replace(quick.fewshot, enabled=False))  # a real checkpoint: no corpus
+    before = {"quick": plan(quick, CONFIGS), "real": plan(real, CONFIGS)}
     edited = tmp_path / "kb.yaml"
     edited.write_text(knowledge.KNOWLEDGE_BASE.read_text() + "\n# edited\n")
     for name, value in (("PHRASING_VERSION", knowledge.PHRASING_VERSION + 1), ("KNOWLEDGE_BASE", edited)):
-        with monkeypatch.context() as m:
-            m.setattr(knowledge, name, value)
-            after = plan(load("quick"), CONFIGS)
-        changed = {j.fn.split(":")[1] for j in before.jobs if j.id not in {k.id for k in after.jobs}}
-        assert {"rationales", "quality"} <= changed and not {"cohort", "labels", "render"} & changed, name
-        assert label_only and label_only <= {j.id for j in after.jobs}  # label-only runs read no rationales
+        for grid, cfg in (("quick", quick), ("real", real)):
+            with monkeypatch.context() as m:
+                m.setattr(knowledge, name, value)
+                after = {j.id for j in plan(cfg, CONFIGS).jobs}
+            old = before[grid]
+            changed = {j.fn.split(":")[1] for j in old.jobs if j.id not in after}
+            label_only = {j.id for j in old.runs if j.kwargs.get("meta", {}).get("arm") == "label_only"}
+            assert label_only and {"rationales", "quality"} <= changed, (name, grid)
+            assert not {"cohort", "labels", "render"} & changed, (name, grid)
+            if grid == "quick":  # the corpus holds the teacher's texts: it, the base and every run on it are new
+                assert {"corpus", "base"} <= changed and not label_only & after, name
+            else:  # label-only runs on a real checkpoint read no rationales
+                assert "corpus" not in kinds(old) and label_only <= after, name

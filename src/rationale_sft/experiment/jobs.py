@@ -155,7 +155,7 @@ def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
 
 
 def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict,
-           version: int = 1) -> dict:
+           version: int = 1, knowledge: dict | None = None) -> dict:
     """Pretraining texts from a second synthetic cohort (disjoint from every task split) and the knowledge base.
 
     ``base`` texts: each subject's prompt followed by the knowledge teacher's label-blind rationale (in
@@ -163,7 +163,8 @@ def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed:
     label-blind step-by-step reasoning, for the reasoning-oriented base. ``short`` texts: the same people
     with only sex and age recorded, and with their measurements but no diagnosis. ``drill`` and ``redrawn``
     texts: copy drills and measured texts with permuted values (``pretrain.copy_steps``). ``version``
-    (``corpus.CORPUS_VERSION``) is part of the job's id only.
+    (``corpus.CORPUS_VERSION``) and ``knowledge`` (the knowledge teacher's ``generate.backend_params``: its
+    phrasing version and the knowledge base's hash, which the texts depend on) are part of the job's id only.
     """
     from rationale_sft.experiment.corpus import build_corpus
 

@@ -195,10 +195,12 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
     if any(not s.checkpoint or s.reasoning_base for s in specs):
         synth = dataclasses.replace(cfg.data.synth, seed=cfg.data.synth.seed + PRETRAIN_SEED_OFFSET,
                                     n_subjects=cfg.data.pretrain_subjects)
+        # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id
+        knowledge = backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
-                                       "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION},
-                            [], "corpus"))
+                                       "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION,
+                                       "knowledge": knowledge}, [], "corpus"))
     out = {}
     for spec in specs:
         model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,
