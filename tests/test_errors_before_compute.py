@@ -36,7 +36,7 @@ def load(*overrides: str) -> ExperimentConfig:
     ("fewshot.models=[{family: lama, size: xs}]", r"unknown model family 'lama' \(did you mean 'llama'\?\)"),
     ("train.lr=-1e-4", r"'lr' must be > 0, got -0.0001"),
     ("train.lr=0", r"'lr' must be > 0, got 0"),
-    ("pretrain.lr=-1", r"pretrain lr and reasoning_lr must be > 0"),
+    ("pretrain.lr=-1", r"pretrain lr, reasoning_lr and full_lr must be > 0"),
     ("grid.seeds=[0,-1]", r"'grid.seeds\[1\]' must be a seed >= 0, got -1"),
     ("seed=-3", r"'seed' must be a seed >= 0, got -3"),
     ("train.seed=-1", r"'train.seed' must be a seed >= 0"),

@@ -6,6 +6,7 @@ import random
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from rationale_sft import config
 from rationale_sft.config.model import BaseModelConfig
@@ -228,3 +229,26 @@ def test_a_copy_stage_trains_on_the_drills_alone_then_they_stay_in_the_mix_of_th
                                             "pretrain.short_seq_len=16"), texts_fn, tmp_path)}) == 3
     with pytest.raises(InputError, match="'drill' pretraining corpus is empty"):
         ensure_base(c, lambda corpus: [] if corpus == "drill" else texts_fn(corpus), tmp_path / "other")
+
+
+def test_a_full_stage_trains_on_the_full_texts_alone_after_the_main_stage(tmp_path):
+    short = [f"Age {a}. Answer: aged {a}" for a in range(60, 80)] * 4
+    texts_fn = lambda corpus: texts() if corpus == "base" else short
+    staged = ("pretrain.short_steps=5", "pretrain.short_batch_size=4", "pretrain.short_seq_len=16")
+    without = ensure_base(cfg(*staged), texts_fn, tmp_path)
+    out = ensure_base(cfg(*staged, "pretrain.full_steps=6"), texts_fn, tmp_path)
+    assert out != without
+    (main,) = [p for p in tmp_path.iterdir() if p.name.startswith("base-main-")]
+    main_stats, full_stats = (json.loads((d / "manifest.json").read_text())["pretrain"] for d in (main, out))
+    assert main_stats["steps"] == 30 and main_stats["corpus_texts"] == len(texts()) + len(short)
+    assert full_stats["steps"] == 6 and full_stats["corpus_texts"] == len(texts())
+    assert full_stats["init_dir"] == str(main)
+    # the main stage is the base without a full stage, trained again under the new key: the same weights
+    same = [torch.equal(a, b) for a, b in zip(load_file(main / "model.safetensors").values(),
+                                              load_file(without / "model.safetensors").values())]
+    assert same and all(same)
+    # the stage's own peak learning rate; without the stage it is not part of the base's key
+    assert ensure_base(cfg(*staged, "pretrain.full_steps=6", "pretrain.full_lr=0.01"), texts_fn, tmp_path) != out
+    assert ensure_base(cfg(*staged, "pretrain.full_lr=0.01"), texts_fn, tmp_path) == without
+    with pytest.raises(ValueError, match="full_steps must be >= 0"):
+        cfg("pretrain.full_steps=-1")

@@ -339,8 +339,9 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
     if not usable(out):
         from rationale_sft.models import load_tokenizer
 
-        # the drills alone, then the short texts, then everything, each stage from the last; the drills and the
-        # redrawn texts stay in the later stages' mix (without them the next stage unlearns the lookup)
+        # the drills alone, then the short texts, then everything, then (full_steps) the full texts alone, each
+        # stage from the last; the drills and the redrawn texts stay in the short and main stages' mix (without
+        # them the next stage unlearns the lookup)
         copying = drills + redrawn
         stages = []
         if drills:
@@ -348,7 +349,13 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
         if short:
             stages.append((_first_stage(cfg, cfg.pretrain.short_steps), short + copying,
                            cache_root / f"base-short-{key}"))
-        stages.append((cfg, texts + short + copying, out))
+        if cfg.pretrain.full_steps:
+            stages.append((cfg, texts + short + copying, cache_root / f"base-main-{key}"))
+            full = dataclasses.replace(cfg.pretrain, steps=cfg.pretrain.full_steps, lr=cfg.pretrain.full_lr,
+                                       warmup_steps=min(cfg.pretrain.warmup_steps, cfg.pretrain.full_steps))
+            stages.append((dataclasses.replace(cfg, pretrain=full), texts, out))
+        else:
+            stages.append((cfg, texts + short + copying, out))
         init = None
         for stage_cfg, stage_texts, stage_dir in stages:
             if not usable(stage_dir):  # the last stage (out) is not, or we would not be here
@@ -383,9 +390,11 @@ def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key
 def _base_part(pc) -> dict:
     # Settings that do not change the plain base's weights (the reasoning continuation's, the log
     # interval) stay out of its hash, so changing them reuses the base.
-    # copy_steps=0 is left out too, so bases pretrained before the copy stage existed keep their key.
-    return {k: v for k, v in cfglib.to_dict(pc).items()
-            if not k.startswith("reasoning_") and k != "log_every" and not (k == "copy_steps" and not v)}
+    # copy_steps=0 and full_steps=0 (with full_lr) are left out too, so older bases keep their key.
+    d = {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_") and k != "log_every"}
+    if not pc.full_steps:
+        del d["full_steps"], d["full_lr"]
+    return {k: v for k, v in d.items() if not (k == "copy_steps" and not v)}
 
 
 def _texts(texts_fn, corpus: str) -> list[str]:
