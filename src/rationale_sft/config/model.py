@@ -87,8 +87,8 @@ class PretrainConfig:
     values instead."""
     full_steps: int = 0
     """Optimizer steps on the corpus's full texts alone (``base``: a whole prompt and its rationale), after the
-    ``steps`` on all texts (0 = none); same rows and length as those, peak learning rate ``full_lr``. In the mix of all texts
-    the full ones are a minority of the rows (15% with the demo's corpus), so the main stage shows a
+    ``steps`` on all texts (0 = none); same rows and length as those, peak learning rate ``full_lr``. In the mix
+    of all texts the full ones are a minority of the rows (15% with the demo's corpus), so the main stage shows a
     tiny model few of the long records it will be asked about; this stage reads them where the signal is dense."""
     full_lr: float = 1e-3
     "Peak learning rate of the full-text stage (full_steps), which continues an already trained model."
