@@ -349,13 +349,10 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
         if short:
             stages.append((_first_stage(cfg, cfg.pretrain.short_steps), short + copying,
                            cache_root / f"base-short-{key}"))
-        if cfg.pretrain.full_steps:
-            stages.append((cfg, texts + short + copying, cache_root / f"base-main-{key}"))
-            full = dataclasses.replace(cfg.pretrain, steps=cfg.pretrain.full_steps, lr=cfg.pretrain.full_lr,
-                                       warmup_steps=min(cfg.pretrain.warmup_steps, cfg.pretrain.full_steps))
-            stages.append((dataclasses.replace(cfg, pretrain=full), texts, out))
-        else:
-            stages.append((cfg, texts + short + copying, out))
+        full_steps = cfg.pretrain.full_steps
+        stages.append((cfg, texts + short + copying, cache_root / f"base-main-{key}" if full_steps else out))
+        if full_steps:
+            stages.append((_stage(cfg, full_steps, lr=cfg.pretrain.full_lr), texts, out))
         init = None
         for stage_cfg, stage_texts, stage_dir in stages:
             if not usable(stage_dir):  # the last stage (out) is not, or we would not be here
@@ -365,20 +362,24 @@ def _ensure_scratch_base(cfg, texts_fn, cache_root: Path) -> tuple[Path, str]:
     return out, key
 
 
+def _stage(cfg, steps: int, **changes):
+    """``cfg`` for a stage other than the main one: ``steps`` steps (warmup at most that many), and ``changes``
+    to the other pretraining settings."""
+    pc = cfg.pretrain
+    return dataclasses.replace(cfg, pretrain=dataclasses.replace(
+        pc, steps=steps, warmup_steps=min(pc.warmup_steps, steps), **changes))
+
+
 def _first_stage(cfg, steps: int):
     """A stage before the main one (copy drills, short texts): ``steps`` steps on short texts, one per row, many
     per batch."""
     pc = cfg.pretrain
-    return dataclasses.replace(cfg, pretrain=dataclasses.replace(
-        pc, steps=steps, batch_size=pc.short_batch_size, seq_len=pc.short_seq_len, packing="documents",
-        warmup_steps=min(pc.warmup_steps, steps)))
+    return _stage(cfg, steps, batch_size=pc.short_batch_size, seq_len=pc.short_seq_len, packing="documents")
 
 
 def _ensure_reasoning_base(cfg, texts_fn, cache_root: Path, base: Path, base_key: str) -> Path:
     texts = _texts(texts_fn, "reasoning")
-    pc = cfg.pretrain
-    cont = dataclasses.replace(cfg, pretrain=dataclasses.replace(
-        pc, steps=pc.reasoning_steps, lr=pc.reasoning_lr, warmup_steps=min(pc.warmup_steps, pc.reasoning_steps)))
+    cont = _stage(cfg, cfg.pretrain.reasoning_steps, lr=cfg.pretrain.reasoning_lr)
     key = cfglib.config_hash({"base": base_key, "pretrain": _base_part(cont.pretrain), "corpus": corpus_hash(texts),
                               "bf16_autocast": cfg.model.bf16_autocast})
     out = cache_root / f"base-reasoning-{key}"
@@ -392,9 +393,11 @@ def _base_part(pc) -> dict:
     # interval) stay out of its hash, so changing them reuses the base.
     # copy_steps=0 and full_steps=0 (with full_lr) are left out too, so older bases keep their key.
     d = {k: v for k, v in cfglib.to_dict(pc).items() if not k.startswith("reasoning_") and k != "log_every"}
+    if not pc.copy_steps:
+        del d["copy_steps"]
     if not pc.full_steps:
         del d["full_steps"], d["full_lr"]
-    return {k: v for k, v in d.items() if not (k == "copy_steps" and not v)}
+    return d
 
 
 def _texts(texts_fn, corpus: str) -> list[str]:
