@@ -131,14 +131,17 @@ def factor_drills(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus_factors")
     build_corpus(out, {"n_subjects": 120, "seed": 3}, read_yaml("configs/tasks/adrd_5y.yaml"),
                  {"template": "recap_factors"}, 0, {"styles": ["freeform"], "max_factors": 2})
-    drills = pl.read_parquet(out / "corpus.parquet").filter(pl.col("kind") == "drill")["text"].to_list()
-    return [t for t in drills if FACTOR_QUESTION in t]
+    table = pl.read_parquet(out / "corpus.parquet")
+    drills = table.filter(pl.col("kind") == "drill")["text"].to_list()
+    return {"factor": [t for t in drills if FACTOR_QUESTION in t and t.startswith("About: ")],
+            "date": [t for t in drills if FACTOR_QUESTION in t and t.startswith("Sex: ")],
+            "base": table.filter(pl.col("kind") == "base")["text"].to_list()}
 
 
 def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order_and_the_absent_common_ones(factor_drills):
     apoe = {"0": "no APOE e4 allele", "1": "one APOE e4 allele", "2": "two APOE e4 alleles"}
     seen_apoe, lacking = set(), 0
-    for text in factor_drills:
+    for text in factor_drills["factor"]:
         head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
         about, line = head.split("\n")
         sex, age = re.fullmatch(r"About: (female|male), (\d+) years old at the assessment\.", about).groups()
@@ -158,4 +161,27 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
         absent = re.split(r", | or ", lacks.removesuffix("."))
         assert not set(absent) & {label for label, _, _ in items}  # never denies a listed factor
         lacking += bool(lacks)
-    assert len(factor_drills) > 100 and len(seen_apoe) >= 2 and 0 < lacking
+    assert len(factor_drills["factor"]) > 100 and len(seen_apoe) >= 2 and 0 < lacking
+
+
+
+def test_date_drills_list_redated_diagnoses_and_cite_each_factor_one_with_the_date_its_line_gives(factor_drills):
+    real = {m for text in factor_drills["base"] for m in re.findall(r"- (\d{4}-\d\d) \(.+?\): (.+)", text)}
+    drawn, years = set(), set()
+    for text in factor_drills["date"]:
+        head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
+        lines = head.split("\n")
+        sex, age = lines[0].removeprefix("Sex: "), lines[1].removeprefix("Age at assessment: ").removesuffix(" years")
+        assert lines[2] == "Diagnoses before the assessment (first occurrence, oldest first):"
+        history = [re.fullmatch(r"- (\d{4}-\d\d) \((.+?)\): (.+)", line).groups() for line in lines[3:-2]]
+        assert [d for d, _, _ in history] == sorted(d for d, _, _ in history)  # oldest first, as a prompt lists
+        assert lines[-2] == f"About: {sex}, {age} years old at the assessment."
+        assert answer.startswith(f"{age}-year-old {sex}; ")
+        cited = [f"{name} ({date}, {ago})" for date, ago, name in history if f"{name} ({date}, {ago})" in lines[-1]]
+        assert cited  # a factor diagnosis, stated in the factors line as its history line dates it
+        assert all(f"({c}) raises risk" in answer or f"({c}) lowers risk" in answer for c in cited)
+        assert len(re.findall(r"\(\d{4}-\d\d, ", lines[-1])) == len(cited)  # no other date in the line
+        drawn |= {(d, n) for d, _, n in history}
+        years |= {d[:4] for d, _, _ in history}
+    assert len(factor_drills["date"]) > 50 and len(years) >= 15
+    assert len(drawn & real) < 0.2 * len(drawn)  # dates drawn anew: mostly not the person's own

@@ -18,7 +18,8 @@ from the long texts in any affordable number of steps (it writes a typical value
 then restated, the age and sex as a rationale states them and the measurements in another order, as a rationale
 cites them; only copying can predict a restated fact. Factor drills (``factor_drill_texts``, with the
 ``recap_factors`` template) are a person's factors line, then each factor named, with its evidence and direction,
-and the common factors the record lacks, once per person of the corpus. ``redrawn`` texts are the measured
+and the common factors the record lacks, once per person of the corpus; date drills (``date_drill_texts``) are the
+same after a history, with a drawn sex and age and every diagnosis redated, so that only the line gives a cited date. ``redrawn`` texts are the measured
 short texts again, on a copy of the cohort whose measurement values are permuted across people within each
 measurement: the same prompts and teacher sentences as the rationales, with values that only the prompt gives.
 """
@@ -35,16 +36,20 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 8
+CORPUS_VERSION = 9
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
 drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
-record-worded diagnoses and a weighing that does not list again the factors just discussed), so a grid never
+record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills), so a grid never
 reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
 FACTOR_QUESTION = "Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks."
+DATE_DRILL_OTHERS = 3
+"Diagnoses other than the factors that a date drill's history lists beside them (drawn from the person's)."
+DATE_DRILL_YEARS = 20
+"A date drill's diagnoses are redated to at most this many years before the prediction time."
 REDRAWS = 2
 "Cohort copies with permuted measurement values, each giving every subject one redrawn text per style."
 
@@ -81,7 +86,8 @@ def build_corpus(out_dir: Path, synth: dict, task: dict, render: dict, seed: int
                             joined=" ", cite=teacher_cfg.cite) \
         + measured_texts(meds, labels, facts, render_cfg, styles, seed, teacher_cfg)
     people = [facts[sid] for sid in dict.fromkeys(ids)]
-    drills = drill_texts(people, render_cfg, seed) + factor_drill_texts(people, render_cfg)
+    drills = drill_texts(people, render_cfg, seed) + factor_drill_texts(people, render_cfg) \
+        + date_drill_texts(people, render_cfg, seed)
     redrawn = []
     for r in range(REDRAWS):
         with tempfile.TemporaryDirectory() as tmp:
@@ -281,8 +287,7 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
     >>> factor_drill_texts([person], RenderConfig(template="recap"))
     []
     """
-    from rationale_sft.rationales.knowledge import (SEX_WORD, absent_common, factors_text, find_evidence,
-                                                    load_knowledge, record_cite, spoken_list, who)
+    from rationale_sft.rationales.knowledge import find_evidence, load_knowledge
     from rationale_sft.render.templates import get_template
 
     block = get_template(render_cfg.template).question_block
@@ -290,17 +295,111 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
         return []
     kb, out = load_knowledge(), []
     for person in people:
-        evidence = find_evidence(person, kb)
-        if not evidence or person.age is None:
-            continue
-        named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in evidence)
-        missing = absent_common(evidence, kb)
-        lacks = f" The record does not mention {spoken_list(missing)}." if missing else ""
-        prompt = block.format(sex=SEX_WORD.get(person.sex or "", "unknown"), age=int(person.age),
-                              anchor=render_cfg.anchor, factors=factors_text(person, kb),
-                              question=FACTOR_QUESTION)
-        out.append(f"{prompt} {who(person)}; {named}.{lacks}")
+        if find_evidence(person, kb) and person.age is not None:
+            out.append(_factor_drill(person, block, render_cfg.anchor, kb))
     return out
+
+
+def _factor_drill(person, block: str, anchor: str, kb) -> str:
+    """A factor drill about ``person`` (at least one knowledge-base factor, an age): the closing ``block`` with the
+    factors line, ``FACTOR_QUESTION``, then after the answer marker the person, each factor named with its evidence
+    and direction, and the common factors the record lacks."""
+    from rationale_sft.rationales.knowledge import (SEX_WORD, absent_common, factors_text, find_evidence,
+                                                    record_cite, spoken_list, who)
+
+    evidence = find_evidence(person, kb)
+    named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in evidence)
+    missing = absent_common(evidence, kb)
+    lacks = f" The record does not mention {spoken_list(missing)}." if missing else ""
+    prompt = block.format(sex=SEX_WORD.get(person.sex or "", "unknown"), age=int(person.age), anchor=anchor,
+                          factors=factors_text(person, kb), question=FACTOR_QUESTION)
+    return f"{prompt} {who(person)}; {named}.{lacks}"
+
+
+def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS,
+                     others: int = DATE_DRILL_OTHERS) -> list[str]:
+    """``drills`` date drills per person (``Facts``) whose record shows a knowledge-base factor that is a diagnosis,
+    for templates with a factors line (``recap_factors``; none for others): a factor drill (``factor_drill_texts``)
+    about the person with a sex and an age drawn anew and every diagnosis redated (``redated``), after the
+    demographics and a history of the redated factor diagnoses and up to ``others`` of the person's other ones, as
+    the prompt lists them. A diagnosis then appears as a history line and as the factors line states it, its date
+    as a rationale cites it, and only copying the date from the line predicts it: the reading a rationale's
+    dated citations rest on, which the long texts, where each person's dates are seen once, do not teach a tiny model.
+
+    >>> import datetime as dt
+    >>> from rationale_sft.config.render import RenderConfig
+    >>> from rationale_sft.rationales.facts import Diagnosis, Facts
+    >>> pt = dt.datetime(2009, 6, 15, 23, 59, 59)
+    >>> def dx(code, name, year):
+    ...     t = dt.datetime(year, 3, 1)
+    ...     return Diagnosis(f"ICD10//{code}", code, name, t, (pt - t).days, "")
+    >>> person = Facts(1, pt, 68.4, "F", diagnoses=(dx("K50", "Crohn disease", 2001),
+    ...                                               dx("I10", "Essential (primary) hypertension", 2003)))
+    >>> print(date_drill_texts([person], RenderConfig(template="recap_factors"), seed=0, drills=1)[0])
+    Sex: male
+    Age at assessment: 68 years
+    Diagnoses before the assessment (first occurrence, oldest first):
+    - 1995-07 (13 years before assessment): Essential (primary) hypertension
+    - 2008-05 (1 year before assessment): Crohn disease
+    About: male, 68 years old at the assessment.
+    Risk factors in the record (strongest first): Essential (primary) hypertension (1995-07, 13 years before assessment).
+    Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
+    Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995-07, 13 years before assessment)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
+    >>> date_drill_texts([person], RenderConfig(template="recap"), seed=0)
+    []
+    """
+    from rationale_sft.rationales.knowledge import SEX_WORD, find_evidence, load_knowledge
+    from rationale_sft.render.templates import get_template
+    from rationale_sft.seeding import rng
+
+    template = get_template(render_cfg.template)
+    if "{factors}" not in template.question_block:
+        return []
+    kb, anchor = load_knowledge(), render_cfg.anchor
+    ages = [int(p.age) for p in people if p.age is not None] or [70]
+    g, out = rng(seed, "date drills"), []
+    for person in people:
+        factor_codes = {e.diagnosis.code for e in find_evidence(person, kb) if e.diagnosis is not None}
+        if not factor_codes:
+            continue
+        for _ in range(drills):
+            sex, age = ("F", "M")[int(g.integers(2))], int(g.integers(min(ages), max(ages) + 1))
+            rest = [d for d in person.diagnoses if d.code not in factor_codes]
+            kept = {d.code for d in person.diagnoses if d.code in factor_codes} \
+                | {rest[i].code for i in g.permutation(len(rest))[:others]}
+            drawn = dataclasses.replace(person, sex=sex, age=age + 0.5, diagnoses=redated(
+                [d for d in person.diagnoses if d.code in kept], person.prediction_time, anchor, g))
+            lines = [template.history_line.format(date=d.date, ago=d.ago, name=d.name, code=d.short)
+                     for d in drawn.diagnoses]
+            head = "\n".join([template.demographics.format(sex=SEX_WORD[sex], age=age, anchor=anchor),
+                              template.history_title.format(anchor=anchor), *lines])
+            out.append(f"{head}\n{_factor_drill(drawn, template.question_block, anchor, kb)}")
+    return out
+
+
+def redated(diagnoses: list, prediction_time, anchor: str, g, max_years: int = DATE_DRILL_YEARS) -> tuple:
+    """``diagnoses`` each first recorded at a day drawn anew, uniformly from 1 month to ``max_years`` years before
+    ``prediction_time`` (at midnight, as a record's day), with the timing the prompt gives it; oldest first.
+
+    >>> import datetime as dt
+    >>> from rationale_sft.rationales.facts import Diagnosis
+    >>> from rationale_sft.seeding import rng
+    >>> pt = dt.datetime(2009, 6, 15, 23, 59, 59)
+    >>> (d,) = redated([Diagnosis("ICD10//I10", "I10", "Hypertension", pt, 0, "")], pt, "assessment", rng(0, "doc"))
+    >>> d.date, d.ago, d.days_before == (pt - d.time).days
+    ('2009-04', '2 months before assessment', True)
+    """
+    import datetime as dt
+
+    from rationale_sft.render.vocab import DAYS_PER_MONTH, DAYS_PER_YEAR, ago_phrase
+
+    day = prediction_time.replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    for d in diagnoses:
+        time = day - dt.timedelta(days=int(g.integers(int(DAYS_PER_MONTH) + 1, int(max_years * DAYS_PER_YEAR))))
+        days = (prediction_time - time).days
+        out.append(dataclasses.replace(d, time=time, days_before=days, ago=ago_phrase(days, anchor)))
+    return tuple(sorted(out, key=lambda d: d.time))
 
 
 def drill_value(g, value: float, levels: list[float]) -> float:
