@@ -212,3 +212,14 @@ def test_other_dataset_codes(tmp_path):
     row = pl.read_parquet(tmp_path / "q" / "rows.parquet").row(0, named=True)
     assert (row["n_grounded"], row["n_ungrounded"]) == (3, 1), row["problems"]
     assert row["problems"] == ["ungrounded measurement: 'glucose 9' (record: 7.25)"]
+
+
+def test_a_year_in_brackets_after_a_diagnosis_is_checked_against_that_diagnosis_first_year(world):
+    # subject 1: hypertension first recorded 2002-03, type 2 diabetes 2005-01, prediction time in 2009
+    _, claims, _ = _claims(world, 1, "Type 2 diabetes mellitus (2005); Essential (primary) hypertension (2002).")
+    years = [(c.text, c.status) for c in claims if c.kind == "year"]
+    assert years == [("(2005)", "grounded"), ("(2002)", "grounded")]
+    for text, status in (("Type 2 diabetes mellitus (2002).", "ungrounded"),  # the other diagnosis's year
+                         ("Essential (primary) hypertension (2011).", "future")):
+        _, claims, _ = _claims(world, 1, text)
+        assert [(c.kind, c.status) for c in claims if c.kind == "year"] == [("year", status)], claims

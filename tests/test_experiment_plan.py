@@ -198,11 +198,13 @@ def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what
     real = dataclasses.replace(quick, grid=dataclasses.replace(
         quick.grid, models=[ModelSpec(checkpoint="smollm2-135m-instruct")]),
         fewshot=dataclasses.replace(quick.fewshot, enabled=False))  # a real checkpoint: no corpus
-    before = {"quick": plan(quick, CONFIGS), "real": plan(real, CONFIGS)}
+    plain = dataclasses.replace(real, render=dataclasses.replace(real.render, template="recap"))  # no factors line
+    grids = {"quick": quick, "real": real, "plain": plain}
+    before = {grid: plan(cfg, CONFIGS) for grid, cfg in grids.items()}
     edited = tmp_path / "kb.yaml"
     edited.write_text(knowledge.KNOWLEDGE_BASE.read_text() + "\n# edited\n")
     for name, value in (("PHRASING_VERSION", knowledge.PHRASING_VERSION + 1), ("KNOWLEDGE_BASE", edited)):
-        for grid, cfg in (("quick", quick), ("real", real)):
+        for grid, cfg in grids.items():
             with monkeypatch.context() as m:
                 m.setattr(knowledge, name, value)
                 after = {j.id for j in plan(cfg, CONFIGS).jobs}
@@ -210,8 +212,10 @@ def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what
             changed = {j.fn.split(":")[1] for j in old.jobs if j.id not in after}
             label_only = {j.id for j in old.runs if j.kwargs.get("meta", {}).get("arm") == "label_only"}
             assert label_only and {"rationales", "quality"} <= changed, (name, grid)
-            assert not {"cohort", "labels", "render"} & changed, (name, grid)
-            if grid == "quick":  # the corpus holds the teacher's texts: it, the base and every run on it are new
-                assert {"corpus", "base"} <= changed and not label_only & after, name
-            else:  # label-only runs on a real checkpoint read no rationales
-                assert "corpus" not in kinds(old) and label_only <= after, name
+            assert not {"cohort", "labels"} & changed, (name, grid)
+            # the knowledge module words the factors line of recap_factors prompts: they and every run are new
+            assert ("render" in changed) == (grid != "plain") and bool(label_only & after) == (grid == "plain")
+            if grid == "quick":  # the corpus holds the teacher's texts: it and the base are new
+                assert {"corpus", "base"} <= changed, name
+            else:  # a real checkpoint needs no corpus; label-only runs on plain prompts read no rationales
+                assert "corpus" not in kinds(old) and (grid == "real" or label_only <= after), name

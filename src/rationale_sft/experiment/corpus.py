@@ -36,11 +36,11 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 9
+CORPUS_VERSION = 10
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
 drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
-record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills), so a grid never
+record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills, 10: diagnoses cited by their year), so a grid never
 reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
@@ -322,8 +322,8 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
     for templates with a factors line (``recap_factors``; none for others): a factor drill (``factor_drill_texts``)
     about the person with a sex and an age drawn anew and every diagnosis redated (``redated``), after the
     demographics and a history of the redated factor diagnoses and up to ``others`` of the person's other ones, as
-    the prompt lists them. A diagnosis then appears as a history line and as the factors line states it, its date
-    as a rationale cites it, and only copying the date from the line predicts it: the reading a rationale's
+    the prompt lists them. A diagnosis then appears as a history line and as the factors line states it (its year,
+    as a rationale cites it), and only copying the year from the line predicts it: the reading a rationale's
     dated citations rest on, which the long texts, where each person's dates are seen once, do not teach a tiny model.
 
     >>> import datetime as dt
@@ -342,9 +342,9 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
     - 1995-07 (13 years before assessment): Essential (primary) hypertension
     - 2008-05 (1 year before assessment): Crohn disease
     About: male, 68 years old at the assessment.
-    Risk factors in the record (strongest first): Essential (primary) hypertension (1995-07, 13 years before assessment).
+    Risk factors in the record (strongest first): Essential (primary) hypertension (1995).
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
-    Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995-07, 13 years before assessment)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
+    Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
     >>> date_drill_texts([person], RenderConfig(template="recap"), seed=0)
     []
     """

@@ -98,8 +98,10 @@ def used_labels(table: pl.DataFrame, subsets: pl.DataFrame, test: pl.DataFrame) 
     return pl.concat([train, tuning, test.with_columns(split=pl.lit("held_out"))]).sort("subject_id")
 
 
-def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict) -> dict:
-    """Prompts for every subject used, identical across arms."""
+def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict, knowledge: dict | None = None) -> dict:
+    """Prompts for every subject used, identical across arms. ``knowledge`` (the knowledge teacher's
+    ``generate.backend_params``, for a template with a factors line, whose wording is the knowledge module's) is
+    part of the job's id only."""
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.render.stage import render as render_stage
 

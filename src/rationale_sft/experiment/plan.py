@@ -19,6 +19,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
 from rationale_sft.rationales.generate import backend_params
+from rationale_sft.render.templates import get_template
 
 JOBS = "rationale_sft.experiment.jobs"
 PRETRAIN_SEED_OFFSET = 1_000_003
@@ -102,8 +103,11 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
         "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
         "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
         "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
+    # a factors line is worded by the knowledge module: its phrasing version and base are in the id
+    factors = "{factors}" in get_template(cfg.render.template).question_block
+    knowledge = {"knowledge": backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))} if factors else {}
     render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir,
-                                   "render": cfglib.to_dict(cfg.render)}, [meds_job, labels], "render"))
+                                   "render": cfglib.to_dict(cfg.render)} | knowledge, [meds_job, labels], "render"))
     by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
     baseline_jobs(p, cfg, meds, meds_job, labels)
     p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})

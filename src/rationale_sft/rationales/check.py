@@ -47,6 +47,7 @@ _TIMING = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)\
                      r"(before|prior to|earlier|ago|after (?:the )?(?:assessment|baseline|prediction|index))\b")
 _YEAR = re.compile(r"\b(?:in|since|from|during|by)\s+((?:19|20)\d\d)\b(?!-\d)")
 _DATE = re.compile(r"\b((?:19|20)\d\d)-(0[1-9]|1[0-2])\b")
+_DX_YEAR = re.compile(r"\(((?:19|20)\d\d)\)")
 _AGE = re.compile(r"\b(\d{2})[- ]year[- ]old\b|\baged (\d{2})\b|\bage (\d{2})\b|\bat (\d{2}),|\b(\d{2}) years old\b"
                   r"|\b(?:was|is) (\d{2}) at\b|\b(?:woman|man|person|patient) of (\d{2})\b")
 _RAISE = re.compile(r"\b(raises?|raising|increases?|increasing|adds? risk|risk factor|elevat\w*|higher risk|"
@@ -262,6 +263,13 @@ def _timing_claims(sentence: str, dx_spans: list, f: Facts) -> list[Claim]:
         ok = year == f.prediction_time.year or any(d.time.year == year for d in f.diagnoses)
         out.append(Claim("year", m.group(1), "grounded" if ok else "future" if year > f.prediction_time.year
                          else "ungrounded"))
+    for m in _DX_YEAR.finditer(sentence):  # "Essential (primary) hypertension (2001)": the named diagnosis's year
+        year = int(m.group(1))
+        named = [d for s, d in sorted(dx_spans, key=lambda sd: sd[0], reverse=True) if s < m.start()][:1]
+        cands = [d for d in named if d is not None] or ([] if named else list(f.diagnoses))
+        ok = any(d.time.year == year and d.days_before >= 0 for d in cands)
+        out.append(Claim("year", m.group(0), "grounded" if ok else "future" if year > f.prediction_time.year
+                         else "ungrounded", "" if ok else "not the year the diagnosis was first recorded"))
     for m in _DATE.finditer(sentence):
         month = m.group(0)
         ok = any(d.date == month for d in f.diagnoses)

@@ -28,7 +28,7 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
-PHRASING_VERSION = 4  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
+PHRASING_VERSION = 5  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
 "How a measurement or a diagnosis is worded in a rationale (TeacherConfig.cite)."
@@ -264,7 +264,7 @@ def _cite(e: Evidence, g: np.random.Generator, anchor: str, kb: KnowledgeBase, c
         return record_cite(e)
     if e.diagnosis is not None:
         d = e.diagnosis
-        return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", record_diagnosis(d),
+        return choose(g, (f"{d.name} first recorded {d.ago} ({d.date})", f"{d.name} ({d.date}, {d.ago})",
                           f"{d.name}, diagnosed {d.ago} ({d.date})"))
     m = e.measurement
     name = kb.measurement_names.get(m.short, (m.name,))[0]
@@ -280,14 +280,18 @@ def record_line(m: Measurement) -> str:
 
 
 def record_diagnosis(d: Diagnosis) -> str:
-    """A diagnosis by its first occurrence: 'Essential (primary) hypertension (2001-11, 6 years before assessment)'."""
-    return f"{d.name} ({d.date}, {d.ago})"
+    """A diagnosis by the year of its first occurrence: 'Essential (primary) hypertension (2001)'.
+
+    The year alone, right after the name: a tiny model copies the one token that follows a name it has just
+    written, but not a month after a dash or a timing after a comma, which follow tokens every dated item shares
+    (docs/models.md). The prompt's history line keeps the month and the timing."""
+    return f"{d.name} ({d.time.year})"
 
 
 def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
     """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
-    'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001-11, 6 years before
-    assessment)'. The ``recap_factors`` template's line."""
+    'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001)'. The ``recap_factors``
+    template's line."""
     return "; ".join(record_cite(e) for e in find_evidence(facts, kb)) or "none"
 
 
