@@ -164,7 +164,6 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
     assert len(factor_drills["factor"]) > 100 and len(seen_apoe) >= 2 and 0 < lacking
 
 
-
 def test_date_drills_list_redated_diagnoses_and_cite_each_factor_one_with_the_date_its_line_gives(factor_drills):
     real = {m for text in factor_drills["base"] for m in re.findall(r"- (\d{4}-\d\d) \(.+?\): (.+)", text)}
     drawn, years = set(), set()

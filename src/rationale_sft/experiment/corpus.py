@@ -19,9 +19,9 @@ then restated, the age and sex as a rationale states them and the measurements i
 cites them; only copying can predict a restated fact. Factor drills (``factor_drill_texts``, with the
 ``recap_factors`` template) are a person's factors line, then each factor named, with its evidence and direction,
 and the common factors the record lacks, once per person of the corpus; date drills (``date_drill_texts``) are the
-same after a history, with a drawn sex and age and every diagnosis redated, so that only the line gives a cited date. ``redrawn`` texts are the measured
-short texts again, on a copy of the cohort whose measurement values are permuted across people within each
-measurement: the same prompts and teacher sentences as the rationales, with values that only the prompt gives.
+same after a history, with a drawn sex and age and every diagnosis redated, so that only the line gives a cited
+year. ``redrawn`` texts are the measured short texts again, on a copy of the cohort whose measurement values are
+permuted across people within each measurement: the same prompts and teacher sentences as the rationales, with values that only the prompt gives.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ CORPUS_VERSION = 10
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
 drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
-record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills, 10: diagnoses cited by their year), so a grid never
-reuses an older corpus."""
+record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills, 10:
+diagnoses cited by their year), so a grid never reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
@@ -362,9 +362,9 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
         factor_codes = {e.diagnosis.code for e in find_evidence(person, kb) if e.diagnosis is not None}
         if not factor_codes:
             continue
+        rest = [d for d in person.diagnoses if d.code not in factor_codes]
         for _ in range(drills):
             sex, age = ("F", "M")[int(g.integers(2))], int(g.integers(min(ages), max(ages) + 1))
-            rest = [d for d in person.diagnoses if d.code not in factor_codes]
             kept = {d.code for d in person.diagnoses if d.code in factor_codes} \
                 | {rest[i].code for i in g.permutation(len(rest))[:others]}
             drawn = dataclasses.replace(person, sex=sex, age=age + 0.5, diagnoses=redated(

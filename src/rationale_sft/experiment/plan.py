@@ -105,7 +105,7 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
         "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
     # a factors line is worded by the knowledge module: its phrasing version and base are in the id
     factors = "{factors}" in get_template(cfg.render.template).question_block
-    knowledge = {"knowledge": backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))} if factors else {}
+    knowledge = {"knowledge": knowledge_params(cfg)} if factors else {}
     render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir,
                                    "render": cfglib.to_dict(cfg.render)} | knowledge, [meds_job, labels], "render"))
     by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
@@ -192,6 +192,12 @@ def baseline_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: J
             p.index["baselines_by_seed"][f"{scale}/{seed}"] = job.out_dir
 
 
+def knowledge_params(cfg: ExperimentConfig) -> dict:
+    """The knowledge teacher's ``backend_params`` (phrasing version, knowledge-base hash), whatever the grid's
+    teacher: the pretraining corpus and a factors line are its texts."""
+    return backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))
+
+
 def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
     """One base-model job per distinct model level (and the pretraining corpus they share)."""
     specs = list(cfg.grid.models) + (list(cfg.fewshot.models) if cfg.fewshot.enabled else [])
@@ -200,7 +206,7 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
         synth = dataclasses.replace(cfg.data.synth, seed=cfg.data.synth.seed + PRETRAIN_SEED_OFFSET,
                                     n_subjects=cfg.data.pretrain_subjects)
         # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id
-        knowledge = backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))
+        knowledge = knowledge_params(cfg)
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
                                        "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION,
