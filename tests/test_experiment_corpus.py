@@ -145,7 +145,8 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
         head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
         about, line = head.split("\n")
         sex, age = re.fullmatch(r"About: (female|male), (\d+) years old at the assessment\.", about).groups()
-        listed = line.removeprefix("Risk and protective factors in the record (strongest first): ").removesuffix(".").split("; ")
+        title = "Risk and protective factors in the record (strongest first): "
+        listed = line.removeprefix(title).removesuffix(".").split("; ")
         who, _, answer = answer.partition("; ")
         assert who == f"{age}-year-old {sex}"  # the age and sex first, copied as a copy drill copies them
         named, _, lacks = answer.partition(". The record does not mention ")
