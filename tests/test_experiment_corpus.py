@@ -151,8 +151,8 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
         assert who == f"{age}-year-old {sex}"  # the age and sex first, copied as a copy drill copies them
         named, _, lacks = answer.partition(". The record does not mention ")
         items = re.findall(r"(?:^|; )([a-zA-Z0-9 ]+?) \((.+?)\) (raises|lowers) risk", named.removesuffix("."))
-        # every item of the line, in its order, named as the line names it, with its evidence
-        assert [f"{label} ({cite})" for label, cite, _ in items] == listed
+        # every item of the line, in its order, with its evidence, named as the line names it
+        assert [f"{cite} shows {label}" for label, cite, _ in items] == listed
         for label, cite, direction in items:
             if cite.startswith("Number of APOE e4 alleles"):
                 assert label == apoe[cite.rsplit(": ", 1)[1]]

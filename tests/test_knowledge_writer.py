@@ -128,9 +128,9 @@ def test_record_citations_quote_the_prompt_lines(cohort, style):
 
 
 @pytest.mark.parametrize("minutes, listed", [
-    (486.0, "physical inactivity (Physical activity: 486 MET-minutes per week)"),
+    (486.0, "Physical activity: 486 MET-minutes per week shows physical inactivity"),
     (2940.0, "none"),  # between the two thresholds: no factor, though close to high activity
-    (3000.0, "high physical activity (Physical activity: 3000 MET-minutes per week)"),
+    (3000.0, "Physical activity: 3000 MET-minutes per week shows high physical activity"),
 ])
 def test_the_factors_line_names_the_factor_a_value_shows_beside_the_value(minutes, listed):
     activity = Measurement("UKB//MET_MIN_WEEK", "MET_MIN_WEEK", "Physical activity", " MET-minutes per week", minutes)

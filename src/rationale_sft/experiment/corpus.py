@@ -282,7 +282,7 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
     ...     Measurement("UKB//APOE_E4_ALLELES", "APOE_E4_ALLELES", "Number of APOE e4 alleles (0, 1, 2)", "", 0.0)))
     >>> print(factor_drill_texts([person], RenderConfig(template="recap_factors"))[0])
     About: female, 68 years old at the assessment.
-    Risk and protective factors in the record (strongest first): high LDL cholesterol (LDL cholesterol: 3.75 mmol/L); no APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 0).
+    Risk and protective factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L shows high LDL cholesterol; Number of APOE e4 alleles (0, 1, 2): 0 shows no APOE e4 allele.
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old female; high LDL cholesterol (LDL cholesterol: 3.75 mmol/L) raises risk; no APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 0) lowers risk. The record does not mention diabetes, stroke, depression, hearing loss, hypertension or atrial fibrillation.
     >>> factor_drill_texts([person], RenderConfig(template="recap"))
@@ -343,7 +343,7 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
     - 1995-07 (13 years before assessment): Essential (primary) hypertension
     - 2008-05 (1 year before assessment): Crohn disease
     About: male, 68 years old at the assessment.
-    Risk and protective factors in the record (strongest first): hypertension (Essential (primary) hypertension (1995)).
+    Risk and protective factors in the record (strongest first): Essential (primary) hypertension (1995) shows hypertension.
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
     >>> date_drill_texts([person], RenderConfig(template="recap"), seed=0)

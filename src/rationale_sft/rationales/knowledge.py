@@ -289,14 +289,16 @@ def record_diagnosis(d: Diagnosis) -> str:
 
 
 def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
-    """The record's factors, strongest first, each named as a rationale names it, with its evidence as the record
-    states it, '; '-separated ('none' without any): 'one APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 1);
-    hypertension (Essential (primary) hypertension (2001))'. The ``recap_factors`` template's line.
+    """The record's factors, strongest first, each as the record states it and the factor it shows, as a
+    rationale says it, '; '-separated ('none' without any): 'Number of APOE e4 alleles (0, 1, 2): 1 shows one APOE
+    e4 allele; Essential (primary) hypertension (2001) shows hypertension'. The ``recap_factors`` template's line.
 
-    The name is there because a value alone does not say which factor it shows: 'Physical activity: 486' is
-    physical inactivity, 'Physical activity: 2940' no factor and 3000 high physical activity; a tiny model
-    copies a name, but does not compare numbers with a threshold (docs/models.md)."""
-    return "; ".join(f"{e.factor.label} ({record_cite(e)})" for e in find_evidence(facts, kb)) or "none"
+    The factor is named because a value alone does not say which factor it shows: 'Physical activity: 486' is
+    physical inactivity, 2940 no factor and 3000 high physical activity; a tiny model copies a name, but does
+    not compare a number with a threshold. It comes after the evidence, not before it in brackets: a bracket
+    glues itself to the evidence's first word ('(LDL' is another token than ' LDL'), and a model that finds a
+    value to copy by the tokens before it then no longer finds it (docs/models.md)."""
+    return "; ".join(f"{record_cite(e)} shows {e.factor.label}" for e in find_evidence(facts, kb)) or "none"
 
 
 def record_cite(e: Evidence) -> str:
