@@ -145,14 +145,12 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
         head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
         about, line = head.split("\n")
         sex, age = re.fullmatch(r"About: (female|male), (\d+) years old at the assessment\.", about).groups()
-        title = "Risk and protective factors in the record (strongest first): "
-        listed = line.removeprefix(title).removesuffix(".").split("; ")
+        listed = line.removeprefix("Risk factors in the record (strongest first): ").removesuffix(".").split("; ")
         who, _, answer = answer.partition("; ")
         assert who == f"{age}-year-old {sex}"  # the age and sex first, copied as a copy drill copies them
         named, _, lacks = answer.partition(". The record does not mention ")
         items = re.findall(r"(?:^|; )([a-zA-Z0-9 ]+?) \((.+?)\) (raises|lowers) risk", named.removesuffix("."))
-        # every item of the line, in its order, with its evidence, named as the line names it
-        assert [f"{cite} shows {label}" for label, cite, _ in items] == listed
+        assert [cite for _, cite, _ in items] == listed  # every item of the line, in its order, with its evidence
         for label, cite, direction in items:
             if cite.startswith("Number of APOE e4 alleles"):
                 assert label == apoe[cite.rsplit(": ", 1)[1]]

@@ -9,9 +9,9 @@ from rationale_sft.cohort.meds_io import read_labels
 from rationale_sft.config.render import RenderConfig
 from rationale_sft.errors import InputError
 from rationale_sft.rationales.check import Lexicon, SubjectView, check_text
-from rationale_sft.rationales.facts import Facts, Measurement, facts_for_labels, subject_facts
-from rationale_sft.rationales.knowledge import (KNOWLEDGE_BASE, factors_text, find_evidence, load_knowledge,
-                                                record_cite, write_rationale)
+from rationale_sft.rationales.facts import facts_for_labels, subject_facts
+from rationale_sft.rationales.knowledge import (KNOWLEDGE_BASE, find_evidence, load_knowledge, record_cite,
+                                                write_rationale)
 from rationale_sft.rationales.specs import parse_reply
 from rationale_sft.render import ANSWER_MARKER, read_codes, render_examples
 from test_render_fixtures import PT, write_labels, write_meds
@@ -125,17 +125,6 @@ def test_record_citations_quote_the_prompt_lines(cohort, style):
     assert quoted >= 2 and diagnoses >= 1
     with pytest.raises(InputError, match="cite must be one of varied, record, got 'verbatim'"):
         write_rationale(facts[1], style, "blind", None, 0, kb, cite="verbatim")
-
-
-@pytest.mark.parametrize("minutes, listed", [
-    (486.0, "Physical activity: 486 MET-minutes per week shows physical inactivity"),
-    (2940.0, "none"),  # between the two thresholds: no factor, though close to high activity
-    (3000.0, "Physical activity: 3000 MET-minutes per week shows high physical activity"),
-])
-def test_the_factors_line_names_the_factor_a_value_shows_beside_the_value(minutes, listed):
-    activity = Measurement("UKB//MET_MIN_WEEK", "MET_MIN_WEEK", "Physical activity", " MET-minutes per week", minutes)
-    person = Facts(1, PT, 70.0, "F", measurements=(activity,))
-    assert factors_text(person, load_knowledge()) == listed
 
 
 def test_modes_conclusions_and_risk(cohort):

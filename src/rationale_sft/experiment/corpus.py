@@ -36,13 +36,12 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 11
+CORPUS_VERSION = 10
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
 drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
 record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills, 10:
-diagnoses cited by their year, 11: a factors line that names each factor beside its evidence), so a grid never
-reuses an older corpus."""
+diagnoses cited by their year), so a grid never reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
@@ -282,7 +281,7 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
     ...     Measurement("UKB//APOE_E4_ALLELES", "APOE_E4_ALLELES", "Number of APOE e4 alleles (0, 1, 2)", "", 0.0)))
     >>> print(factor_drill_texts([person], RenderConfig(template="recap_factors"))[0])
     About: female, 68 years old at the assessment.
-    Risk and protective factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L shows high LDL cholesterol; Number of APOE e4 alleles (0, 1, 2): 0 shows no APOE e4 allele.
+    Risk factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L; Number of APOE e4 alleles (0, 1, 2): 0.
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old female; high LDL cholesterol (LDL cholesterol: 3.75 mmol/L) raises risk; no APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 0) lowers risk. The record does not mention diabetes, stroke, depression, hearing loss, hypertension or atrial fibrillation.
     >>> factor_drill_texts([person], RenderConfig(template="recap"))
@@ -343,7 +342,7 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
     - 1995-07 (13 years before assessment): Essential (primary) hypertension
     - 2008-05 (1 year before assessment): Crohn disease
     About: male, 68 years old at the assessment.
-    Risk and protective factors in the record (strongest first): Essential (primary) hypertension (1995) shows hypertension.
+    Risk factors in the record (strongest first): Essential (primary) hypertension (1995).
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
     >>> date_drill_texts([person], RenderConfig(template="recap"), seed=0)

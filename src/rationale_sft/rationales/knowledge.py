@@ -28,7 +28,7 @@ from rationale_sft.rationales.specs import LABELLED_MODES, ParsedRationale, chec
 from rationale_sft.seeding import rng
 
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
-PHRASING_VERSION = 6  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
+PHRASING_VERSION = 5  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
 DIRECTIONS = ("raises", "lowers")
 CITES = ("varied", "record")
 "How a measurement or a diagnosis is worded in a rationale (TeacherConfig.cite)."
@@ -289,16 +289,10 @@ def record_diagnosis(d: Diagnosis) -> str:
 
 
 def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
-    """The record's factors, strongest first, each as the record states it and the factor it shows, as a
-    rationale says it, '; '-separated ('none' without any): 'Number of APOE e4 alleles (0, 1, 2): 1 shows one APOE
-    e4 allele; Essential (primary) hypertension (2001) shows hypertension'. The ``recap_factors`` template's line.
-
-    The factor is named because a value alone does not say which factor it shows: 'Physical activity: 486' is
-    physical inactivity, 2940 no factor and 3000 high physical activity; a tiny model copies a name, but does
-    not compare a number with a threshold. It comes after the evidence, not before it in brackets: a bracket
-    glues itself to the evidence's first word ('(LDL' is another token than ' LDL'), and a model that finds a
-    value to copy by the tokens before it then no longer finds it (docs/models.md)."""
-    return "; ".join(f"{record_cite(e)} shows {e.factor.label}" for e in find_evidence(facts, kb)) or "none"
+    """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
+    'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001)'. The ``recap_factors``
+    template's line."""
+    return "; ".join(record_cite(e) for e in find_evidence(facts, kb)) or "none"
 
 
 def record_cite(e: Evidence) -> str:

@@ -76,13 +76,12 @@ TEMPLATES = {
         name="recap", version="1",
         question_block="About: {sex}, {age} years old at the {anchor}.\nQuestion: {question}\n" + ANSWER_MARKER),
     # recap, plus a line that restates the record's risk and protective factors known to the knowledge base,
-    # strongest first, each named with its evidence as the record states it: the reading a clinician (or a real
-    # LLM) does before answering, written out for a from-scratch model that cannot yet do it. Every arm reads
-    # the same line.
+    # strongest first, each as the record states it: the reading a clinician (or a real LLM) does before
+    # answering, written out for a from-scratch model that cannot yet do it. Every arm reads the same line.
     "recap_factors": Template(
-        name="recap_factors", version="2",
-        question_block="About: {sex}, {age} years old at the {anchor}.\nRisk and protective factors in the record "
-                       "(strongest first): {factors}.\nQuestion: {question}\n" + ANSWER_MARKER),
+        name="recap_factors", version="1",
+        question_block="About: {sex}, {age} years old at the {anchor}.\nRisk factors in the record (strongest "
+                       "first): {factors}.\nQuestion: {question}\n" + ANSWER_MARKER),
 }
 
 
