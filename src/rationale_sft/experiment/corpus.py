@@ -21,7 +21,8 @@ cites them; only copying can predict a restated fact. Factor drills (``factor_dr
 and the common factors the record lacks, once per person of the corpus; date drills (``date_drill_texts``) are the
 same after a history, with a drawn sex and age and every diagnosis redated, so that only the line gives a cited
 year. ``redrawn`` texts are the measured short texts again, on a copy of the cohort whose measurement values are
-permuted across people within each measurement: the same prompts and teacher sentences as the rationales, with values that only the prompt gives.
+permuted across people within each measurement: the same prompts and teacher sentences as the rationales, with
+values that only the prompt gives.
 """
 
 from __future__ import annotations
@@ -357,16 +358,17 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
         return []
     kb, anchor = load_knowledge(), render_cfg.anchor
     ages = [int(p.age) for p in people if p.age is not None] or [70]
+    youngest, oldest = min(ages), max(ages)
     g, out = rng(seed, "date drills"), []
     for person in people:
+        # a factor's diagnosis is one of the person's (find_evidence reads them), so all of these are kept
         factor_codes = {e.diagnosis.code for e in find_evidence(person, kb) if e.diagnosis is not None}
         if not factor_codes:
             continue
         rest = [d for d in person.diagnoses if d.code not in factor_codes]
         for _ in range(drills):
-            sex, age = ("F", "M")[int(g.integers(2))], int(g.integers(min(ages), max(ages) + 1))
-            kept = {d.code for d in person.diagnoses if d.code in factor_codes} \
-                | {rest[i].code for i in g.permutation(len(rest))[:others]}
+            sex, age = ("F", "M")[int(g.integers(2))], int(g.integers(youngest, oldest + 1))
+            kept = factor_codes | {rest[i].code for i in g.permutation(len(rest))[:others]}
             drawn = dataclasses.replace(person, sex=sex, age=age + 0.5, diagnoses=redated(
                 [d for d in person.diagnoses if d.code in kept], person.prediction_time, anchor, g))
             lines = [template.history_line.format(date=d.date, ago=d.ago, name=d.name, code=d.short)
