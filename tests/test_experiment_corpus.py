@@ -32,6 +32,12 @@ def test_every_subject_has_a_base_and_a_short_text_per_style(corpus):
                  "short": 4 * counts["n_subjects"]}
 
 
+def _items(line: str) -> list[str]:
+    """The items of a factors line after its heading: none for 'none.'."""
+    line = line.removesuffix(".")
+    return [] if line == "none" else line.split("; ")
+
+
 def _prompt_sex_age(text):
     prompt, rationale = text.split(PROMPT_END, 1)
     lines = prompt.split("\n")
@@ -143,14 +149,16 @@ def test_factor_drills_restate_age_and_sex_then_name_each_listed_factor_in_order
     seen_apoe, lacking = set(), 0
     for text in factor_drills["factor"]:
         head, answer = text.split(f"\nQuestion: {FACTOR_QUESTION}\nAnswer: ")
-        about, line = head.split("\n")
+        about, risk, protective = head.split("\n")
         sex, age = re.fullmatch(r"About: (female|male), (\d+) years old at the assessment\.", about).groups()
-        listed = line.removeprefix("Risk factors in the record (strongest first): ").removesuffix(".").split("; ")
+        raising = _items(risk.removeprefix("Risk factors in the record (strongest first): "))
+        lowering = _items(protective.removeprefix("Protective factors in the record: "))
         who, _, answer = answer.partition("; ")
         assert who == f"{age}-year-old {sex}"  # the age and sex first, copied as a copy drill copies them
         named, _, lacks = answer.partition(". The record does not mention ")
         items = re.findall(r"(?:^|; )([a-zA-Z0-9 ]+?) \((.+?)\) (raises|lowers) risk", named.removesuffix("."))
-        assert [cite for _, cite, _ in items] == listed  # every item of the line, in its order, with its evidence
+        assert [cite for _, cite, _ in items] == raising + lowering  # every item of the lines, in their order
+        assert [d for _, _, d in items] == ["raises"] * len(raising) + ["lowers"] * len(lowering)
         for label, cite, direction in items:
             if cite.startswith("Number of APOE e4 alleles"):
                 assert label == apoe[cite.rsplit(": ", 1)[1]]
@@ -172,14 +180,15 @@ def test_date_drills_list_redated_diagnoses_and_cite_each_factor_one_with_the_da
         lines = head.split("\n")
         sex, age = lines[0].removeprefix("Sex: "), lines[1].removeprefix("Age at assessment: ").removesuffix(" years")
         assert lines[2] == "Diagnoses before the assessment (first occurrence, oldest first):"
-        history = [re.fullmatch(r"- (\d{4}-\d\d) \((.+?)\): (.+)", line).groups() for line in lines[3:-2]]
+        history = [re.fullmatch(r"- (\d{4}-\d\d) \((.+?)\): (.+)", line).groups() for line in lines[3:-3]]
         assert [d for d, _, _ in history] == sorted(d for d, _, _ in history)  # oldest first, as a prompt lists
-        assert lines[-2] == f"About: {sex}, {age} years old at the assessment."
+        assert lines[-3] == f"About: {sex}, {age} years old at the assessment."
+        factors = "\n".join(lines[-2:])  # the risk and protective factors lines
         assert answer.startswith(f"{age}-year-old {sex}; ")
-        cited = [f"{name} ({date[:4]})" for date, _, name in history if f"{name} ({date[:4]})" in lines[-1]]
+        cited = [f"{name} ({date[:4]})" for date, _, name in history if f"{name} ({date[:4]})" in factors]
         assert cited  # a factor diagnosis, stated in the factors line with the year its history line gives
         assert all(f"({c}) raises risk" in answer or f"({c}) lowers risk" in answer for c in cited)
-        assert len(re.findall(r"\((?:19|20)\d\d\)", lines[-1])) == len(cited)  # no other year in the line
+        assert len(re.findall(r"\((?:19|20)\d\d\)", factors)) == len(cited)  # no other year in the lines
         drawn |= {(d, n) for d, _, n in history}
         years |= {d[:4] for d, _, _ in history}
     assert len(factor_drills["date"]) > 50 and len(years) >= 15

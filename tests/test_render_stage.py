@@ -74,23 +74,26 @@ def test_measurements_with_units_and_demographics(cohort):
         assert line in prompt.splitlines()
 
 
-def test_recap_factors_lists_the_records_factors_strongest_first_before_the_question(cohort):
+def test_recap_factors_lists_the_records_risk_then_protective_factors_strongest_first_before_the_question(cohort):
     ex = _examples(cohort, template="recap_factors")
     lines = {sid: p.splitlines() for sid, p in zip(ex["subject_id"], ex["prompt"])}
     one = lines[1]
-    assert one[-3] == ("Risk factors in the record (strongest first): Number of APOE e4 alleles: 1; Other symptoms and "
+    assert one[-4] == ("Risk factors in the record (strongest first): Number of APOE e4 alleles: 1; Other symptoms and "
                        "signs involving cognitive functions and awareness (2008); Type 2 diabetes mellitus (2005); Years of "
                        "full-time education: 10 years; LDL cholesterol: 4.6 mmol/L; Body mass index: 31.2 kg/m2; "
                        "Current smoker; Essential (primary) hypertension (2002).")
-    assert one[-4] == "About: female, 67 years old at the assessment." and one[-2].startswith("Question: ")
-    assert "Depressive episode" not in one[-3]  # diagnosed after the prediction time
-    assert lines[2][-3] == ("Risk factors in the record (strongest first): Years of full-time education: 17 years; "
-                            "Number of APOE e4 alleles: 0.")  # protective factors too
-    assert lines[5][-3] == "Risk factors in the record (strongest first): none."
+    assert one[-3] == "Protective factors in the record: none."
+    assert one[-5] == "About: female, 67 years old at the assessment." and one[-2].startswith("Question: ")
+    assert "Depressive episode" not in one[-4]  # diagnosed after the prediction time
+    assert lines[2][-4:-2] == ["Risk factors in the record (strongest first): none.",  # 17 years and no e4 allele
+                               "Protective factors in the record: Years of full-time education: 17 years; "
+                               "Number of APOE e4 alleles: 0."]
+    assert lines[5][-4:-2] == ["Risk factors in the record (strongest first): none.",
+                               "Protective factors in the record: none."]
     # the rest of the prompt is the recap template's, line for line
     recap = _examples(cohort, template="recap")
     for a, b in zip(recap["prompt"], ex["prompt"]):
-        assert b.splitlines()[:-3] + b.splitlines()[-2:] == a.splitlines()
+        assert b.splitlines()[:-4] + b.splitlines()[-2:] == a.splitlines()
     assert ex["template_hash"][0] != recap["template_hash"][0]
 
 

@@ -37,12 +37,13 @@ from rationale_sft import config as cfglib
 from rationale_sft import rundir
 
 STYLES = ("freeform", "stepwise")
-CORPUS_VERSION = 10
+CORPUS_VERSION = 11
 """Bumped when the texts build_corpus writes change (2: short texts, 3: short texts with measurements too, 4: the
 answer after each rationale, 5: copy drills and redrawn texts, 6: the record's word for sex, "female"/"male", and
 drills that restate a sex and an age too, 7: factor drills, which restate them too, 8: the knowledge teacher's
 record-worded diagnoses and a weighing that does not list again the factors just discussed, 9: date drills, 10:
-diagnoses cited by their year), so a grid never reuses an older corpus."""
+diagnoses cited by their year, 11: the factors line split into a risk and a protective line), so a grid never
+reuses an older corpus."""
 COPY_DRILLS = 2
 "Copy drills per pretraining subject with at least two measured values (each with its own values and order)."
 COPY_QUESTION = "Question: Restate the sex, the age and every measurement."
@@ -266,10 +267,10 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
 
 def factor_drill_texts(people: list, render_cfg) -> list[str]:
     """One factor drill per person (``Facts``) whose record shows a knowledge-base factor, for templates with
-    a factors line (``recap_factors``; none for others): the template's closing block about the person (sex,
-    age, the factors line), ``FACTOR_QUESTION`` and, after the answer marker, each factor of the line in its
-    order, named as a rationale names it, with the record's evidence and its direction, then the common
-    factors the record lacks, as a rationale denies them; the age and sex come first, as in a copy drill, so the
+    factors lines (``recap_factors``; none for others): the template's closing block about the person (sex, age,
+    the risk and protective factors lines), ``FACTOR_QUESTION`` and, after the answer marker, each factor of the
+    lines in their order, named as a rationale names it, with the record's evidence and its direction, then the
+    common factors the record lacks, as a rationale denies them; the age and sex come first, as in a copy drill, so the
     drills that share the copy stage keep teaching to copy them. It is the reading a rationale's citations,
     weighing and denials rest on (which items of the line to cite, what "0" after "APOE e4 alleles" means, which
     common factor is absent), taught where nothing else is in the text.
@@ -282,7 +283,8 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
     ...     Measurement("UKB//APOE_E4_ALLELES", "APOE_E4_ALLELES", "Number of APOE e4 alleles (0, 1, 2)", "", 0.0)))
     >>> print(factor_drill_texts([person], RenderConfig(template="recap_factors"))[0])
     About: female, 68 years old at the assessment.
-    Risk factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L; Number of APOE e4 alleles (0, 1, 2): 0.
+    Risk factors in the record (strongest first): LDL cholesterol: 3.75 mmol/L.
+    Protective factors in the record: Number of APOE e4 alleles (0, 1, 2): 0.
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old female; high LDL cholesterol (LDL cholesterol: 3.75 mmol/L) raises risk; no APOE e4 allele (Number of APOE e4 alleles (0, 1, 2): 0) lowers risk. The record does not mention diabetes, stroke, depression, hearing loss, hypertension or atrial fibrillation.
     >>> factor_drill_texts([person], RenderConfig(template="recap"))
@@ -303,17 +305,19 @@ def factor_drill_texts(people: list, render_cfg) -> list[str]:
 
 def _factor_drill(person, block: str, anchor: str, kb) -> str:
     """A factor drill about ``person`` (at least one knowledge-base factor, an age): the closing ``block`` with the
-    factors line, ``FACTOR_QUESTION``, then after the answer marker the person, each factor named with its evidence
+    factors lines, ``FACTOR_QUESTION``, then after the answer marker the person, each factor named with its evidence
     and direction, and the common factors the record lacks."""
     from rationale_sft.rationales.knowledge import (SEX_WORD, absent_common, factors_text, find_evidence,
                                                     record_cite, spoken_list, who)
 
     evidence = find_evidence(person, kb)
-    named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in evidence)
+    in_lines = [e for d in ("raises", "lowers") for e in evidence if e.factor.direction == d]  # as the lines list them
+    named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in in_lines)
     missing = absent_common(evidence, kb)
     lacks = f" The record does not mention {spoken_list(missing)}." if missing else ""
     prompt = block.format(sex=SEX_WORD.get(person.sex or "", "unknown"), age=int(person.age), anchor=anchor,
-                          factors=factors_text(person, kb), question=FACTOR_QUESTION)
+                          factors=factors_text(person, kb, "raises"), protective=factors_text(person, kb, "lowers"),
+                          question=FACTOR_QUESTION)
     return f"{prompt} {who(person)}; {named}.{lacks}"
 
 
@@ -344,6 +348,7 @@ def date_drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRI
     - 2008-05 (1 year before assessment): Crohn disease
     About: male, 68 years old at the assessment.
     Risk factors in the record (strongest first): Essential (primary) hypertension (1995).
+    Protective factors in the record: none.
     Question: Name each factor in the record, whether it raises or lowers risk, and the common factors it lacks.
     Answer: 68-year-old male; hypertension (Essential (primary) hypertension (1995)) raises risk. The record does not mention diabetes, stroke, depression, hearing loss or atrial fibrillation.
     >>> date_drill_texts([person], RenderConfig(template="recap"), seed=0)

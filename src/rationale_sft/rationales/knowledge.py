@@ -288,11 +288,13 @@ def record_diagnosis(d: Diagnosis) -> str:
     return f"{d.name} ({d.time.year})"
 
 
-def factors_text(facts: Facts, kb: KnowledgeBase) -> str:
-    """The record's factors, strongest first, each as the record states it, '; '-separated ('none' without any):
-    'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001)'. The ``recap_factors``
-    template's line."""
-    return "; ".join(record_cite(e) for e in find_evidence(facts, kb)) or "none"
+def factors_text(facts: Facts, kb: KnowledgeBase, direction: str) -> str:
+    """The record's factors that ``direction`` ("raises" or "lowers") risk, strongest first, each as the record
+    states it, '; '-separated ('none' without any): 'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary)
+    hypertension (2001)'. The ``recap_factors`` template's two lines (risk, then protective factors)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    return "; ".join(record_cite(e) for e in find_evidence(facts, kb) if e.factor.direction == direction) or "none"
 
 
 def record_cite(e: Evidence) -> str:

@@ -49,13 +49,14 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
     with_factors = "{factors}" in t.question_block
     if with_factors:  # every labelled subject gets a row, 'none' without a factor
         out = out.join(_factors(ev, codes, labels, cfg), on=KEYS, how="left")
+    factor_cols = ["factors", "protective"] if with_factors else []
     question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor,
-                        **({"factors": pl.col("factors")} if with_factors else {}))
+                        **{c: pl.col(c) for c in factor_cols})
     return out.with_columns(header=_header(cfg, t), question=question) \
         .with_columns(prompt=pl.concat_str([
             pl.col("header"), pl.lit("\n"),
             pl.when(pl.col("n_history_items") > 0).then(pl.col("history_text")).otherwise(pl.lit(t.empty_history)),
-            pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block", *(["factors"] if with_factors else []))
+            pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block", *factor_cols)
 
 
 def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Template) -> pl.DataFrame:
@@ -93,7 +94,8 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
 
 
 def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
-    """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_text``)."""
+    """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_text``): those that
+    raise risk (``factors``) and those that lower it (``protective``)."""
     from rationale_sft.rationales.facts import facts_frame
     from rationale_sft.rationales.knowledge import factors_text, load_knowledge
 
@@ -103,8 +105,10 @@ def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: R
     facts = facts_frame(ev.select("subject_id", "time", "code", "numeric_value"), codes, labels.select(KEYS), cfg)
     kb = load_knowledge()
     keys = labels.select(KEYS)
-    return keys.with_columns(factors=pl.Series([factors_text(facts[s], kb) if s in facts else "none"
-                                                for s in keys["subject_id"].to_list()], dtype=pl.String))
+    ids = keys["subject_id"].to_list()
+    return keys.with_columns(**{col: pl.Series([factors_text(facts[s], kb, direction) if s in facts else "none"
+                                                for s in ids], dtype=pl.String)
+                                for col, direction in (("factors", "raises"), ("protective", "lowers"))})
 
 
 def _demographics() -> tuple[pl.Expr, pl.Expr]:

@@ -59,8 +59,8 @@ class Template:
     omitted_line: str = "- ({n} earlier diagnoses not shown)"
     "First history line when the oldest items were dropped to fit a token budget; field: n."
     question_block: str = "Question: {question}\n" + ANSWER_MARKER
-    """The last block; must end with the answer marker; fields: question, sex, age, anchor, factors (the record's
-    knowledge-base factors, strongest first, '; '-separated, or 'none')."""
+    """The last block; must end with the answer marker; fields: question, sex, age, anchor, factors and protective
+    (the record's knowledge-base factors that raise, or lower, risk, strongest first, '; '-separated, or 'none')."""
 
 
 TEMPLATES = {
@@ -75,13 +75,15 @@ TEMPLATES = {
     "recap": Template(
         name="recap", version="1",
         question_block="About: {sex}, {age} years old at the {anchor}.\nQuestion: {question}\n" + ANSWER_MARKER),
-    # recap, plus a line that restates the record's risk and protective factors known to the knowledge base,
-    # strongest first, each as the record states it: the reading a clinician (or a real LLM) does before
-    # answering, written out for a from-scratch model that cannot yet do it. Every arm reads the same line.
+    # recap, plus two lines that restate the record's risk factors, then its protective factors, known to the
+    # knowledge base, strongest first, each as the record states it: the reading a clinician (or a real LLM)
+    # does before answering, written out for a from-scratch model that cannot yet do it (which way a value
+    # points, e.g. 486 MET-minutes of activity, needs its threshold). Every arm reads the same lines.
     "recap_factors": Template(
-        name="recap_factors", version="1",
+        name="recap_factors", version="2",
         question_block="About: {sex}, {age} years old at the {anchor}.\nRisk factors in the record (strongest "
-                       "first): {factors}.\nQuestion: {question}\n" + ANSWER_MARKER),
+                       "first): {factors}.\nProtective factors in the record: {protective}.\nQuestion: "
+                       "{question}\n" + ANSWER_MARKER),
 }
 
 
@@ -115,7 +117,7 @@ _FIELDS = {"intro": {"anchor", "date"}, "demographics": {"sex", "age", "anchor"}
            "measurements_title": {"anchor"}, "measurement_line": {"name", "value"}, "flag_line": {"name"},
            "history_title": {"anchor"}, "history_line": {"date", "ago", "name", "code"},
            "group_title": {"group"}, "omitted_line": {"n"},
-           "question_block": {"question", "sex", "age", "anchor", "factors"}}
+           "question_block": {"question", "sex", "age", "anchor", "factors", "protective"}}
 
 
 def template_hash(t: Template, question: str, anchor: str) -> str:
