@@ -190,6 +190,20 @@ def test_mechanism_preset_plans_every_control_and_mitigation_once():
         {j.id for j in plan(quick, CONFIGS).jobs}  # the demo's pretrained base, built once for both
 
 
+def test_an_edited_template_replans_the_prompts_and_everything_built_on_them(monkeypatch):
+    from rationale_sft.render import templates
+
+    quick = load("quick")
+    before = plan(quick, CONFIGS)
+    edited = dataclasses.replace(templates.TEMPLATES["recap_factors"], question_block=templates.TEMPLATES[
+        "recap_factors"].question_block.replace("Protective factors in the record", "Protective factors"))
+    monkeypatch.setitem(templates.TEMPLATES, "recap_factors", edited)
+    after = {j.id for j in plan(quick, CONFIGS).jobs}
+    changed = {j.fn.split(":")[1] for j in before.jobs if j.id not in after}
+    assert {"render", "rationales", "corpus", "base"} <= changed and not {"cohort", "labels", "baselines"} & changed
+    assert all(j.id not in after for j in before.runs)  # every run reads the prompts
+
+
 def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what_uses_them(monkeypatch, tmp_path):
     from rationale_sft.config.experiment import ModelSpec
     from rationale_sft.rationales import knowledge

@@ -98,9 +98,11 @@ def used_labels(table: pl.DataFrame, subsets: pl.DataFrame, test: pl.DataFrame) 
     return pl.concat([train, tuning, test.with_columns(split=pl.lit("held_out"))]).sort("subject_id")
 
 
-def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict, knowledge: dict | None = None) -> dict:
-    """Prompts for every subject used, identical across arms. ``knowledge`` (the knowledge teacher's
-    ``generate.backend_params``, for a template with a factors line, whose wording is the knowledge module's) is
+def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict, template: str | None = None,
+           knowledge: dict | None = None) -> dict:
+    """Prompts for every subject used, identical across arms. ``template`` (``templates.template_hash`` of the
+    built-in template with the question and anchor) and ``knowledge`` (the knowledge teacher's
+    ``generate.backend_params``, for a template with a factors line, whose wording is the knowledge module's) are
     part of the job's id only."""
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.render.stage import render as render_stage
@@ -157,7 +159,7 @@ def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
 
 
 def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict,
-           version: int = 1, knowledge: dict | None = None) -> dict:
+           version: int = 1, template: str | None = None, knowledge: dict | None = None) -> dict:
     """Pretraining texts from a second synthetic cohort (disjoint from every task split) and the knowledge base.
 
     ``base`` texts: each subject's prompt followed by the knowledge teacher's label-blind rationale (in
@@ -165,8 +167,9 @@ def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed:
     label-blind step-by-step reasoning, for the reasoning-oriented base. ``short`` texts: the same people
     with only sex and age recorded, and with their measurements but no diagnosis. ``drill`` and ``redrawn``
     texts: copy drills and measured texts with permuted values (``pretrain.copy_steps``). ``version``
-    (``corpus.CORPUS_VERSION``) and ``knowledge`` (the knowledge teacher's ``generate.backend_params``: its
-    phrasing version and the knowledge base's hash, which the texts depend on) are part of the job's id only.
+    (``corpus.CORPUS_VERSION``), ``template`` (``templates.template_hash`` of the prompts' template) and
+    ``knowledge`` (the knowledge teacher's ``generate.backend_params``: its phrasing version and the knowledge
+    base's hash, which the texts depend on) are part of the job's id only.
     """
     from rationale_sft.experiment.corpus import build_corpus
 

@@ -19,7 +19,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
 from rationale_sft.rationales.generate import backend_params
-from rationale_sft.render.templates import get_template
+from rationale_sft.render.templates import get_template, template_hash
 
 JOBS = "rationale_sft.experiment.jobs"
 PRETRAIN_SEED_OFFSET = 1_000_003
@@ -103,11 +103,13 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
         "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
         "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
         "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
-    # a factors line is worded by the knowledge module: its phrasing version and base are in the id
-    factors = "{factors}" in get_template(cfg.render.template).question_block
-    knowledge = {"knowledge": knowledge_params(cfg)} if factors else {}
-    render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir,
-                                   "render": cfglib.to_dict(cfg.render)} | knowledge, [meds_job, labels], "render"))
+    # a factors line is worded by the knowledge module: its phrasing version and base are in the id; so is
+    # the template's text (an edited built-in template renders new prompts)
+    template = get_template(cfg.render.template)
+    knowledge = {"knowledge": knowledge_params(cfg)} if "{factors}" in template.question_block else {}
+    render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir, "render": cfglib.to_dict(cfg.render),
+                                   "template": template_hash(template, cfg.render.question, cfg.render.anchor)}
+                        | knowledge, [meds_job, labels], "render"))
     by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
     baseline_jobs(p, cfg, meds, meds_job, labels)
     p.index.update({"cohort": meds, "labels": f"{labels.out_dir}/labels_used.parquet", "examples": render.out_dir})
@@ -205,12 +207,14 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
     if any(not s.checkpoint or s.reasoning_base for s in specs):
         synth = dataclasses.replace(cfg.data.synth, seed=cfg.data.synth.seed + PRETRAIN_SEED_OFFSET,
                                     n_subjects=cfg.data.pretrain_subjects)
-        # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id
+        # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id;
+        # so is the template's text, which its prompts are rendered with
         knowledge = knowledge_params(cfg)
+        template = template_hash(get_template(cfg.render.template), cfg.render.question, cfg.render.anchor)
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
                                        "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION,
-                                       "knowledge": knowledge}, [], "corpus"))
+                                       "template": template, "knowledge": knowledge}, [], "corpus"))
     out = {}
     for spec in specs:
         model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,
