@@ -307,17 +307,16 @@ def _factor_drill(person, block: str, anchor: str, kb) -> str:
     """A factor drill about ``person`` (at least one knowledge-base factor, an age): the closing ``block`` with the
     factors lines, ``FACTOR_QUESTION``, then after the answer marker the person, each factor named with its evidence
     and direction, and the common factors the record lacks."""
-    from rationale_sft.rationales.knowledge import (SEX_WORD, absent_common, factors_text, find_evidence,
-                                                    record_cite, spoken_list, who)
+    from rationale_sft.rationales.knowledge import (DIRECTIONS, SEX_WORD, absent_common, factors_fields,
+                                                    find_evidence, record_cite, spoken_list, who)
 
     evidence = find_evidence(person, kb)
-    in_lines = [e for d in ("raises", "lowers") for e in evidence if e.factor.direction == d]  # as the lines list them
+    in_lines = [e for d in DIRECTIONS for e in evidence if e.factor.direction == d]  # as the lines list them
     named = "; ".join(f"{e.factor.label} ({record_cite(e)}) {e.factor.direction} risk" for e in in_lines)
     missing = absent_common(evidence, kb)
     lacks = f" The record does not mention {spoken_list(missing)}." if missing else ""
     prompt = block.format(sex=SEX_WORD.get(person.sex or "", "unknown"), age=int(person.age), anchor=anchor,
-                          factors=factors_text(person, kb, "raises"), protective=factors_text(person, kb, "lowers"),
-                          question=FACTOR_QUESTION)
+                          question=FACTOR_QUESTION, **factors_fields(person, kb))
     return f"{prompt} {who(person)}; {named}.{lacks}"
 
 

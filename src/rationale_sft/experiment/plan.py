@@ -108,7 +108,7 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
     template = get_template(cfg.render.template)
     knowledge = {"knowledge": knowledge_params(cfg)} if "{factors}" in template.question_block else {}
     render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir, "render": cfglib.to_dict(cfg.render),
-                                   "template": template_hash(template, cfg.render.question, cfg.render.anchor)}
+                                   "template": template_id(cfg)}
                         | knowledge, [meds_job, labels], "render"))
     by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
     baseline_jobs(p, cfg, meds, meds_job, labels)
@@ -200,6 +200,12 @@ def knowledge_params(cfg: ExperimentConfig) -> dict:
     return backend_params(dataclasses.replace(cfg.teacher, backend="knowledge"))
 
 
+def template_id(cfg: ExperimentConfig) -> str:
+    """``templates.template_hash`` of the grid's prompts (template text, question, anchor): in the ids of the jobs
+    that render them (prompts, pretraining corpus), so an edited built-in template is rendered anew."""
+    return template_hash(get_template(cfg.render.template), cfg.render.question, cfg.render.anchor)
+
+
 def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
     """One base-model job per distinct model level (and the pretraining corpus they share)."""
     specs = list(cfg.grid.models) + (list(cfg.fewshot.models) if cfg.fewshot.enabled else [])
@@ -210,11 +216,10 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
         # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id;
         # so is the template's text, which its prompts are rendered with
         knowledge = knowledge_params(cfg)
-        template = template_hash(get_template(cfg.render.template), cfg.render.question, cfg.render.anchor)
         corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
                                        "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION,
-                                       "template": template, "knowledge": knowledge}, [], "corpus"))
+                                       "template": template_id(cfg), "knowledge": knowledge}, [], "corpus"))
     out = {}
     for spec in specs:
         model = {"family": spec.family, "size": spec.size, "checkpoint": spec.checkpoint,

@@ -30,6 +30,8 @@ from rationale_sft.seeding import rng
 KNOWLEDGE_BASE = Path(__file__).with_name("knowledge_base.yaml")
 PHRASING_VERSION = 5  # bump when the teacher words the same facts differently (in backend_params: cache key, job id)
 DIRECTIONS = ("raises", "lowers")
+FACTOR_FIELDS = {"factors": "raises", "protective": "lowers"}
+"The ``recap_factors`` template's fields that list the record's factors, and the direction each lists."
 CITES = ("varied", "record")
 "How a measurement or a diagnosis is worded in a rationale (TeacherConfig.cite)."
 
@@ -288,13 +290,13 @@ def record_diagnosis(d: Diagnosis) -> str:
     return f"{d.name} ({d.time.year})"
 
 
-def factors_text(facts: Facts, kb: KnowledgeBase, direction: str) -> str:
-    """The record's factors that ``direction`` ("raises" or "lowers") risk, strongest first, each as the record
-    states it, '; '-separated ('none' without any): 'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary)
-    hypertension (2001)'. The ``recap_factors`` template's two lines (risk, then protective factors)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    return "; ".join(record_cite(e) for e in find_evidence(facts, kb) if e.factor.direction == direction) or "none"
+def factors_fields(facts: Facts, kb: KnowledgeBase) -> dict[str, str]:
+    """The ``recap_factors`` template's two lines, by field: the record's factors that raise risk (``factors``)
+    and those that lower it (``protective``), each strongest first, as the record states it, '; '-separated
+    ('none' without any): 'Number of APOE e4 alleles (0, 1, 2): 1; Essential (primary) hypertension (2001)'."""
+    evidence = find_evidence(facts, kb)
+    return {field: "; ".join(record_cite(e) for e in evidence if e.factor.direction == direction) or "none"
+            for field, direction in FACTOR_FIELDS.items()}
 
 
 def record_cite(e: Evidence) -> str:
@@ -429,5 +431,5 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 
 
 __all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence",
-           "load_knowledge", "find_evidence", "write_rationale", "factors_text", "record_cite", "record_line",
+           "load_knowledge", "find_evidence", "write_rationale", "FACTOR_FIELDS", "factors_fields", "record_cite", "record_line",
            "absent_common", "spoken_list", "who"]

@@ -46,10 +46,11 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
                          pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                          pl.col("group_ids").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))))
     sex, age = _demographics()
-    with_factors = "{factors}" in t.question_block
-    if with_factors:  # every labelled subject gets a row, 'none' without a factor
-        out = out.join(_factors(ev, codes, labels, cfg), on=KEYS, how="left")
-    factor_cols = ["factors", "protective"] if with_factors else []
+    factor_cols = []
+    if "{factors}" in t.question_block:  # every labelled subject gets a row, 'none' without a factor
+        factors = _factors(ev, codes, labels, cfg)
+        out = out.join(factors, on=KEYS, how="left")
+        factor_cols = [c for c in factors.columns if c not in KEYS]
     question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor,
                         **{c: pl.col(c) for c in factor_cols})
     return out.with_columns(header=_header(cfg, t), question=question) \
@@ -94,10 +95,10 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
 
 
 def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
-    """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_text``): those that
+    """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_fields``): those that
     raise risk (``factors``) and those that lower it (``protective``)."""
     from rationale_sft.rationales.facts import facts_frame
-    from rationale_sft.rationales.knowledge import factors_text, load_knowledge
+    from rationale_sft.rationales.knowledge import FACTOR_FIELDS, factors_fields, load_knowledge
 
     if labels["subject_id"].n_unique() != labels.height:
         raise InputError("the recap_factors template needs one prediction time per subject; "
@@ -105,10 +106,9 @@ def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: R
     facts = facts_frame(ev.select("subject_id", "time", "code", "numeric_value"), codes, labels.select(KEYS), cfg)
     kb = load_knowledge()
     keys = labels.select(KEYS)
-    ids = keys["subject_id"].to_list()
-    return keys.with_columns(**{col: pl.Series([factors_text(facts[s], kb, direction) if s in facts else "none"
-                                                for s in ids], dtype=pl.String)
-                                for col, direction in (("factors", "raises"), ("protective", "lowers"))})
+    none = dict.fromkeys(FACTOR_FIELDS, "none")
+    fields = [factors_fields(facts[s], kb) if s in facts else none for s in keys["subject_id"].to_list()]
+    return keys.with_columns(**{f: pl.Series([x[f] for x in fields], dtype=pl.String) for f in FACTOR_FIELDS})
 
 
 def _demographics() -> tuple[pl.Expr, pl.Expr]:
