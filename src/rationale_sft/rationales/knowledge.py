@@ -431,5 +431,5 @@ def _stepwise(facts: Facts, cited: list[Evidence], evidence: list[Evidence], ris
 
 
 __all__ = ["KNOWLEDGE_BASE", "PHRASING_VERSION", "SEX_WORD", "KnowledgeBase", "Factor", "Rule", "Evidence",
-           "load_knowledge", "find_evidence", "write_rationale", "FACTOR_FIELDS", "factors_fields", "record_cite", "record_line",
-           "absent_common", "spoken_list", "who"]
+           "load_knowledge", "find_evidence", "write_rationale", "FACTOR_FIELDS", "factors_fields", "record_cite",
+           "record_line", "absent_common", "spoken_list", "who"]
