@@ -41,10 +41,20 @@ def load(*overrides: str) -> ExperimentConfig:
     ("seed=-3", r"'seed' must be a seed >= 0, got -3"),
     ("train.seed=-1", r"'train.seed' must be a seed >= 0"),
     ("data.synth.world_seed=-2", r"'data.synth.world_seed' must be a seed >= 0"),
+    ("train.arm=freeform", r"train.arm is set per run \(got 'freeform'\); list the arms in grid.arms"),
+    ("train.seed=3", r"train.seed is set per run \(got 3\); list the run seeds in grid.seeds"),
+    ("train.lora.enabled=true", r"train.lora is set per run \(got \{enabled: True\}\); set lora: true on a "
+                                r"grid.models level"),
 ])
 def test_bad_levels_fail_when_the_config_loads(override, match):
     with pytest.raises(ConfigError, match=match):
         load(override)
+
+
+def test_label_weight_set_in_two_places():
+    with pytest.raises(ConfigError, match=r"train.label_weight=5 and grid.label_weights=\[3.0\] both set"):
+        load("grid.arms=[label_only, weighted]", "grid.label_weights=[3]", "train.label_weight=5")
+    assert load("grid.arms=[label_only, weighted]", "train.label_weight=5").train.label_weight == 5
 
 
 def test_checkpoint_models_take_any_family_and_size_label():

@@ -209,3 +209,39 @@ class ExperimentConfig:
         if not self.grid.arms and not self.fewshot.enabled:
             raise ValueError("grid.arms is empty and fewshot.enabled is false: nothing to run; list an SFT arm "
                              "or enable the few-shot arm")
+        check_shared_train(self.train, self.grid)
+
+
+PER_RUN_TRAIN = {"arm": "list the arms in grid.arms",
+                 "seed": "list the run seeds in grid.seeds (the master seed of the shared stages is `seed`)",
+                 "lora": "set lora: true on a grid.models level, with the adapter settings in the top-level lora"}
+"Train keys the plan sets for each run, and where a grid declares them instead."
+
+
+def check_shared_train(train: TrainConfig, grid: FactorsConfig) -> None:
+    """Refuse per-run keys in the grid's shared ``train`` (the plan would overwrite or ignore them, and results
+    would describe something else); the message names the grid key to use.
+
+    >>> check_shared_train(TrainConfig(lr=1e-3), FactorsConfig())
+    >>> check_shared_train(TrainConfig(arm="freeform"), FactorsConfig())
+    Traceback (most recent call last):
+    ...
+    ValueError: train.arm is set per run (got 'freeform'); list the arms in grid.arms
+    """
+    default = TrainConfig()
+    problems = [f"train.{key} is set per run (got {_shown(getattr(train, key))}); {where}"
+                for key, where in PER_RUN_TRAIN.items() if getattr(train, key) != getattr(default, key)]
+    if grid.label_weights and train.label_weight != default.label_weight:
+        problems.append(f"train.label_weight={train.label_weight:g} and grid.label_weights="
+                        f"{list(grid.label_weights)} both set the weighted arm's label weight; keep one")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _shown(value) -> str:
+    """A setting as the message shows it: a nested config as its non-default fields."""
+    if hasattr(value, "__dataclass_fields__"):
+        default = type(value)()
+        return "{" + ", ".join(f"{k}: {getattr(value, k)!r}" for k in value.__dataclass_fields__
+                               if getattr(value, k) != getattr(default, k)) + "}"
+    return repr(value)
