@@ -28,14 +28,14 @@ def validate(job: JobConfig) -> dict:
     problems: list[str] = []
     warnings: list[str] = []
     path = _model_dir(job.model, problems)
-    model_cfg = _architecture(path, problems) if path else None
-    tok = _tokenizer(path, problems) if path else None
+    model_cfg = model_config(path, problems) if path else None
+    tok = tokenizer(path, problems) if path else None
     if tok is not None:
-        _label_tokens(tok, job, problems, warnings)
+        check_label_tokens(tok, job, problems, warnings)
     if model_cfg is not None:
-        _context(model_cfg, job, problems)
+        check_context(model_cfg, job, problems)
         if job.train.lora.enabled:
-            _lora_targets(model_cfg, job, problems)
+            check_lora_targets(model_cfg, job, problems)
     report = {"problems": problems, "warnings": warnings}
     examples = _read(job.examples, "examples", problems)
     rationales = _read(job.rationales, "rationales", problems) if job.rationales else None
@@ -65,7 +65,7 @@ def _model_dir(name: str, problems: list[str]) -> Path | None:
         return None
 
 
-def _architecture(path: Path, problems: list[str]):
+def model_config(path: Path, problems: list[str]):
     """The model's transformers config, checked to name an architecture this transformers knows."""
     import transformers
     from transformers import AutoConfig, CONFIG_MAPPING
@@ -89,7 +89,8 @@ def _architecture(path: Path, problems: list[str]):
     return AutoConfig.from_pretrained(str(path))
 
 
-def _tokenizer(path: Path, problems: list[str]):
+def tokenizer(path: Path, problems: list[str]):
+    """The model directory's tokenizer (None, with the problem noted, when it cannot be loaded)."""
     from rationale_sft.models import load_tokenizer
 
     try:
@@ -99,7 +100,7 @@ def _tokenizer(path: Path, problems: list[str]):
         return None
 
 
-def _label_tokens(tok, job: JobConfig, problems: list[str], warnings: list[str]) -> None:
+def check_label_tokens(tok, job: JobConfig, problems: list[str], warnings: list[str]) -> None:
     """Each label word must start with its own token in every place the answer slot occurs."""
     from rationale_sft.score.slot import candidate_ids
 
@@ -128,7 +129,8 @@ def _stable(tok, prev: str, word_ids: list[int]) -> bool:
     return joint[-len(word_ids):] == word_ids
 
 
-def _context(model_cfg, job: JobConfig, problems: list[str]) -> None:
+def check_context(model_cfg, job: JobConfig, problems: list[str]) -> None:
+    """``train.max_len`` within the model's context, and room for the prompt beside a generated rationale."""
     ctx = getattr(model_cfg, "max_position_embeddings", None) or getattr(model_cfg, "n_positions", None)
     if ctx and job.train.max_len > ctx:
         problems.append(f"train.max_len={job.train.max_len} exceeds the model's context of {ctx} tokens; "
@@ -139,7 +141,7 @@ def _context(model_cfg, job: JobConfig, problems: list[str]) -> None:
                         f"{limit} tokens; lower score.max_new_tokens or raise score.max_len")
 
 
-def _lora_targets(model_cfg, job: JobConfig, problems: list[str]) -> None:
+def check_lora_targets(model_cfg, job: JobConfig, problems: list[str]) -> None:
     """LoRA targets checked against the layer names of a weightless instance of the architecture."""
     import torch
     from transformers import AutoModelForCausalLM

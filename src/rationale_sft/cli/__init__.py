@@ -23,7 +23,8 @@ VERBS = {
     "render": "Serialize subjects' histories before the prediction time into prompts.",
     "rationales": "Generate teacher rationales and check their quality.",
     "annotate": "Export a blinded expert-annotation packet or import ratings.",
-    "validate": "Resolve a config, render every example and check masks and label tokens; loads no weights.",
+    "validate": "Check a job config (every example: masks, label tokens) or a grid config (every job of its plan) "
+                "before compute; loads no weights.",
     "train": "Fine-tune a model in one SFT arm.",
     "score": "Score held-out subjects: P(Yes) at the answer slot.",
     "fewshot": "Score an untrained base model with k in-context demonstrations.",

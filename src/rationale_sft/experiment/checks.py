@@ -1,21 +1,42 @@
-"""Checks of a grid's inputs before any job runs: the MEDS dataset, real checkpoints, scales vs the train split.
+"""Checks of a grid before any job runs: its inputs (the MEDS dataset, real checkpoints, scales vs the train
+split) and, for ``validate CONFIG``, every job of its plan.
 
 ``check_inputs`` reads only small files (directory listings, ``subject_splits.parquet``, model
 ``config.json``s); it loads no weights and builds nothing. A scale needs at least as many subjects as the
 train split holds; whether the split also has enough cases for ``data.controls_per_case`` is only known
 once the labels exist, so the ``labels`` job checks that before any training job can start.
+
+``validate_grid`` adds the plan: each job's settings built as the job builds them when it runs, and each
+run's train and score settings against its base model's architecture (a from-scratch family's config or a
+checkpoint's ``config.json``: context, room for a generated rationale, LoRA targets) and, for a checkpoint,
+its tokenizer's label tokens. What needs the grid's own outputs (prompt lengths, rationales, a tokenizer
+trained on the corpus) is checked by the jobs themselves, and by ``validate JOB.yaml`` on a run's files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rationale_sft import config as cfglib
+from rationale_sft.config.baselines import BaselinesConfig
 from rationale_sft.config.experiment import ExperimentConfig
+from rationale_sft.config.model import BaseModelConfig
+from rationale_sft.config.render import RenderConfig
+from rationale_sft.config.synth import SynthConfig
+from rationale_sft.config.task import TaskConfig
+from rationale_sft.config.teacher import TeacherConfig
 from rationale_sft.errors import InputError
 
 
 def check_inputs(cfg: ExperimentConfig, config_dir: str | Path = ".") -> None:
     """Raise one InputError listing every problem of ``cfg``'s inputs (paths relative to ``config_dir``)."""
+    problems = input_problems(cfg, config_dir)
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def input_problems(cfg: ExperimentConfig, config_dir: str | Path = ".") -> list[str]:
+    """Every problem of ``cfg``'s inputs, one message each."""
     problems: list[str] = []
     n_train, where = _train_split(cfg, Path(config_dir), problems)
     for scale in sorted(cfg.grid.scales):
@@ -29,8 +50,7 @@ def check_inputs(cfg: ExperimentConfig, config_dir: str | Path = ".") -> None:
             if spec.checkpoint and spec.checkpoint not in seen:
                 seen.add(spec.checkpoint)
                 _checkpoint(spec.checkpoint, f"{key}[{i}]", problems)
-    if problems:
-        raise InputError("; ".join(problems))
+    return problems
 
 
 def meds_path(cfg: ExperimentConfig, config_dir: Path) -> Path:
@@ -71,3 +91,119 @@ def _checkpoint(name: str, key: str, problems: list[str]) -> None:
             hub.resolve(name)
     except InputError as exc:
         problems.append(f"{key}: {exc}")
+
+
+def validate_grid(cfg: ExperimentConfig, config_dir: str | Path = ".") -> dict:
+    """A report of the grid ``cfg``: ``problems`` (each would stop a job), ``warnings``, the number of jobs by
+    kind and of runs. A message found in several jobs is listed once, with how many and which."""
+    from rationale_sft.experiment.plan import plan
+
+    found: dict[str, list[str]] = {}
+    report = {"name": cfg.name, "problems": [], "warnings": [], "jobs": 0, "runs": 0, "by_kind": {}}
+    report["problems"] += input_problems(cfg, config_dir)
+    try:
+        p = plan(cfg, Path(config_dir))
+    except InputError as exc:
+        report["problems"].append(f"plan: {exc}")
+        return report
+    report.update(jobs=len(p.jobs), runs=len(p.runs))
+    bases = {job.out_dir: job.kwargs["model"] for job in p.jobs if _kind(job) == "base"}
+    models: dict[str, tuple] = {}
+    for job in p.jobs:
+        kind = _kind(job)
+        report["by_kind"][kind] = report["by_kind"].get(kind, 0) + 1
+        problems: list[str] = []
+        warnings: list[str] = []
+        _job_settings(job, kind, bases, models, problems, warnings)
+        for key, messages in (("problems", problems), ("warnings", warnings)):
+            for m in messages:
+                found.setdefault(f"{key}\0{m}", []).append(_label(job, kind))
+    for key_message, where in found.items():
+        key, message = key_message.split("\0", 1)
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        report[key].append(f"{shown}: {message}" if len(where) == 1 else f"{len(where)} jobs ({shown}): {message}")
+    return report
+
+
+SETTINGS = {"cohort": {"synth": SynthConfig}, "labels": {"task": TaskConfig}, "render": {"render": RenderConfig},
+            "rationales": {"teacher": TeacherConfig}, "quality": {"render": RenderConfig},
+            "baselines": {"cfg": BaselinesConfig},
+            "corpus": {"synth": SynthConfig, "task": TaskConfig, "render": RenderConfig, "teacher": TeacherConfig}}
+"Shared jobs: the config class each of their arguments is built into when they run."
+
+
+def _job_settings(job, kind: str, bases: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
+    """Build ``job``'s settings as the job does; check a run's against its base model."""
+    from rationale_sft.experiment.run import fewshot_settings, sft_settings
+
+    try:
+        if kind in SETTINGS:
+            for arg, cls in SETTINGS[kind].items():
+                cfglib.build(cls, job.kwargs[arg])
+        elif kind == "base":
+            cfglib.build(BaseModelConfig, {"model": job.kwargs["model"], "pretrain": job.kwargs["pretrain"]})
+        elif kind == "sft":
+            train, score = sft_settings(job.kwargs["train"], job.kwargs["score"], job.kwargs["seed"],
+                                        job.kwargs["probe"])
+            _against_model(train, score, bases[job.kwargs["base_job"]], models, problems, warnings)
+        elif kind == "fewshot":
+            fewshot_settings(job.kwargs["settings"], job.kwargs["score"])
+    except (InputError, ValueError) as exc:
+        problems.append(str(exc))
+
+
+def _against_model(train, score, model: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
+    """An SFT run's settings against its base: context, room to generate, LoRA targets, label tokens."""
+    from rationale_sft import validate
+    from rationale_sft.config.train import JobConfig
+
+    key = repr(sorted(model.items()))
+    if key not in models:
+        models[key] = _model(model, problems)
+    model_cfg, tok = models[key]
+    job = JobConfig(train=train, score=score)
+    if model_cfg is not None:
+        validate.check_context(model_cfg, job, problems)
+        if train.lora.enabled:
+            validate.check_lora_targets(model_cfg, job, problems)
+    if tok is not None:
+        validate.check_label_tokens(tok, job, problems, warnings)
+
+
+def _model(model: dict, problems: list[str]) -> tuple:
+    """(architecture config, tokenizer or None) of a base: a from-scratch family's config (its tokenizer is
+    trained by the grid), or a checkpoint's files on disk (an alias not yet converted: neither)."""
+    from rationale_sft import validate
+    from rationale_sft.models import hub
+    from rationale_sft.models.families import model_config
+    from rationale_sft.models.tokenizer import SPECIAL_TOKENS
+
+    if not model["checkpoint"]:  # the grid trains its tokenizer: special tokens take the first ids
+        ids = dict(zip(("pad_token_id", "bos_token_id", "eos_token_id"), range(len(SPECIAL_TOKENS))))
+        return model_config(model["family"], model["size"], model["vocab_size"], ids), None
+    name = model["checkpoint"]
+    if name.lower() in hub.ALIASES:
+        path = hub.converted_dir(name.lower())
+        if not (path / "DONE").is_file():
+            return None, None
+    else:
+        try:
+            path = hub.resolve(name)
+        except InputError:  # reported by input_problems
+            return None, None
+    return validate.model_config(path, problems), validate.tokenizer(path, problems)
+
+
+def _kind(job) -> str:
+    return job.fn.rsplit(":", 1)[1]
+
+
+def _label(job, kind: str) -> str:
+    """A job as a person names it: its kind, and for a run its arm, model, scale and seed."""
+    meta = job.kwargs.get("meta")
+    if not meta:
+        return kind
+    parts = [kind, meta["arm"], meta["model"]] + [f"{k} {job.kwargs[k]}" for k in ("scale", "seed") if k in job.kwargs]
+    if kind == "fewshot":
+        parts.append(f"seed {job.kwargs['settings']['seed']}")
+    return " ".join(parts)

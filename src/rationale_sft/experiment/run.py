@@ -44,13 +44,10 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     """Train one arm on one subset, score the test set, probe the answer-slot states, check generated
     rationales against the test subjects' records (generating arms); with ``layer_probes``, probe every
     layer of every checkpoint (``probe_layers.parquet``); return the result row."""
-    from rationale_sft.config.score import ScoreConfig
-    from rationale_sft.config.train import TrainConfig
     from rationale_sft.score.run import score as score_stage
     from rationale_sft.train.loop import train as train_stage
 
-    train_cfg = cfglib.build(TrainConfig, {**train, "seed": seed})
-    score_cfg = cfglib.build(ScoreConfig, {**score, "seed": seed, "split": "held_out", "save_states": probe})
+    train_cfg, score_cfg = sft_settings(train, score, seed, probe)
     rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
     base = jobs.base_dir(str(root), base_job)
 
@@ -75,6 +72,26 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
                  "base": rundir.portable(base, out_dir)} | ({"layer_probes": True} if layer_probes else {})
     rundir.run_stage(out_dir, work, cfg=stage_cfg, seeds=_seeds(seed))
     return flat_row(rundir.read_json(out_dir / RUN_JSON))
+
+
+def sft_settings(train: dict, score: dict, seed: int, probe: bool):
+    """The (TrainConfig, ScoreConfig) of one SFT run from its job's arguments: the run seed in both, scored on
+    the fixed test set (``held_out``), answer-slot states saved when the run is probed."""
+    from rationale_sft.config.score import ScoreConfig
+    from rationale_sft.config.train import TrainConfig
+
+    return (cfglib.build(TrainConfig, {**train, "seed": seed}),
+            cfglib.build(ScoreConfig, {**score, "seed": seed, "split": "held_out", "save_states": probe}))
+
+
+def fewshot_settings(settings: dict, score: dict):
+    """The (FewshotConfig, ScoreConfig) of one few-shot run from its job's arguments (scored on ``held_out``
+    with the few-shot seed)."""
+    from rationale_sft.config.fewshot import FewshotConfig
+    from rationale_sft.config.score import ScoreConfig
+
+    cfg = cfglib.build(FewshotConfig, settings)
+    return cfg, cfglib.build(ScoreConfig, {**score, "split": "held_out", "seed": cfg.seed})
 
 
 def probe_layer_states(run_dir: Path, examples: pl.DataFrame, score_cfg, seed: int) -> str | None:
@@ -160,12 +177,9 @@ def check_headroom(run_dir: Path, train_cfg, score_cfg) -> None:
 def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None,
                 base_job: str, settings: dict, score: dict, meta: dict) -> dict:
     """Prompt an untrained base with k demonstrations from the training subjects; score the test set."""
-    from rationale_sft.config.fewshot import FewshotConfig
-    from rationale_sft.config.score import ScoreConfig
     from rationale_sft.fewshot.run import fewshot as fewshot_stage
 
-    cfg = cfglib.build(FewshotConfig, settings)
-    score_cfg = cfglib.build(ScoreConfig, {**score, "split": "held_out", "seed": cfg.seed})
+    cfg, score_cfg = fewshot_settings(settings, score)
     rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
     base = jobs.base_dir(str(root), base_job)
 

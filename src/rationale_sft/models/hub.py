@@ -94,10 +94,15 @@ def gguf_path(alias: str) -> Path:
     return path
 
 
+def converted_dir(alias: str, cache: Path | None = None) -> Path:
+    """Where ``convert_alias`` keeps the safetensors dir of a GGUF alias (complete when it holds ``DONE``)."""
+    return (cache or cache_dir()) / f"{alias}-{gguf_path(alias).stat().st_size}"
+
+
 def convert_alias(alias: str, cache: Path | None = None) -> Path:
     """The cached safetensors dir of a GGUF alias, converting it on first use."""
     src = gguf_path(alias)
-    out = (cache or cache_dir()) / f"{alias}-{src.stat().st_size}"
+    out = converted_dir(alias, cache)
     if (out / "DONE").is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
