@@ -186,6 +186,9 @@ def test_mechanism_preset_plans_every_control_and_mitigation_once():
     quick = load("quick")
     assert (cfg.data, cfg.pretrain, cfg.render, cfg.vocab_size, cfg.teacher) == \
         (quick.data, quick.pretrain, quick.render, quick.vocab_size, quick.teacher)
+    shared = ("steps", "micro_batch", "grad_accum", "max_len", "lr", "bf16")
+    assert [getattr(cfg.train, k) for k in shared] == [getattr(quick.train, k) for k in shared]
+    assert set(cfg.grid.scales) <= set(quick.grid.scales)  # the budget and data where the demo's students pass
     assert kinds(p)["base"] == 1 and {j.id for j in p.jobs if j.fn.endswith(":base")} <= \
         {j.id for j in plan(quick, CONFIGS).jobs}  # the demo's pretrained base, built once for both
 
