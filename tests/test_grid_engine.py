@@ -178,6 +178,20 @@ def test_live_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
     assert "skipped" in err and "│ skipped │    2 │" in err
 
 
+def test_one_line_per_job_in_a_log(tmp_path, capsys):
+    shared = make_job(f"{HERE}:square", {"x": 2}, out_dir="shared/square-{id}", label="square two")
+    run = make_job(f"{HERE}:add", {"inputs": [shared.out_dir], "bias": 1}, deps=[shared], out_dir="runs/{id}")
+    (tmp_path / "BROKEN").write_text("")
+    fragile = make_job(f"{HERE}:fragile", {"x": 5}, label="fragile five")
+    execute([run, shared, fragile], tmp_path, ExecutorConfig(retries=1), progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[")]
+    assert [ln.split(" in ")[0] for ln in lines] == [
+        "[1/3] done square two", "[1/3] failed, will retry fragile five", f"[2/3] done add {run.out_dir}",
+        "[3/3] failed fragile five"]
+    assert lines[0].split(" | ")[1:] == ["1 done, 0 failed, 0 blocked, 2 left", lines[0].split(" | ")[2]]
+    assert lines[-1].endswith("eta 0:00:00") and "| 2 done, 1 failed, 0 blocked, 0 left, 1 retried |" in lines[-1]
+
+
 def test_one_driver_per_root(tmp_path):
     jobs = diamond_grid(n_shared=1, n_runs=1)
     with root_lock(tmp_path):

@@ -1,5 +1,9 @@
 """End to end through the CLI on a tiny model: train then score; exact run-dir file set; re-run resumes."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from rationale_sft.cli import main
@@ -32,3 +36,18 @@ def test_train_then_score_cli(tmp_path, capsys):
     assert "arm label_then_rationale, 3 steps" in out and "subjects scored (direct)" in out
     assert main(["train", "--examples", str(tmp_path / "examples.parquet"), "--model", str(base),
                  "--out", str(tmp_path / "bad"), "train.arm=freeform"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_chatter_only_with_verbose(tmp_path, verbose):
+    ex, rat = toy_data(n=8, seed=2)
+    ex.write_parquet(tmp_path / "examples.parquet")
+    base = toy_model(tmp_path / "base", ex["prompt"].to_list(), vocab_size=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    proc = subprocess.run([sys.executable, "-m", "rationale_sft.cli", *(["--verbose"] if verbose else []), "train",
+                           "--examples", str(tmp_path / "examples.parquet"), "--model", str(base), "--out",
+                           str(tmp_path / "run"), "train.steps=2"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ("Loading weights" in proc.stderr) == verbose and ("Writing model shards" in proc.stderr) == verbose
+    assert "arm label_only, 2 steps" in proc.stdout

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rationale-sft",
         description="Does supervising a language model with rationales help or hurt disease prediction?")
     parser.add_argument("--version", action="version", version=f"rationale-sft {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own warnings and progress bars (transformers, huggingface_hub: "
+                             "'Loading weights', 'Writing model shards'); off by default")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, help_text in VERBS.items():
         importlib.import_module(f"rationale_sft.cli.{verb}").add_parser(sub, help_text)
@@ -83,6 +86,8 @@ def _dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not args.verbose:
+        quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError) as exc:
@@ -91,6 +96,24 @@ def _dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except OSError as exc:
         print(f"rationale-sft {args.verb}: error: {disk_error(exc, args)}", file=sys.stderr)
         return 2
+
+
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+"Environment that silences the libraries' warnings and progress bars (a value already set wins)."
+
+
+def quiet_libraries() -> None:
+    """Silence transformers' warnings and its weight loading/saving bars, and huggingface_hub's bars, in this
+    process and in the workers it starts (they inherit the environment); errors still show."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if "transformers" in sys.modules:  # already imported (an in-process caller): it read the environment then
+        from transformers.utils import logging as hf_logging
+
+        if os.environ["TRANSFORMERS_VERBOSITY"] == QUIET_ENV["TRANSFORMERS_VERBOSITY"]:
+            hf_logging.set_verbosity_error()
+        if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == QUIET_ENV["HF_HUB_DISABLE_PROGRESS_BARS"]:
+            hf_logging.disable_progress_bar()
 
 
 def disk_error(exc: OSError, args: argparse.Namespace) -> str:

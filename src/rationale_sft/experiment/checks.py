@@ -117,7 +117,7 @@ def validate_grid(cfg: ExperimentConfig, config_dir: str | Path = ".") -> dict:
         _job_settings(job, kind, bases, models, problems, warnings)
         for key, messages in (("problems", problems), ("warnings", warnings)):
             for m in messages:
-                found.setdefault(f"{key}\0{m}", []).append(_label(job, kind))
+                found.setdefault(f"{key}\0{m}", []).append(job.name)
     for key_message, where in found.items():
         key, message = key_message.split("\0", 1)
         shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
@@ -196,14 +196,3 @@ def _model(model: dict, problems: list[str]) -> tuple:
 
 def _kind(job) -> str:
     return job.fn.rsplit(":", 1)[1]
-
-
-def _label(job, kind: str) -> str:
-    """A job as a person names it: its kind, and for a run its arm, model, scale and seed."""
-    meta = job.kwargs.get("meta")
-    if not meta:
-        return kind
-    parts = [kind, meta["arm"], meta["model"]] + [f"{k} {job.kwargs[k]}" for k in ("scale", "seed") if k in job.kwargs]
-    if kind == "fewshot":
-        parts.append(f"seed {job.kwargs['settings']['seed']}")
-    return " ".join(parts)

@@ -293,13 +293,30 @@ def _run_job(fn: str, cfg: ExperimentConfig, shared: dict, base: Job, rationales
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
               "score": cfglib.to_dict(cfg.score)}
     deps = [shared["labels"], shared["render"], base, rationales]
-    return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg))
+    return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg), label=run_label(fn, kwargs))
 
 
-def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None) -> Job:
+def run_label(fn: str, kwargs: dict) -> str:
+    """A run job as a person names it: its kind, arm, model and, for SFT, scale and seed.
+
+    >>> run_label("sft", {"meta": {"arm": "freeform", "model": "gpt2-xs"}, "scale": 600, "seed": 1})
+    'sft freeform gpt2-xs scale 600 seed 1'
+    >>> run_label("fewshot", {"meta": {"arm": "fewshot_freeform", "model": "smollm2"}, "settings": {"seed": 0}})
+    'fewshot fewshot_freeform smollm2 seed 0'
+    """
+    meta = kwargs["meta"]
+    where = [f"{k} {kwargs[k]}" for k in ("scale", "seed") if k in kwargs]
+    if "settings" in kwargs:
+        where.append(f"seed {kwargs['settings']['seed']}")
+    share = [f"hidden share {meta['hidden_share']:g}"] if "hidden_share" in meta else []
+    return " ".join([fn, meta["arm"], meta["model"], *where, *share])
+
+
+def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None,
+         label: str = "") -> Job:
     out_dir = f"shared/{kind}-{{id}}" if kind else "runs/{id}"
     return make_job(f"{JOBS}:{fn}", kwargs, [d for d in deps if d is not None], out_dir=out_dir,
-                    resources=resources)
+                    resources=resources, label=label or fn)
 
 
 def _meta(spec: ModelSpec, arm: str, shared: dict) -> dict:

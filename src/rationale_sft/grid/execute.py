@@ -243,7 +243,7 @@ def _outcome(fut: Future, submitted: float) -> dict:
 
 def _on_finish(job: Job, outcome: dict, final: bool, report: ExecutionReport, log: Callable | None,
                bar: Callable) -> None:
-    bar(report.counts(), not final)
+    bar(report.counts(), not final, job, outcome)
     if log is not None and final:
         log(job, outcome)
 

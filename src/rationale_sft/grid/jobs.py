@@ -55,6 +55,17 @@ class Job:
     "Output directory, relative to the grid root."
     resources: dict = dataclasses.field(default_factory=dict)
     "Per-job reservations for Ray: num_cpus, num_gpus, memory (bytes)."
+    label: str = ""
+    "What a person calls the job in progress lines (not part of its id); empty: its function and out_dir."
+
+    @property
+    def name(self) -> str:
+        """The job as progress lines and messages show it.
+
+        >>> make_job("m:f", {"x": 1}, label="train freeform").name, make_job("m:f", {"x": 1}, out_dir="runs/a").name
+        ('train freeform', 'f runs/a')
+        """
+        return self.label or f"{self.fn.rsplit(':', 1)[-1]} {self.out_dir}"
 
 
 def job_id(fn: str, kwargs: dict, deps: Iterable[str] = ()) -> str:
@@ -71,8 +82,9 @@ def job_id(fn: str, kwargs: dict, deps: Iterable[str] = ()) -> str:
 
 
 def make_job(fn: str, kwargs: dict | None = None, deps: Sequence[Job | str] = (), *,
-             out_dir: str = "jobs/{id}", resources: dict | None = None) -> Job:
-    """Declare a job; ``out_dir`` may contain ``{id}`` (e.g. ``"runs/{id}"``, ``"shared/render-{id}"``)."""
+             out_dir: str = "jobs/{id}", resources: dict | None = None, label: str = "") -> Job:
+    """Declare a job; ``out_dir`` may contain ``{id}`` (e.g. ``"runs/{id}"``, ``"shared/render-{id}"``); ``label``
+    names it in progress lines."""
     _check_fn(fn)
     kwargs = _json_roundtrip(fn, kwargs or {})
     dep_ids = tuple(d.id if isinstance(d, Job) else str(d) for d in deps)
@@ -82,7 +94,7 @@ def make_job(fn: str, kwargs: dict | None = None, deps: Sequence[Job | str] = ()
     if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip("/."):
         raise InputError(f"job {fn}: out_dir {rel!r} must be a non-empty path inside the grid root, "
                          "e.g. 'runs/{id}'")
-    return Job(jid, fn, kwargs, dep_ids, rel, dict(resources or {}))
+    return Job(jid, fn, kwargs, dep_ids, rel, dict(resources or {}), label)
 
 
 def order(jobs: Iterable[Job]) -> list[Job]:
