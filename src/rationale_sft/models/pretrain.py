@@ -165,7 +165,7 @@ def pretrain(cfg, texts: list[str], tokenizer, out_dir: str | Path, init_dir: st
         return rundir.read_json(out_dir / rundir.MANIFEST)["pretrain"]
     seeds = {"seed": cfg.pretrain.seed, "model_init": derive_seed(cfg.pretrain.seed, "model_init")}
     inputs = {"init_dir": init_dir} if init_dir else None
-    _publish(out_dir, lambda d: {"pretrain": _train(cfg, texts, tokenizer, d, init_dir)},
+    _publish(out_dir, lambda d: {"pretrain": _train(cfg, texts, tokenizer, d, init_dir, f"pretrain {out_dir.name}")},
              cfg=cfg, seeds=seeds, inputs=inputs)
     return rundir.read_json(out_dir / rundir.MANIFEST)["pretrain"]
 
@@ -213,11 +213,12 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
+def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir, description: str = "pretrain") -> dict:
     """The training loop: explicit, one optimizer step per batch of packed blocks."""
     import polars as pl
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rationale_sft import progress
 
     from rationale_sft.models.families import n_params
     from rationale_sft.precision import resolve_bf16
@@ -246,10 +247,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
     autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
     rows, window, first_loss, started = [], [], None, time.time()
     tick, tick_tokens, tokens = time.time(), 0, 0
-    progress = Progress(TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True)
-    with progress:
-        task = progress.add_task("pretrain", total=pc.steps, loss=float("nan"))
+    with progress.stage(description, pc.steps) as advance:
         for step, idx in enumerate(order):
             batch, labels, mask = get_batch(idx)
             batch = batch.to(dev, non_blocking=True)
@@ -272,7 +270,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir) -> dict:
                 rows.append({"step": step + 1, "loss": sum(window) / len(window), "lr": lr,
                              "tokens_per_s": tick_tokens / max(now - tick, 1e-9), "elapsed_s": now - started})
                 window, tick, tick_tokens = [], now, 0
-            progress.update(task, advance=1, loss=loss.item())
+            advance(loss=loss.item())
     seconds = time.time() - started
     model.to("cpu").save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rationale_sft import progress
 from rationale_sft.seeding import derive_seed
 from rationale_sft.train.data import left_pad, pad_id
 
@@ -163,14 +164,16 @@ def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, mar
     tops = np.zeros((2, n), dtype=np.int64)
     hidden: list = [None] * n
     order = np.argsort([len(c) for c in contexts], kind="stable")
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        gens = None if greedy else [_generator(seed, int(i), row_seeds) for i in idx]
-        res = _decode_batch(model, [contexts[i] for i in idx], gens, spec)
-        for k, i in enumerate(idx):
-            rows[i], hidden[i] = res["rows"][k], res["hidden"][k]
-            direct[i], tops[0, i] = res["direct"].logp[k], res["direct"].top[k]
-            after[i], tops[1, i] = res["after"][k]
+    with progress.stage("generate" if greedy else "sample", n, unit="texts") as advance:
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            gens = None if greedy else [_generator(seed, int(i), row_seeds) for i in idx]
+            res = _decode_batch(model, [contexts[i] for i in idx], gens, spec)
+            for k, i in enumerate(idx):
+                rows[i], hidden[i] = res["rows"][k], res["hidden"][k]
+                direct[i], tops[0, i] = res["direct"].logp[k], res["direct"].top[k]
+                after[i], tops[1, i] = res["after"][k]
+            advance(len(idx))
     gens_out, reread = _finish_rows(tokenizer, rows, marker, spec)
     _reread(model, [list(contexts[i]) + gens_out[i].ids for i in reread], reread, after, tops[1], hidden,
             spec, batch_size)

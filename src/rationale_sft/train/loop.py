@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from rationale_sft import config as cfglib
-from rationale_sft import rundir
+from rationale_sft import progress, rundir
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.precision import resolve_bf16
@@ -271,10 +271,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     pad = pad_id(tok)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     model.train()
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"train {cfg.arm}", total=total, completed=step0)
+    with progress.stage(f"train {cfg.arm}", total, completed=step0) as advance:
         for step in range(step0, total):
             t0 = time.perf_counter()
             stage = arms.stage_of(cfg, step, total)
@@ -308,7 +305,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
                         "label_token_share": stats[5] / stats[6], "n_target_tokens": int(stats[2] + stats[4]),
                         "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step,
                         "grad_cos": overall.get("cos"), "grad_norm_ratio": overall.get("norm_ratio")})
-            bar.update(task, advance=1)
+            advance(loss=stats[0])
             done = step + 1 == total
             if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
                 if cfg.keep_checkpoints and not done:  # before the resumable one: a resume past it rewrites it
