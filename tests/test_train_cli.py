@@ -47,7 +47,8 @@ def test_library_chatter_only_with_verbose(tmp_path, verbose):
     env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
     proc = subprocess.run([sys.executable, "-m", "rationale_sft.cli", *(["--verbose"] if verbose else []), "train",
                            "--examples", str(tmp_path / "examples.parquet"), "--model", str(base), "--out",
-                           str(tmp_path / "run"), "train.steps=2"], capture_output=True, text=True, env=env, timeout=300)
+                           str(tmp_path / "run"), "train.steps=2"],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert ("Loading weights" in proc.stderr) == verbose and ("Writing model shards" in proc.stderr) == verbose
     assert "arm label_only, 2 steps" in proc.stdout
