@@ -1,5 +1,6 @@
 """The report's HTML in headless Chromium: it renders, every image loads, the main table lists the arms."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,30 @@ def test_report_renders_with_all_images_and_arms(browser, tmp_path):
     assert "reproduces" in browser.find_element(By.CSS_SELECTOR, ".verdict").text
     sections = [s.get_attribute("id") for s in browser.find_elements(By.TAG_NAME, "section")]
     assert sections[:4] == ["verdict", "gates", "main", "delta"] and "quality" in sections
+
+
+COLUMN_OVERFLOW = """
+const style = getComputedStyle(document.body);
+const right = document.body.getBoundingClientRect().right - parseFloat(style.paddingRight);
+return Array.from(document.querySelectorAll('div.table')).map(box => [box.closest('section').id,
+    box.getBoundingClientRect().right - right, box.scrollWidth - box.clientWidth]);
+"""
+
+
+@pytest.mark.slow
+def test_tables_stay_in_the_text_column(browser, tmp_path):
+    root = make_grid_run(tmp_path / "grid")
+    quality = root / "shared/rationales-1/quality.json"  # the set names and keys of a real teacher's report
+    report = json.loads(quality.read_text())
+    for group in report["groups"]:
+        group.update({"set": f"knowledge/knowledge/{group['style']}/conditioned", "backend": "knowledge",
+                      "claims_by_kind": {"measurement:grounded": 7480, "diagnosis:grounded": 1317}})
+    quality.write_text(json.dumps(report))
+    _open(browser, write_report(build(ReportConfig, {"n_boot": 200}), root))
+    browser.set_window_size(760, 900)
+    boxes = browser.execute_script(COLUMN_OVERFLOW)
+    assert len(boxes) >= 10 and all(edge <= 0.5 for _, edge, _ in boxes), boxes
+    assert [over for section, _, over in boxes if section == "quality"] == [0]  # fits: long names wrap
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}.table{max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}th{background:#f3f3f3}
 caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding-bottom:.3em}
 figure{display:inline-block;vertical-align:top;margin:.4em 1.2em .4em 0;max-width:100%}
@@ -131,10 +131,21 @@ def _section_html(s: Section) -> str:
 
 
 def _table_html(df: pl.DataFrame, caption: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in df.rows())
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    """A table inside the text column: long names may break after a slash, and a table still wider than the
+    column (many columns) scrolls sideways in its own box instead of running past the page."""
+    head = "".join(f"<th>{_breakable(c)}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_breakable(cell(v))}</td>" for v in row) + "</tr>" for row in df.rows())
+    return (f'<div class="table"><table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after each slash (set names such as knowledge/knowledge/freeform/conditioned).
+
+    >>> _breakable("a/b<c")
+    'a/<wbr>b&lt;c'
+    """
+    return html.escape(text).replace("/", "/<wbr>")
 
 
 def to_markdown(sections: list[Section], title: str) -> str:
