@@ -10,7 +10,7 @@ import pytest
 
 from rationale_sft.config import read_yaml
 from rationale_sft.experiment.corpus import FACTOR_QUESTION, build_corpus
-from rationale_sft.render.markers import PROMPT_END
+from rationale_sft.answer import PROMPT_END
 
 
 @pytest.fixture(scope="module")

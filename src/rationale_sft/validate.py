@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from rationale_sft.answer import LABEL_WORDS, uses_chat, wrap_prompt
 from rationale_sft.config.train import JobConfig
 from rationale_sft.errors import InputError
 from rationale_sft.train import arms
-from rationale_sft.train.data import encode, uses_chat, wrap_prompt
+from rationale_sft.train.data import encode
 from rationale_sft.train.loop import check_mask, read_table, training_rows
 
 MAX_LISTED = 10
@@ -109,7 +110,7 @@ def check_label_tokens(tok, job: JobConfig, problems: list[str], warnings: list[
         places["at the start of the assistant turn"] = "\n"
     for where, prev in places.items():
         ids = candidate_ids(tok, prev)
-        words = dict(zip(arms.LABEL_WORDS, ids))
+        words = dict(zip(LABEL_WORDS, ids))
         if any(not i for i in ids) or ids[0][0] == ids[1][0]:
             problems.append(f"tokenizer: label words {words} collide {where} (same or no first token); the answer "
                             "slot cannot tell Yes from No: use a tokenizer trained by models.tokenizer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.answer import ANSWER_MARKER
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Literal
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.model import LoraConfig
 from rationale_sft.config.score import ScoreConfig
-from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.answer import ANSWER_MARKER
 
 Arm = Literal["label_only", "freeform", "stepwise", "label_then_rationale", "multitask",
               "padded_label_only", "weighted", "shuffled_rationale", "flipped_rationale", "blind_rationale",

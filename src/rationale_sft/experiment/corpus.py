@@ -234,7 +234,7 @@ def drill_texts(people: list, render_cfg, seed: int, drills: int = COPY_DRILLS) 
     Answer: 63-year-old male; APOE e4 alleles: 1; LDL cholesterol: 6.17 mmol/L.
     """
     from rationale_sft.rationales.knowledge import SEX_WORD, record_line, who
-    from rationale_sft.render.markers import ANSWER_MARKER
+    from rationale_sft.answer import ANSWER_MARKER
     from rationale_sft.render.templates import get_template
     from rationale_sft.render.vocab import format_number
     from rationale_sft.seeding import rng

@@ -17,14 +17,14 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
+from rationale_sft.answer import label_word, joiner, prompt_ids, uses_chat
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
 from rationale_sft.precision import resolve_bf16
 from rationale_sft.score.run import metrics, model_meta, score_contexts, scores_table, select_split, write_scores
-from rationale_sft.train.arms import label_word
-from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat
+from rationale_sft.train.data import fit_prompt
 from rationale_sft.train.loop import device_of, pick_rationales, read_table
 
 

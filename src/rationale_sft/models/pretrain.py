@@ -227,7 +227,7 @@ def _train(cfg, texts: list[str], tokenizer, out_dir: Path, init_dir, descriptio
     dev = device()
     model, tokenizer = _init_model(cfg, tokenizer, init_dir)
     model.to(dev).train()
-    from rationale_sft.render.markers import ANSWER_MARKER
+    from rationale_sft.answer import ANSWER_MARKER
 
     # prompts read, not learned: only what follows the marker is a target
     marker = ANSWER_MARKER if pc.loss_on == "continuation" else None

@@ -14,11 +14,12 @@ import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rationale_sft.answer import SPACED_LABEL_WORDS
 from rationale_sft.errors import InputError
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 SPECIAL_TOKENS = (PAD, BOS, EOS)
-LABEL_WORDS = (" Yes", " No")
+LABEL_WORDS = SPACED_LABEL_WORDS
 MAX_LENGTH = 2048  # = the families' max_position_embeddings
 
 

@@ -34,7 +34,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.rationales.facts import Facts, facts_for_labels
 from rationale_sft.rationales.knowledge import KnowledgeBase, find_evidence, load_knowledge
 from rationale_sft.rationales.specs import parse_reply
-from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.answer import ANSWER_MARKER
 from rationale_sft.render.vocab import DAYS_PER_MONTH, DAYS_PER_YEAR, code_suffix, split_unit
 
 OUTCOME_CODES = ("F00", "F01", "F02", "F03", "G30")

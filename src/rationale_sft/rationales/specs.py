@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from rationale_sft.errors import InputError
-from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.answer import ANSWER_MARKER
 from rationale_sft.rundir import hash_text
 
 SPEC_VERSION = "1"

@@ -3,7 +3,7 @@
 A template is plain data: format strings with named fields. The vectorised renderer turns each format
 string into a polars string expression (``fmt_expr``) and the Python assembler uses ``str.format`` on the
 same strings, so both produce identical text. Every prompt ends with the question block, which must end
-with the answer marker (``render.markers.ANSWER_MARKER``): the label word follows it directly.
+with the answer marker (``answer.ANSWER_MARKER``): the label word follows it directly.
 
 >>> t = get_template("chronological")
 >>> t.name, t.version, len(template_hash(t, "Q?", "assessment"))
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from rationale_sft.errors import InputError
-from rationale_sft.render.markers import ANSWER_MARKER
+from rationale_sft.answer import ANSWER_MARKER
 from rationale_sft.rundir import hash_text
 
 

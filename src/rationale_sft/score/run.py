@@ -20,15 +20,15 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
+from rationale_sft.answer import ANSWER_MARKER, joiner, prompt_ids, uses_chat, wrap_prompt
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
-from rationale_sft.render.markers import ANSWER_MARKER
 from rationale_sft.seeding import derive_seed
 from rationale_sft.score.generate import decode_to_marker
 from rationale_sft.score.samples import FILE as SAMPLES_FILE
 from rationale_sft.score.samples import SEED_RULE, sample_metrics, sample_rationales, with_sample_risk
 from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
-from rationale_sft.train.data import fit_prompt, joiner, prompt_ids, uses_chat, wrap_prompt
+from rationale_sft.train.data import fit_prompt
 from rationale_sft.train.loop import META, device_of, read_table
 
 SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "label": pl.Boolean,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rationale_sft.train.arms import LABEL_WORDS
-from rationale_sft.train.data import joiner, left_pad, pad_id
+from rationale_sft.answer import LABEL_WORDS, joiner
+from rationale_sft.train.data import left_pad, pad_id
 
 
 def candidate_ids(tokenizer, prev_text: str) -> list[list[int]]:

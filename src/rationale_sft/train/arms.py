@@ -31,12 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from rationale_sft.answer import label_word
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.seeding import rng
 
-LABEL_WORDS = ("Yes", "No")
-"The two answer words, in the order (positive, negative)."
 
 
 class Task(NamedTuple):
@@ -45,15 +44,6 @@ class Task(NamedTuple):
     task: str
     prefix: str
     segments: tuple[tuple[str, str], ...]
-
-
-def label_word(label: bool) -> str:
-    """The answer word of a label.
-
-    >>> label_word(True), label_word(False)
-    ('Yes', 'No')
-    """
-    return LABEL_WORDS[0] if label else LABEL_WORDS[1]
 
 
 def _need(cfg: TrainConfig, rationale: str | None) -> str:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from rationale_sft.answer import joiner, prompt_ids, wrap_prompt
 from rationale_sft.errors import InputError
 
 HISTORY_LINE = re.compile(r"^(\s*)- (\d{4}-\d{2}(?:-\d{2})?) \(")
@@ -33,19 +34,6 @@ class Encoded(NamedTuple):
     is_label: list[bool]
     n_prompt: int
     n_dropped: int
-
-
-def joiner(prev: str, kind: str) -> str:
-    """Text placed between what precedes a segment and the segment.
-
-    >>> joiner("...\\nAnswer:", "label"), joiner("assistant\\n", "label"), joiner(" Yes", "rationale")
-    (' ', '', '\\n')
-    >>> joiner("rationale text.", "marker"), joiner("", "rationale")
-    ('\\n', '')
-    """
-    if kind == "marker" or (kind == "rationale" and prev.endswith(("Yes", "No"))):
-        return "\n"
-    return "" if not prev or prev[-1].isspace() else " "
 
 
 def segment_texts(context: str, segments: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -140,27 +128,6 @@ def fit_prompt(prompt: str, budget: int, count: Callable[[str], int]) -> tuple[s
         else:
             lo = mid + 1
     return drop_oldest_history(prompt, lo), lo
-
-
-def uses_chat(tokenizer, mode: str) -> bool:
-    """Whether prompts are wrapped in the tokenizer's chat template (mode: auto, on, off)."""
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if mode == "on" and not has:
-        raise InputError("chat_template=on but the tokenizer has no chat template; use chat_template=auto or off")
-    return has and mode != "off"
-
-
-def wrap_prompt(tokenizer, prompt: str, chat: bool) -> str:
-    """The text before the answer: the prompt itself, or a chat user turn plus the assistant header."""
-    if not chat:
-        return prompt
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-
-
-def prompt_ids(tokenizer, text: str, chat: bool) -> list[int]:
-    """Token ids of a (wrapped) prompt; a chat template already holds its special tokens."""
-    return list(tokenizer(text, add_special_tokens=not chat)["input_ids"])
 
 
 def encode_segments(tokenizer, context: str, segments, pad_unit: str = " .") -> list[tuple[str, list[int]]]:

@@ -28,13 +28,14 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import progress, rundir
+from rationale_sft.answer import uses_chat
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed, rng
 from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms, conflict
-from rationale_sft.train.data import Encoded, collate, encode, pad_id, uses_chat
+from rationale_sft.train.data import Encoded, collate, encode, pad_id
 
 CHECKPOINT = "checkpoint"
 KEPT = "checkpoints"

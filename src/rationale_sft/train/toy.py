@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rationale_sft.render.markers import PROMPT_END
+from rationale_sft.answer import PROMPT_END
 from rationale_sft.rundir import hash_text
 from rationale_sft.seeding import rng
 
