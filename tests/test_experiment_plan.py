@@ -236,3 +236,15 @@ def test_a_new_knowledge_teacher_wording_or_base_replans_the_rationales_and_what
                 assert {"corpus", "base"} <= changed, name
             else:  # a real checkpoint needs no corpus; label-only runs on plain prompts read no rationales
                 assert "corpus" not in kinds(old) and (grid == "real" or label_only <= after), name
+
+
+def test_a_job_function_that_no_longer_takes_its_arguments_fails_the_plan(monkeypatch):
+    from rationale_sft.experiment import jobs
+
+    def labels(out_dir, root, meds, task, scales, seeds, controls_per_case, test_controls_per_case, test_max):
+        """The labels job without its ``seed`` argument."""
+
+    monkeypatch.setattr(jobs, "labels", labels)
+    with pytest.raises(InputError, match=r"job test_experiment_plan:.*labels: its arguments do not match the "
+                                         r"function \(got an unexpected keyword argument 'seed'\)"):
+        plan(load("smoke"), CONFIGS)

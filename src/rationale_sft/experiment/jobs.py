@@ -14,11 +14,9 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
+from rationale_sft.experiment.paths import CORPUS, LABELS, SUBSETS, TEST, USED, base_dir, grid_path, subset_ids
 from rationale_sft.grid.tracking import numeric_metrics
 from rationale_sft.seeding import rng
-
-LABELS, USED, SUBSETS, TEST = "labels.parquet", "labels_used.parquet", "subsets.parquet", "test.parquet"
-CORPUS = "corpus.parquet"
 
 
 def external(out_dir: str, root: str, path: str, content: str) -> dict:
@@ -56,7 +54,7 @@ def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: 
     task_cfg = cfglib.build(TaskConfig, task)
 
     def work(d: Path) -> dict:
-        table, summary = extract_labels(task_cfg, _path(root, meds))
+        table, summary = extract_labels(task_cfg, grid_path(root, meds))
         test = fixed_test_set(table, test_controls_per_case, test_max, seed)
         subsets = pl.concat([nested_subsets(table, scales, s, controls_per_case).with_columns(
             seed=pl.lit(s, pl.Int64)) for s in seeds])
@@ -107,7 +105,7 @@ def render(out_dir: str, root: str, meds: str, labels_dir: str, render: dict, te
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.render.stage import render as render_stage
 
-    path = render_stage(cfglib.build(RenderConfig, render), _path(root, meds), _path(root, labels_dir) / USED,
+    path = render_stage(cfglib.build(RenderConfig, render), grid_path(root, meds), grid_path(root, labels_dir) / USED,
                         out_dir)
     table = pl.read_parquet(path, columns=["split", "truncated"])
     return {"n_examples": table.height, "n_truncated": int(table["truncated"].sum())}
@@ -121,8 +119,8 @@ def rationales(out_dir: str, root: str, meds: str, render_dir: str, teacher: dic
     from rationale_sft.config.teacher import TeacherConfig
     from rationale_sft.rationales.generate import generate
 
-    path = generate(cfglib.build(TeacherConfig, teacher), _path(root, render_dir) / "examples.parquet",
-                    out_dir, meds=_path(root, meds))
+    path = generate(cfglib.build(TeacherConfig, teacher), grid_path(root, render_dir) / "examples.parquet",
+                    out_dir, meds=grid_path(root, meds))
     table = pl.read_parquet(path, columns=["style", "text"])
     words = table.with_columns(n=pl.col("text").str.split(" ").list.len()).group_by("style").agg(
         pl.col("n").mean().alias("mean_words"))
@@ -134,9 +132,9 @@ def quality(out_dir: str, root: str, meds: str, labels_dir: str, rationales_dir:
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.rationales.check import check_rationales
 
-    table = pl.read_parquet(_path(root, rationales_dir) / "rationales.parquet")
-    labels_table = pl.read_parquet(_path(root, labels_dir) / USED)
-    check_rationales(table, _path(root, meds), labels_table, out_dir,
+    table = pl.read_parquet(grid_path(root, rationales_dir) / "rationales.parquet")
+    labels_table = pl.read_parquet(grid_path(root, labels_dir) / USED)
+    check_rationales(table, grid_path(root, meds), labels_table, out_dir,
                      render_cfg=cfglib.build(RenderConfig, render))
     return numeric_metrics(rundir.read_json(Path(out_dir) / "quality.json"))
 
@@ -146,16 +144,10 @@ def baselines(out_dir: str, root: str, meds: str, labels_dir: str, scale: int, s
     from rationale_sft.baselines.fit import fit_baselines
     from rationale_sft.config.baselines import BaselinesConfig
 
-    ids = subset_ids(_path(root, labels_dir), scale, seed)
-    metrics = fit_baselines(cfglib.build(BaselinesConfig, cfg), _path(root, labels_dir) / USED, _path(root, meds),
-                            out_dir, train_ids=ids)
+    ids = subset_ids(grid_path(root, labels_dir), scale, seed)
+    metrics = fit_baselines(cfglib.build(BaselinesConfig, cfg), grid_path(root, labels_dir) / USED,
+                            grid_path(root, meds), out_dir, train_ids=ids)
     return {f"{model}_{k}": v for model, m in metrics.items() for k, v in m.items()}
-
-
-def subset_ids(labels_dir: Path, scale: int, seed: int) -> list[int]:
-    """Subject ids of the training subset of ``scale`` subjects drawn with ``seed``."""
-    subsets = pl.read_parquet(labels_dir / SUBSETS)
-    return subsets.filter((pl.col("scale") == scale) & (pl.col("seed") == seed))["subject_id"].sort().to_list()
 
 
 def corpus(out_dir: str, root: str, synth: dict, task: dict, render: dict, seed: int, teacher: dict,
@@ -184,7 +176,7 @@ def base(out_dir: str, root: str, corpus_dir: str, model: dict, pretrain: dict) 
     from rationale_sft.models.pretrain import ensure_base
 
     cfg = cfglib.build(BaseModelConfig, {"model": model, "pretrain": pretrain})
-    table = pl.read_parquet(_path(root, corpus_dir) / CORPUS) if corpus_dir else None
+    table = pl.read_parquet(grid_path(root, corpus_dir) / CORPUS) if corpus_dir else None
     texts = lambda kind: [] if table is None else table.filter(pl.col("kind") == kind)["text"].to_list()
     path = ensure_base(cfg, texts, Path(root) / "shared" / "models")
 
@@ -196,12 +188,6 @@ def base(out_dir: str, root: str, corpus_dir: str, model: dict, pretrain: dict) 
 
     rundir.run_stage(out_dir, work, cfg=cfg)
     return {"base_dir": rundir.portable(path, root)}
-
-
-def base_dir(root: str, base_job_dir: str) -> Path:
-    """The model directory a ``base`` job resolved (stored relative to the job's directory inside the grid)."""
-    job_dir = _path(root, base_job_dir)
-    return rundir.stored_path(rundir.read_json(job_dir / "base.json")["path"], job_dir)
 
 
 def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
@@ -223,8 +209,3 @@ def fewshot(out_dir: str, root: str, labels_dir: str, render_dir: str, rationale
 
     return run_fewshot(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, settings,
                        score, meta)
-
-
-def _path(root: str | Path, rel: str) -> Path:
-    path = Path(rel)
-    return path if path.is_absolute() else Path(root) / path

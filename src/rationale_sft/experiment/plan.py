@@ -8,6 +8,7 @@ relaunching the same grid runs only what is missing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +17,12 @@ from rationale_sft import fingerprint
 from rationale_sft.config.experiment import ExperimentConfig, ModelSpec
 from rationale_sft.config.train import check_answer_stage
 from rationale_sft.errors import InputError
+from rationale_sft.experiment import jobs
 from rationale_sft.experiment.corpus import CORPUS_VERSION
 from rationale_sft.grid.jobs import Job, make_job
 from rationale_sft.rationales.generate import backend_params
 from rationale_sft.render.templates import get_template, template_hash
 
-JOBS = "rationale_sft.experiment.jobs"
 PRETRAIN_SEED_OFFSET = 1_000_003
 "Seed offset of the pretraining cohort: same synthetic world, other people."
 
@@ -99,7 +100,7 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
     (``None``: the data as configured); the first level's artifacts are the index's."""
     index, p.index = p.index, {}
     meds_job, meds = cohort_job(p, cfg, config_dir, share)
-    labels = p.add(_job("labels", {
+    labels = p.add(_job(jobs.labels, {
         "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
         "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
         "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
@@ -107,7 +108,7 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
     # the template's text (an edited built-in template renders new prompts)
     template = get_template(cfg.render.template)
     knowledge = {"knowledge": knowledge_params(cfg)} if "{factors}" in template.question_block else {}
-    render = p.add(_job("render", {"meds": meds, "labels_dir": labels.out_dir, "render": cfglib.to_dict(cfg.render),
+    render = p.add(_job(jobs.render, {"meds": meds, "labels_dir": labels.out_dir, "render": cfglib.to_dict(cfg.render),
                                    "template": template_id(cfg)}
                         | knowledge, [meds_job, labels], "render"))
     by_mode = rationale_jobs(p, cfg, meds, meds_job, labels, render)
@@ -135,7 +136,7 @@ def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path, share: float | 
         path = (path if path.is_absolute() else config_dir / path).resolve()
         return external_job(p, "meds", path), str(path)
     synth = cfg.data.synth if share is None else dataclasses.replace(cfg.data.synth, hidden_share=share)
-    job = p.add(_job("cohort", {"synth": cfglib.to_dict(synth)}, [], "cohort"))
+    job = p.add(_job(jobs.cohort, {"synth": cfglib.to_dict(synth)}, [], "cohort"))
     return job, job.out_dir
 
 
@@ -144,7 +145,7 @@ def external_job(p: Plan, kind: str, path: Path) -> Job:
     of every job depending on it, changes when any file under ``path`` changes, even at the same path."""
     if not path.exists():
         raise InputError(f"{kind} input {path} does not exist; fix the path in the config")
-    return p.add(_job("external", {"path": str(path), "content": fingerprint.digest(path)}, [], kind))
+    return p.add(_job(jobs.external, {"path": str(path), "content": fingerprint.digest(path)}, [], kind))
 
 
 def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: Job, render: Job) -> dict[str, Job]:
@@ -158,9 +159,9 @@ def rationale_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: 
         teacher = dataclasses.replace(cfg.teacher, mode=mode)
         kwargs = {"meds": meds, "render_dir": render.out_dir, "teacher": cfglib.to_dict(teacher),
                   "backend": backend_params(teacher)}
-        by_mode[mode] = p.add(_job("rationales", kwargs, [meds_job, render], "rationales"))
+        by_mode[mode] = p.add(_job(jobs.rationales, kwargs, [meds_job, render], "rationales"))
     job = by_mode[cfg.teacher.mode]
-    quality = p.add(_job("quality", {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
+    quality = p.add(_job(jobs.quality, {"meds": meds, "labels_dir": labels.out_dir, "rationales_dir": job.out_dir,
                                      "render": cfglib.to_dict(cfg.render)}, [meds_job, labels, job], "quality"))
     p.index.update({"rationales": job.out_dir, "rationale_quality": quality.out_dir})
     if len(by_mode) > 1:
@@ -188,7 +189,7 @@ def baseline_jobs(p: Plan, cfg: ExperimentConfig, meds: str, meds_job, labels: J
     p.index["baselines"], p.index["baselines_by_seed"] = {}, {}
     for scale in cfg.grid.scales:
         for seed in cfg.grid.seeds:
-            job = p.add(_job("baselines", {"meds": meds, "labels_dir": labels.out_dir, "scale": scale, "seed": seed,
+            job = p.add(_job(jobs.baselines, {"meds": meds, "labels_dir": labels.out_dir, "scale": scale, "seed": seed,
                                            "cfg": cfglib.to_dict(cfg.baselines)}, [meds_job, labels], "baselines"))
             p.index["baselines"].setdefault(str(scale), job.out_dir)
             p.index["baselines_by_seed"][f"{scale}/{seed}"] = job.out_dir
@@ -216,7 +217,7 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
         # the texts are the knowledge teacher's, whatever the grid's teacher: its wording and base are in the id;
         # so is the template's text, which its prompts are rendered with
         knowledge = knowledge_params(cfg)
-        corpus = p.add(_job("corpus", {"synth": cfglib.to_dict(synth), "task": task,
+        corpus = p.add(_job(jobs.corpus, {"synth": cfglib.to_dict(synth), "task": task,
                                        "render": cfglib.to_dict(cfg.render), "seed": cfg.seed,
                                        "teacher": cfglib.to_dict(cfg.teacher), "version": CORPUS_VERSION,
                                        "template": template_id(cfg), "knowledge": knowledge}, [], "corpus"))
@@ -229,7 +230,7 @@ def base_jobs(p: Plan, cfg: ExperimentConfig, task: dict) -> dict[tuple, Job]:
                   "pretrain": cfglib.to_dict(cfg.pretrain)}
         local = Path(spec.checkpoint).expanduser() if spec.checkpoint else None
         weights = external_job(p, "checkpoint", local.resolve()) if local and local.exists() else None
-        out[_base_key(spec)] = p.add(_job("base", kwargs, [corpus, weights], "base"))
+        out[_base_key(spec)] = p.add(_job(jobs.base, kwargs, [corpus, weights], "base"))
     return out
 
 
@@ -256,7 +257,7 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
     rationales = None if arm == "label_only" else (
         shared["rationales_by_mode"][RATIONALE_MODES[arm]] if arm in RATIONALE_MODES else shared["rationales"])
     extra = {"layer_probes": True} if cfg.layer_probes else {}  # absent when off: ids of older grids hold
-    return _run_job("sft", cfg, shared, base, rationales, scale=scale, seed=seed, train=train,
+    return _run_job(jobs.sft, cfg, shared, base, rationales, scale=scale, seed=seed, train=train,
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
 
 
@@ -283,17 +284,18 @@ def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> N
                 if demo != "label_only":
                     settings["rationale_style"] = demo
                 rationales = shared["rationales"] if demo != "label_only" else None
-                p.runs.append(p.add(_run_job("fewshot", cfg, shared, bases[_base_key(spec)], rationales,
+                p.runs.append(p.add(_run_job(jobs.fewshot, cfg, shared, bases[_base_key(spec)], rationales,
                                              settings=settings, meta=_meta(spec, f"fewshot_{demo}", shared))))
 
 
-def _run_job(fn: str, cfg: ExperimentConfig, shared: dict, base: Job, rationales: Job | None, **kwargs) -> Job:
+def _run_job(fn: Callable, cfg: ExperimentConfig, shared: dict, base: Job, rationales: Job | None, **kwargs) -> Job:
     """A run job (one results row): reads the shared labels, prompts, base model and, if used, rationales."""
     inputs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
               "score": cfglib.to_dict(cfg.score)}
     deps = [shared["labels"], shared["render"], base, rationales]
-    return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg), label=run_label(fn, kwargs))
+    return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg),
+                label=run_label(fn.__name__, kwargs))
 
 
 def run_label(fn: str, kwargs: dict) -> str:
@@ -312,11 +314,12 @@ def run_label(fn: str, kwargs: dict) -> str:
     return " ".join([fn, meta["arm"], meta["model"], *where, *share])
 
 
-def _job(fn: str, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None,
+def _job(fn: Callable, kwargs: dict, deps: list, kind: str | None, resources: dict | None = None,
          label: str = "") -> Job:
+    """A job of one of ``experiment.jobs``' functions (its arguments checked against the function now)."""
     out_dir = f"shared/{kind}-{{id}}" if kind else "runs/{id}"
-    return make_job(f"{JOBS}:{fn}", kwargs, [d for d in deps if d is not None], out_dir=out_dir,
-                    resources=resources, label=label or fn)
+    return make_job(fn, kwargs, [d for d in deps if d is not None], out_dir=out_dir, resources=resources,
+                    label=label or fn.__name__)
 
 
 def _meta(spec: ModelSpec, arm: str, shared: dict) -> dict:

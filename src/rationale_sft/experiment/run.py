@@ -15,7 +15,7 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
-from rationale_sft.experiment import jobs
+from rationale_sft.experiment.paths import TEST, USED, base_dir, grid_path, subset_ids
 
 RUN_JSON = "run.json"
 GENERATION_KEYS = ("gen_grounding_rate", "gen_age_correct_rate", "gen_sex_correct_rate", "gen_loop_rate")
@@ -27,13 +27,13 @@ def run_examples(root: Path, labels_dir: str, render_dir: str, scale: int | None
 
     ``scale=None`` keeps every training subject rendered (the few-shot demonstration pool).
     """
-    examples = pl.read_parquet(jobs._path(root, render_dir) / "examples.parquet")
-    test = pl.read_parquet(jobs._path(root, labels_dir) / jobs.TEST)["subject_id"]
+    examples = pl.read_parquet(grid_path(root, render_dir) / "examples.parquet")
+    test = pl.read_parquet(grid_path(root, labels_dir) / TEST)["subject_id"]
     keep = pl.col("subject_id").is_in(test.implode()) & (pl.col("split") == "held_out")
     if scale is None:
         keep = keep | (pl.col("split") == "train")
     else:
-        ids = pl.Series(jobs.subset_ids(jobs._path(root, labels_dir), scale, seed), dtype=pl.Int64)
+        ids = pl.Series(subset_ids(grid_path(root, labels_dir), scale, seed), dtype=pl.Int64)
         keep = keep | (pl.col("subject_id").is_in(ids.implode()) & (pl.col("split") == "train"))
     return examples.filter(keep).sort("split", "subject_id")
 
@@ -48,8 +48,8 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     from rationale_sft.train.loop import train as train_stage
 
     train_cfg, score_cfg = sft_settings(train, score, seed, probe)
-    rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
-    base = jobs.base_dir(str(root), base_job)
+    rationales = None if rationales_dir is None else grid_path(root, rationales_dir) / "rationales.parquet"
+    base = base_dir(str(root), base_job)
 
     def work(d: Path) -> dict:
         examples = run_examples(root, labels_dir, render_dir, scale, seed)
@@ -180,8 +180,8 @@ def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rat
     from rationale_sft.fewshot.run import fewshot as fewshot_stage
 
     cfg, score_cfg = fewshot_settings(settings, score)
-    rationales = None if rationales_dir is None else jobs._path(root, rationales_dir) / "rationales.parquet"
-    base = jobs.base_dir(str(root), base_job)
+    rationales = None if rationales_dir is None else grid_path(root, rationales_dir) / "rationales.parquet"
+    base = base_dir(str(root), base_job)
 
     def work(d: Path) -> dict:
         examples = run_examples(root, labels_dir, render_dir, None, None)
@@ -219,8 +219,8 @@ def generation_metrics(run_dir: Path, root: Path, labels_dir: str, meds: str, re
     from rationale_sft.config.render import RenderConfig
     from rationale_sft.score import quality
 
-    labels = pl.read_parquet(jobs._path(root, labels_dir) / jobs.USED)
-    rows = quality.generation_quality(pl.read_parquet(run_dir / "scores.parquet"), jobs._path(root, meds), labels,
+    labels = pl.read_parquet(grid_path(root, labels_dir) / USED)
+    rows = quality.generation_quality(pl.read_parquet(run_dir / "scores.parquet"), grid_path(root, meds), labels,
                                       cfglib.build(RenderConfig, render))
     rundir.write_parquet(rows, run_dir / quality.FILE)
     return quality.summarise(rows)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import inspect
 import json
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,25 @@ def job_id(fn: str, kwargs: dict, deps: Iterable[str] = ()) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def make_job(fn: str, kwargs: dict | None = None, deps: Sequence[Job | str] = (), *,
+def make_job(fn: str | Callable, kwargs: dict | None = None, deps: Sequence[Job | str] = (), *,
              out_dir: str = "jobs/{id}", resources: dict | None = None, label: str = "") -> Job:
     """Declare a job; ``out_dir`` may contain ``{id}`` (e.g. ``"runs/{id}"``, ``"shared/render-{id}"``); ``label``
-    names it in progress lines."""
+    names it in progress lines.
+
+    ``fn`` is the job function itself or its dotted path ``'package.module:function'``. A function is stored
+    by that path (the same id either way) and its keyword arguments are checked against its signature now,
+    so a plan whose arguments do not match the function fails when it is declared, not when the job runs:
+
+    >>> def square(out_dir, root, x): ...
+    >>> make_job(square, {"x": 2}).id == make_job("rationale_sft.grid.jobs:square", {"x": 2}).id
+    True
+    >>> make_job(square, {"x": 2, "y": 3})
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: job rationale_sft.grid.jobs:square: its arguments do not match the function (got an unexpected keyword argument 'y'); it takes: x
+    """
+    if callable(fn):
+        fn = _bound(fn, kwargs or {})
     _check_fn(fn)
     kwargs = _json_roundtrip(fn, kwargs or {})
     dep_ids = tuple(d.id if isinstance(d, Job) else str(d) for d in deps)
@@ -222,6 +238,23 @@ def plain_metrics(fn: str, metrics: dict) -> dict:
                         f"({type(obj).__name__}); return numbers, strings, lists or dicts")
 
     return json.loads(json.dumps(metrics, default=plain))
+
+
+def job_path(fn: Callable) -> str:
+    """The dotted path ``'package.module:function'`` by which workers import a job function."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _bound(fn: Callable, kwargs: dict) -> str:
+    """``fn``'s dotted path, after checking that it accepts ``out_dir``, ``root`` and ``kwargs``."""
+    path = job_path(fn)
+    signature = inspect.signature(fn)
+    try:
+        signature.bind(**{k: None for k in RESERVED_KWARGS}, **kwargs)
+    except TypeError as exc:
+        params = ", ".join(p for p in signature.parameters if p not in RESERVED_KWARGS)
+        raise InputError(f"job {path}: its arguments do not match the function ({exc}); it takes: {params}") from None
+    return path
 
 
 def _check_fn(fn: str) -> None:
