@@ -89,6 +89,9 @@ def test_results_agree_with_per_subject_scores(smoke):
         if not row["arm"].startswith("fewshot"):
             log = pl.read_parquet(smoke / row["run_path"] / "train_log.parquet")
             assert (row["train_steps"], row["train_tokens"]) == (log.height, int(log["n_tokens"].sum()))
+        run = json.loads((smoke / row["run_path"] / "run.json").read_text())
+        assert 50 < row["peak_rss_mb"] == run["peak_rss_mb"] and run["peak_rss_scope"] == "run"  # Linux resets it
+        assert row["peak_gpu_mb"] is None  # no CUDA here
         ids = scores["subject_id"].sort().to_list()
         assert test_ids is None or ids == test_ids  # every model is scored on the same test subjects
         test_ids = ids

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from rationale_sft import config as cfglib
-from rationale_sft import rundir
+from rationale_sft import memory, rundir
 from rationale_sft.experiment.paths import TEST, USED, base_dir, grid_path, subset_ids
 
 RUN_JSON = "run.json"
@@ -52,13 +52,15 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     base = base_dir(str(root), base_job)
 
     def work(d: Path) -> dict:
-        examples = run_examples(root, labels_dir, render_dir, scale, seed)
-        summary = train_stage(train_cfg, d, examples, rationales, base)
-        check_headroom(d, train_cfg, score_cfg)
-        scored = score_stage(score_cfg, d, examples, d / "checkpoint")
-        quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
-        probe_error = probe_layer_states(d, examples, score_cfg, seed) if layer_probes else None
-        row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), "probe": probe_row(d, seed) if probe else {},
+        with memory.peak() as peak:
+            examples = run_examples(root, labels_dir, render_dir, scale, seed)
+            summary = train_stage(train_cfg, d, examples, rationales, base)
+            check_headroom(d, train_cfg, score_cfg)
+            scored = score_stage(score_cfg, d, examples, d / "checkpoint")
+            quality = generation_metrics(d, root, labels_dir, meds, render) if scored["mode"] == "generate" else {}
+            probe_error = probe_layer_states(d, examples, score_cfg, seed) if layer_probes else None
+        row = {**meta, "scale": scale, "seed": seed, **result_metrics(d), **peak,
+               "probe": probe_row(d, seed) if probe else {},
                "train_seconds": summary["seconds"], "train_tokens_per_s": summary["tokens_per_s"],
                "train_steps": summary["steps"], "train_answer_steps": summary["answer_stage_steps"],
                "train_tokens": summary["tokens_seen"],
@@ -184,9 +186,10 @@ def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rat
     base = base_dir(str(root), base_job)
 
     def work(d: Path) -> dict:
-        examples = run_examples(root, labels_dir, render_dir, None, None)
-        fewshot_stage(cfg, d, examples, rationales, base, score_cfg)
-        row = {**meta, "scale": None, "seed": cfg.seed, "k_shot": cfg.k, **result_metrics(d), "probe": {}}
+        with memory.peak() as peak:
+            examples = run_examples(root, labels_dir, render_dir, None, None)
+            fewshot_stage(cfg, d, examples, rationales, base, score_cfg)
+        row = {**meta, "scale": None, "seed": cfg.seed, "k_shot": cfg.k, **result_metrics(d), **peak, "probe": {}}
         rundir.write_json(d / RUN_JSON, row)
         return {"run": row}
 
