@@ -37,3 +37,16 @@ def test_training_and_generation_report_progress_in_a_log(tmp_path, capsys, monk
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("generate:")]
     assert [ln.split(" (")[0] for ln in lines] == [f"generate: {i}/{n} texts" for i in range(2, n, 2)] + [
         f"generate: {n}/{n} texts"]
+
+
+def test_the_train_log_is_written_while_training(tmp_path, monkeypatch):
+    from rationale_sft.train import loop
+
+    monkeypatch.setattr(loop, "LOG_WRITE_S", 0.0)
+    heights = []
+    write = loop.write_log
+    monkeypatch.setattr(loop, "write_log", lambda run_dir, log: (heights.append(len(log)), write(run_dir, log)))
+    ex, rat = toy_data(n=12, seed=3)
+    base = toy_model(tmp_path / "base", ex["prompt"].to_list(), vocab_size=300)
+    train(build(TrainConfig, {"steps": 3, "micro_batch": 4}), tmp_path / "run", ex, None, base)
+    assert heights == [1, 2, 3, 3]  # after every step, then with the final checkpoint

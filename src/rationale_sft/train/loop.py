@@ -6,8 +6,9 @@ accumulation splits give the same update and long rationale targets are not aver
 
 Run directory (contract section 7): ``checkpoint/`` (model or adapter dir + tokenizer + ``training.json``),
 with ``train.keep_checkpoints`` also ``checkpoints/step-<N>/`` (weights of every ``checkpoint_every`` step),
-``train_log.parquet`` (one row per step), ``train_examples.parquet`` (hashes and token counts per training
-sequence), ``train.json`` (summary, seeds, input hashes) and, with ``train.conflict_every``,
+``train_log.parquet`` (one row per step, rewritten about once a minute while training), ``train_examples.parquet``
+(hashes and token counts per training sequence), ``train.json`` (summary, seeds, input hashes) and, with
+``train.conflict_every``,
 ``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer).
 A re-run resumes from ``checkpoint/`` (weights, optimizer, scheduler, RNG, step and log) and returns at
 once when the checkpoint is final.
@@ -272,6 +273,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     pad = pad_id(tok)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     model.train()
+    log_written = time.monotonic()
     with progress.stage(f"train {cfg.arm}", total, completed=step0) as advance:
         for step in range(step0, total):
             t0 = time.perf_counter()
@@ -307,6 +309,9 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
                         "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step,
                         "grad_cos": overall.get("cos"), "grad_norm_ratio": overall.get("norm_ratio")})
             advance(loss=stats[0])
+            if time.monotonic() - log_written >= LOG_WRITE_S:  # a long run's log can be read while it trains
+                write_log(run_dir, log)
+                log_written = time.monotonic()
             done = step + 1 == total
             if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
                 if cfg.keep_checkpoints and not done:  # before the resumable one: a resume past it rewrites it
@@ -349,6 +354,15 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+LOG_WRITE_S = 60.0
+"Seconds between rewrites of train_log.parquet while training (it is also written at every checkpoint)."
+
+
+def write_log(run_dir: Path, log: list[dict]) -> None:
+    """train_log.parquet: one row per optimizer step so far."""
+    rundir.write_parquet(pl.DataFrame(log, schema=log_schema()), run_dir / "train_log.parquet")
+
+
 def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[dict], meta: dict,
                     conflicts: list[dict] | None = None) -> Path:
     """Write the checkpoint to a temporary dir, then swap it in by renames (a crash leaves a whole one);
@@ -371,7 +385,7 @@ def save_checkpoint(run_dir: Path, model, tok, opt, sched, step: int, log: list[
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(exc, run_dir / CHECKPOINT) from exc
     rundir.write_json(tmp / META, {**meta, "step": step})
-    rundir.write_parquet(pl.DataFrame(log, schema=log_schema()), run_dir / "train_log.parquet")
+    write_log(run_dir, log)
     if conflicts is not None:
         rundir.write_parquet(pl.DataFrame(conflicts, schema=conflict_schema()), run_dir / CONFLICT)
     final, old = run_dir / CHECKPOINT, run_dir / ".checkpoint.old"
