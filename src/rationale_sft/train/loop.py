@@ -8,8 +8,8 @@ Run directory (contract section 7): ``checkpoint/`` (model or adapter dir + toke
 with ``train.keep_checkpoints`` also ``checkpoints/step-<N>/`` (weights of every ``checkpoint_every`` step),
 ``train_log.parquet`` (one row per step, rewritten about once a minute while training), ``train_examples.parquet``
 (hashes and token counts per training sequence), ``train.json`` (summary, seeds, input hashes) and, with
-``train.conflict_every``,
-``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per measured step and layer).
+``train.conflict_every``, ``grad_conflict.parquet`` (label vs rationale gradient cosine and norm ratio per
+measured step and layer).
 A re-run resumes from ``checkpoint/`` (weights, optimizer, scheduler, RNG, step and log) and returns at
 once when the checkpoint is final.
 """
