@@ -90,3 +90,16 @@ def test_the_control_and_balancing_arms_validate(job_files, tmp_path, arm):
     if arm == "flipped_rationale":
         report = validate(job(root, base, arm=arm))  # the job's rationales hold no flipped ones
         assert any("no freeform/flipped rationale" in p for p in report["problems"])
+
+
+def test_a_max_len_that_cuts_many_histories_is_a_warning(job_files):
+    root, base = job_files
+    full = validate(job(root, base))
+    assert not any("drops the oldest history lines" in w for w in full["warnings"])
+    tight = full["sequence_tokens"]["median"]  # about half the sequences lose history lines
+    report = validate(job(root, base, max_len=int(tight)))
+    share = report["n_truncated"] / report["n_sequences"]
+    assert report["problems"] == [] and 0.05 < share < 1
+    assert [w for w in report["warnings"] if "drops the oldest history lines" in w] == [
+        f"train.max_len={int(tight)} drops the oldest history lines of {report['n_truncated']} of "
+        f"{report['n_sequences']} training sequences ({share:.0%}): raise train.max_len if the model's context allows"]

@@ -22,6 +22,8 @@ from rationale_sft.train.loop import check_mask, read_table, training_rows
 
 MAX_LISTED = 10
 "Problems of one kind listed by example before the rest are summarised as a count."
+TRUNCATED_WARN = 0.05
+"Warn when more than this share of the training sequences lose history lines to fit train.max_len."
 
 
 def validate(job: JobConfig) -> dict:
@@ -207,6 +209,10 @@ def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str], 
     problems += failures[:MAX_LISTED]
     if len(failures) > MAX_LISTED:
         problems.append(f"... and {len(failures) - MAX_LISTED} more examples with problems")
+    if lengths and dropped / len(lengths) > TRUNCATED_WARN:
+        warnings.append(f"train.max_len={cfg.max_len} drops the oldest history lines of {dropped} of {len(lengths)} "
+                        f"training sequences ({dropped / len(lengths):.0%}): raise train.max_len if the model's context "
+                        "allows")
     if targets and arms.SCORING[cfg.arm] == "generate":
         p95 = int(np.percentile(targets, 95))
         if job.score.max_new_tokens < p95:
