@@ -40,6 +40,11 @@ RATIONALE_GATES = {  # gate: (results column, comparison, ReportConfig field)
     "sex_correct": ("gen_sex_correct_rate", ">=", "gate_sex_correct"),
     "loops": ("gen_loop_rate", "<=", "gate_loop_rate"),
 }
+CONTENT_GATES = ("grounding", "age_correct", "sex_correct")
+"Gates that check a generated rationale's facts against the test subject's own record."
+OTHER_SUBJECT_ARMS = ("shuffled_rationale",)
+"""Arms trained to write another subject's rationale: their facts are wrong by design (the manipulation the
+control makes), so the content gates do not apply to them; marker, label mass and loops still do."""
 FEWSHOT_GATES = {
     "fewshot_label_mass": ("mean_label_mass", ">=", "gate_fewshot_label_mass"),
     "truncated": ("truncated_rate", "<=", "gate_fewshot_truncated"),
@@ -70,6 +75,16 @@ def generates(arm: str) -> bool:
     return not arm.startswith(FEWSHOT_PREFIX) and SCORING.get(arm.split("_x")[0]) == "generate"
 
 
+def rationale_gates(arm: str) -> dict:
+    """The gates of a generating arm: all of RATIONALE_GATES, less the content gates for OTHER_SUBJECT_ARMS.
+
+    >>> list(rationale_gates("shuffled_rationale")), len(rationale_gates("freeform"))
+    (['marker', 'label_mass', 'loops'], 6)
+    """
+    skip = CONTENT_GATES if arm in OTHER_SUBJECT_ARMS else ()
+    return {g: v for g, v in RATIONALE_GATES.items() if g not in skip}
+
+
 def passes(value: float | None, op: str, threshold: float) -> bool:
     """Whether a gate's value meets its threshold (a missing value does not).
 
@@ -90,8 +105,8 @@ def gate_table(runs: pl.DataFrame, cfg: ReportConfig, refs: dict[str, dict]) -> 
     """
     rows = []
     for r in runs.sort("run_id").iter_rows(named=True):
-        gates = RATIONALE_GATES if generates(r["arm"]) else FEWSHOT_GATES if r["arm"].startswith(FEWSHOT_PREFIX) \
-            else {}
+        gates = rationale_gates(r["arm"]) if generates(r["arm"]) else FEWSHOT_GATES \
+            if r["arm"].startswith(FEWSHOT_PREFIX) else {}
         for gate, (col, op, field) in gates.items():
             rows.append(_row(r, gate, r.get(col), op, getattr(cfg, field), col in runs.columns))
     rows += reference_rows(runs, cfg, refs)
@@ -301,7 +316,8 @@ def _rule_text(cfg: ReportConfig) -> str:
             f"{cfg.gate_label_mass:g} mean probability on the two label words after its rationale, have >= "
             f"{cfg.gate_grounding:.0%} of its generated claims grounded by the rationale checker, state age and sex "
             f"correctly for >= {cfg.gate_age_correct:.0%} / {cfg.gate_sex_correct:.0%} of subjects and loop in <= "
-            f"{cfg.gate_loop_rate:.0%} of generations. The reference arm ({cfg.reference_arm}) at the largest scale "
+            f"{cfg.gate_loop_rate:.0%} of generations (shuffled_rationale, trained to write another subject's "
+            "rationale, is not held to the grounding, age and sex gates). The reference arm ({cfg.reference_arm}) at the largest scale "
             f"must have mean AUROC >= the LR baseline's (same training and test subjects) + {cfg.gate_lr_margin:g} "
             f"and >= the AUROC of the number of history lines + {cfg.gate_lines_margin:g}. Few-shot runs must put "
             f">= {cfg.gate_fewshot_label_mass:g} mean probability on the label words with <= "
