@@ -125,14 +125,17 @@ def test_label_only_gate_against_lr_and_line_count():
     assert unmeasured["passed"].to_list() == [None, None]
 
 
-def test_the_shuffled_control_is_not_held_to_its_own_subjects_facts():
-    row = {"model": ["m"] * 2, "scale": [600] * 2, "seed": [0] * 2, "marker_found_rate": [1.0] * 2,
-           "mean_label_mass": [1.0] * 2, "gen_grounding_rate": [0.55] * 2, "gen_age_correct_rate": [0.25] * 2,
-           "gen_sex_correct_rate": [0.5] * 2, "gen_loop_rate": [0.0] * 2}
-    runs = pl.DataFrame({"run_id": ["s", "f"], "arm": ["shuffled_rationale", "freeform"], **row})
+def test_controls_are_not_held_to_the_gates_their_manipulation_fails():
+    row = {"model": ["m"] * 3, "scale": [600] * 3, "seed": [0] * 3, "marker_found_rate": [1.0] * 3,
+           "mean_label_mass": [1.0] * 3, "gen_grounding_rate": [0.55] * 3, "gen_age_correct_rate": [0.25] * 3,
+           "gen_sex_correct_rate": [0.5] * 3, "gen_loop_rate": [0.0, 0.0, 1.0]}
+    runs = pl.DataFrame({"run_id": ["s", "f", "p"], "arm": ["shuffled_rationale", "freeform", "padded_label_only"],
+                         **row})
     t = gate_table(runs, CFG, {})
-    shuffled, freeform = (dict(zip(p["gate"], p["passed"])) for p in (t.filter(pl.col("run_id") == i) for i in "sf"))
+    shuffled, freeform, padded = (dict(zip(p["gate"], p["passed"])) for p in (t.filter(pl.col("run_id") == i)
+                                                                               for i in "sfp"))
     assert shuffled == {"marker": True, "label_mass": True, "loops": True}  # its facts are another subject's
+    assert padded == {"marker": True, "label_mass": True}  # it writes " . . ." by design
     assert freeform == {"marker": True, "label_mass": True, "grounding": False, "age_correct": False,
                         "sex_correct": False, "loops": True}
 

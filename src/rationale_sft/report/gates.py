@@ -42,9 +42,10 @@ RATIONALE_GATES = {  # gate: (results column, comparison, ReportConfig field)
 }
 CONTENT_GATES = ("grounding", "age_correct", "sex_correct")
 "Gates that check a generated rationale's facts against the test subject's own record."
-OTHER_SUBJECT_ARMS = ("shuffled_rationale",)
-"""Arms trained to write another subject's rationale: their facts are wrong by design (the manipulation the
-control makes), so the content gates do not apply to them; marker, label mass and loops still do."""
+NOT_APPLICABLE = {"shuffled_rationale": CONTENT_GATES, "padded_label_only": CONTENT_GATES + ("loops",)}
+"""Gates that do not apply to a control, because what they measure is its manipulation: shuffled_rationale is
+trained to write another subject's rationale (its facts are wrong by design), padded_label_only to write
+neutral padding (no facts, one unit repeated). The marker and label-mass gates apply to both."""
 FEWSHOT_GATES = {
     "fewshot_label_mass": ("mean_label_mass", ">=", "gate_fewshot_label_mass"),
     "truncated": ("truncated_rate", "<=", "gate_fewshot_truncated"),
@@ -76,12 +77,14 @@ def generates(arm: str) -> bool:
 
 
 def rationale_gates(arm: str) -> dict:
-    """The gates of a generating arm: all of RATIONALE_GATES, less the content gates for OTHER_SUBJECT_ARMS.
+    """The gates of a generating arm: RATIONALE_GATES less those NOT_APPLICABLE to it.
 
-    >>> list(rationale_gates("shuffled_rationale")), len(rationale_gates("freeform"))
-    (['marker', 'label_mass', 'loops'], 6)
+    >>> list(rationale_gates("shuffled_rationale")), list(rationale_gates("padded_label_only"))
+    (['marker', 'label_mass', 'loops'], ['marker', 'label_mass'])
+    >>> len(rationale_gates("freeform"))
+    6
     """
-    skip = CONTENT_GATES if arm in OTHER_SUBJECT_ARMS else ()
+    skip = NOT_APPLICABLE.get(arm, ())
     return {g: v for g, v in RATIONALE_GATES.items() if g not in skip}
 
 
@@ -317,7 +320,8 @@ def _rule_text(cfg: ReportConfig) -> str:
             f"{cfg.gate_grounding:.0%} of its generated claims grounded by the rationale checker, state age and sex "
             f"correctly for >= {cfg.gate_age_correct:.0%} / {cfg.gate_sex_correct:.0%} of subjects and loop in <= "
             f"{cfg.gate_loop_rate:.0%} of generations (shuffled_rationale, trained to write another subject's "
-            "rationale, is not held to the grounding, age and sex gates). The reference arm ({cfg.reference_arm}) at the largest scale "
+            "rationale, is not held to the grounding, age and sex gates; padded_label_only, trained to write "
+            "neutral padding, to those nor the loop gate). The reference arm ({cfg.reference_arm}) at the largest scale "
             f"must have mean AUROC >= the LR baseline's (same training and test subjects) + {cfg.gate_lr_margin:g} "
             f"and >= the AUROC of the number of history lines + {cfg.gate_lines_margin:g}. Few-shot runs must put "
             f">= {cfg.gate_fewshot_label_mass:g} mean probability on the label words with <= "
