@@ -72,6 +72,19 @@ def test_section_reads_the_planted_mechanism(mech):
         assert (root / "report" / png).is_file() and f'src="{png}"' in html
     assert 'id="mechanism"' in html and "This run supports dilution and content" in html
     assert "bootstrap over test subjects and configurations" in html
+    assert "How strongly: weakly" not in html  # 9 paired configurations
+
+
+def test_one_run_per_arm_is_called_weak(tmp_path):
+    root = make_grid_run(tmp_path / "one", fewshot=False, scales=(400,), arms=ARMS)
+    results = pl.read_parquet(root / "results.parquet")
+    keep = results.filter((pl.col("seed") == results["seed"].min()) & (pl.col("model") == results["model"].min()))
+    keep.write_parquet(root / "results.parquet")
+    write_report(CFG, add_mechanism_files(root))
+    m = json.loads((root / "report" / "stats.json").read_text())["mechanism"]
+    assert {c["n"] for c in m["comparisons"]} == {1}
+    assert "How strongly: weakly. Each comparison rests on one training run per arm (one seed)" in (
+        root / "report" / "index.html").read_text()
 
 
 def test_arms_failing_a_gate_are_not_evaluable_and_support_nothing(tmp_path):

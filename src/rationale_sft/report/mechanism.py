@@ -228,7 +228,9 @@ def mechanism_section(m: dict | None, an: Analysis, cfg: ReportConfig, out: Path
     if m is None:
         return None
     arms = arm_order(an.runs["arm"].to_list(), cfg)
-    blocks: list[tuple] = [("verdict", paragraph(m["explanations"])), *_comparison_blocks(m, cfg)]
+    comp = m["comparisons"]
+    n_pairs = int(comp["n"].min()) if comp.height else 0
+    blocks: list[tuple] = [("verdict", paragraph(m["explanations"], n_pairs)), *_comparison_blocks(m, cfg)]
     data = m["data"]
     if data["conflict"].height:
         blocks += [("img", figures.conflict_curves(data["conflict"], arms, out / "mechanism_conflict.png"),
@@ -244,12 +246,16 @@ def mechanism_section(m: dict | None, an: Analysis, cfg: ReportConfig, out: Path
     return Section("mechanism", "Mechanism", blocks)
 
 
-def paragraph(expl: dict[str, dict]) -> str:
-    """Which explanation the run supports and how strongly, in one paragraph.
+def paragraph(expl: dict[str, dict], n_pairs: int = 2) -> str:
+    """Which explanation the run supports and how strongly, in one paragraph; ``n_pairs`` (the fewest paired
+    configurations behind a comparison) below 2 adds that one training run per arm cannot tell an effect from
+    seed-to-seed variation.
 
     >>> paragraph({"dilution": {"status": "supported", "evidence": "e1"}, "content": {"status": "not evaluable",
     ...            "evidence": "e2"}, "format": {"status": "not tested", "evidence": ""}})
     'This run supports dilution (e1). Content: not evaluable (a quality gate fails for every arm that tests it, so it says nothing; e2). Format: not tested (none of its arms ran).'
+    >>> paragraph({"dilution": {"status": "supported", "evidence": "e1"}}, n_pairs=1).split(". ", 1)[1]
+    'How strongly: weakly. Each comparison rests on one training run per arm (one seed), so its interval resamples test subjects only, not training runs, and differences between seeds of one arm can be as large as these; repeat with more seeds (grid.seeds) before reading them as findings.'
     """
     strong = [n for n, e in expl.items() if e["status"] == "supported"]
     head = (f"This run supports {' and '.join(strong)} (" + "; ".join(expl[n]["evidence"] for n in strong) + ")."
@@ -259,7 +265,10 @@ def paragraph(expl: dict[str, dict]) -> str:
            "not supported": "the intervals speak against it", "partly supported": "only part of its evidence holds"}
     rest = [f"{n.capitalize()}: {e['status']} ({why[e['status']]}" + (f"; {e['evidence']}" if e["evidence"] and
             e["status"] != "not tested" else "") + ")." for n, e in expl.items() if e["status"] != "supported"]
-    return " ".join([head, *rest])
+    single = ("How strongly: weakly. Each comparison rests on one training run per arm (one seed), so its interval "
+              "resamples test subjects only, not training runs, and differences between seeds of one arm can be as "
+              "large as these; repeat with more seeds (grid.seeds) before reading them as findings.")
+    return " ".join([head, *rest, *([single] if n_pairs < 2 else [])])
 
 
 def _comparison_blocks(m: dict, cfg: ReportConfig) -> list[tuple]:
