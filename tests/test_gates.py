@@ -136,6 +136,11 @@ def test_controls_are_not_held_to_the_gates_their_manipulation_fails():
                                                                                for i in "sfp"))
     assert shuffled == {"marker": True, "label_mass": True, "loops": True}  # its facts are another subject's
     assert padded == {"marker": True, "label_mass": True}  # it writes " . . ." by design
+    from rationale_sft.report.gates import _rule_text
+
+    rule = _rule_text(CFG)
+    assert "{" not in rule and "The reference arm (label_only) at the largest scale" in rule
+    assert "padded_label_only, trained to write neutral padding, to the marker and label-mass gates only" in rule
     assert freeform == {"marker": True, "label_mass": True, "grounding": False, "age_correct": False,
                         "sex_correct": False, "loops": True}
 
