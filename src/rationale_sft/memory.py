@@ -3,7 +3,8 @@
 Several runs of a grid may share one process (the local sequential executor), so the process's lifetime
 peak says nothing about one run. On Linux the kernel's high-water mark (``VmHWM``) is reset when the stage
 starts (``/proc/self/clear_refs``) and read when it ends; where it cannot be reset the peak is the
-process's (``peak_rss_scope``: ``run`` or ``process``).
+process's (``peak_rss_scope``: ``run`` or ``process``). The reset starts from the current RSS, so a run's
+peak includes whatever the process still holds from the runs before it.
 """
 
 from __future__ import annotations
