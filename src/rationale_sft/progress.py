@@ -32,11 +32,10 @@ def stage(description: str, total: int, *, completed: int = 0, unit: str = "step
         with _bar(console, description, total, completed, unit) as advance:
             yield advance
         return
-    start, last, done, shown = time.monotonic(), [time.monotonic()], [completed], [{}]
+    start, last, done = time.monotonic(), [time.monotonic()], [completed]
 
     def advance(n: int = 1, **fields: float) -> None:
         done[0] += n
-        shown[0] = fields
         now = time.monotonic()
         if now - last[0] >= every_s or done[0] >= total:
             last[0] = now

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         p = plan(cfg, config_dir)
         kinds = {}
         for job in p.jobs:
-            kinds[job.fn.split(":")[1]] = kinds.get(job.fn.split(":")[1], 0) + 1
+            kinds[job.function] = kinds.get(job.function, 0) + 1
         print(json.dumps({"jobs": len(p.jobs), "runs": len(p.runs), "by_kind": kinds}, indent=2))
         return 0
     summary = run_experiment(cfg, args.out or default_out(cfg), config_dir, report=not args.no_report,

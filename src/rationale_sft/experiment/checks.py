@@ -98,7 +98,7 @@ def validate_grid(cfg: ExperimentConfig, config_dir: str | Path = ".") -> dict:
     kind and of runs. A message found in several jobs is listed once, with how many and which."""
     from rationale_sft.experiment.plan import plan
 
-    found: dict[str, list[str]] = {}
+    found: dict[tuple[str, str], list[str]] = {}  # (problems or warnings, message) -> jobs
     report = {"name": cfg.name, "problems": [], "warnings": [], "jobs": 0, "runs": 0, "by_kind": {}}
     report["problems"] += input_problems(cfg, config_dir)
     try:
@@ -107,19 +107,17 @@ def validate_grid(cfg: ExperimentConfig, config_dir: str | Path = ".") -> dict:
         report["problems"].append(f"plan: {exc}")
         return report
     report.update(jobs=len(p.jobs), runs=len(p.runs))
-    bases = {job.out_dir: job.kwargs["model"] for job in p.jobs if _kind(job) == "base"}
-    models: dict[str, tuple] = {}
+    bases = {job.out_dir: job.kwargs["model"] for job in p.jobs if job.function == "base"}
+    models: dict[str, tuple] = {}  # base job dir -> (architecture config, tokenizer)
     for job in p.jobs:
-        kind = _kind(job)
-        report["by_kind"][kind] = report["by_kind"].get(kind, 0) + 1
+        report["by_kind"][job.function] = report["by_kind"].get(job.function, 0) + 1
         problems: list[str] = []
         warnings: list[str] = []
-        _job_settings(job, kind, bases, models, problems, warnings)
+        _job_settings(job, bases, models, problems, warnings)
         for key, messages in (("problems", problems), ("warnings", warnings)):
             for m in messages:
-                found.setdefault(f"{key}\0{m}", []).append(job.name)
-    for key_message, where in found.items():
-        key, message = key_message.split("\0", 1)
+                found.setdefault((key, m), []).append(job.name)
+    for (key, message), where in found.items():
         shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
         report[key].append(f"{shown}: {message}" if len(where) == 1 else f"{len(where)} jobs ({shown}): {message}")
     return report
@@ -132,10 +130,12 @@ SETTINGS = {"cohort": {"synth": SynthConfig}, "labels": {"task": TaskConfig}, "r
 "Shared jobs: the config class each of their arguments is built into when they run."
 
 
-def _job_settings(job, kind: str, bases: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
-    """Build ``job``'s settings as the job does; check a run's against its base model."""
+def _job_settings(job, bases: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
+    """Build ``job``'s settings as the job does; check a run's against its base model (``bases``: base job dir ->
+    model settings; ``models``: what ``_model`` found for each base, filled as bases are met)."""
     from rationale_sft.experiment.run import fewshot_settings, sft_settings
 
+    kind = job.function
     try:
         if kind in SETTINGS:
             for arg, cls in SETTINGS[kind].items():
@@ -145,22 +145,22 @@ def _job_settings(job, kind: str, bases: dict, models: dict, problems: list[str]
         elif kind == "sft":
             train, score = sft_settings(job.kwargs["train"], job.kwargs["score"], job.kwargs["seed"],
                                         job.kwargs["probe"])
-            _against_model(train, score, bases[job.kwargs["base_job"]], models, problems, warnings)
+            base = job.kwargs["base_job"]
+            if base not in models:
+                models[base] = _model(bases[base], problems)
+            _against_model(train, score, *models[base], problems, warnings)
         elif kind == "fewshot":
             fewshot_settings(job.kwargs["settings"], job.kwargs["score"])
     except (InputError, ValueError) as exc:
         problems.append(str(exc))
 
 
-def _against_model(train, score, model: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
-    """An SFT run's settings against its base: context, room to generate, LoRA targets, label tokens."""
+def _against_model(train, score, model_cfg, tok, problems: list[str], warnings: list[str]) -> None:
+    """An SFT run's settings against its base (architecture config, tokenizer; either None when unknown):
+    context, room to generate, LoRA targets, label tokens."""
     from rationale_sft import validate
     from rationale_sft.config.train import JobConfig
 
-    key = repr(sorted(model.items()))
-    if key not in models:
-        models[key] = _model(model, problems)
-    model_cfg, tok = models[key]
     job = JobConfig(train=train, score=score)
     if model_cfg is not None:
         validate.check_context(model_cfg, job, problems)
@@ -192,7 +192,3 @@ def _model(model: dict, problems: list[str]) -> tuple:
         except InputError:  # reported by input_problems
             return None, None
     return validate.model_config(path, problems), validate.tokenizer(path, problems)
-
-
-def _kind(job) -> str:
-    return job.fn.rsplit(":", 1)[1]

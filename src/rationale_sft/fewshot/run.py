@@ -17,7 +17,7 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
-from rationale_sft.answer import label_word, joiner, prompt_ids, uses_chat
+from rationale_sft.answer import joiner, label_word, prompt_ids, uses_chat
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError

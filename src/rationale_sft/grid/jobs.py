@@ -60,13 +60,18 @@ class Job:
     "What a person calls the job in progress lines (not part of its id); empty: its function and out_dir."
 
     @property
+    def function(self) -> str:
+        """The job function's name, without its module (``'m:f'`` -> ``'f'``)."""
+        return self.fn.rsplit(":", 1)[-1]
+
+    @property
     def name(self) -> str:
         """The job as progress lines and messages show it.
 
         >>> make_job("m:f", {"x": 1}, label="train freeform").name, make_job("m:f", {"x": 1}, out_dir="runs/a").name
         ('train freeform', 'f runs/a')
         """
-        return self.label or f"{self.fn.rsplit(':', 1)[-1]} {self.out_dir}"
+        return self.label or f"{self.function} {self.out_dir}"
 
 
 def job_id(fn: str, kwargs: dict, deps: Iterable[str] = ()) -> str:

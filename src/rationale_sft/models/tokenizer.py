@@ -19,12 +19,11 @@ from rationale_sft.errors import InputError
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 SPECIAL_TOKENS = (PAD, BOS, EOS)
-LABEL_WORDS = SPACED_LABEL_WORDS
 MAX_LENGTH = 2048  # = the families' max_position_embeddings
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
-                    label_words: Sequence[str] = LABEL_WORDS):
+                    label_words: Sequence[str] = SPACED_LABEL_WORDS):
     """Train a byte-level BPE tokenizer on ``texts``; save it to ``out_dir`` (AutoTokenizer loads it).
 
     The same corpus and vocab size give the same tokenizer. The vocabulary may exceed ``vocab_size`` by the
@@ -93,7 +92,7 @@ def _check_ids_unique(tok) -> None:
     assert len(ids) == len(set(ids)), "duplicate token ids after adding label merges"
 
 
-def label_token_ids(tokenizer, words: Sequence[str] = LABEL_WORDS, strict: bool = False) -> list[list[int]]:
+def label_token_ids(tokenizer, words: Sequence[str] = SPACED_LABEL_WORDS, strict: bool = False) -> list[list[int]]:
     """Token ids of each label word (encoded as it follows the prompt: with its leading space).
 
     Warns (or, with ``strict``, raises) when a word takes several tokens; raises when two words share
@@ -118,6 +117,6 @@ def label_token_ids(tokenizer, words: Sequence[str] = LABEL_WORDS, strict: bool 
     return ids
 
 
-def vocab_report(tokenizer, words: Sequence[str] = LABEL_WORDS) -> dict[str, list[str]]:
+def vocab_report(tokenizer, words: Sequence[str] = SPACED_LABEL_WORDS) -> dict[str, list[str]]:
     """How each label word tokenizes (token strings), for logs and docs."""
     return {w: tokenizer.convert_ids_to_tokens(tokenizer.encode(w, add_special_tokens=False)) for w in words}
