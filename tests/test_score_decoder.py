@@ -182,3 +182,56 @@ def test_bf16_autocast_runs(tok, prompts):
     got = decode(model, tok, prompts, marker, slot_ids=[5, 9], bf16=True)
     assert got.after.logp.shape == (4, 2) and np.isfinite(got.after.logp).all()
     assert all(len(g.ids) <= NEW + len(marker) for g in got.gens)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_a_shared_prefill_decodes_as_the_repeated_contexts(tok, prompts, greedy):
+    """K rows from one prefill write the tokens and read the slots of K copies of the context, each prefilled.
+
+    Tokens and after-marker slots are bit-identical; the direct slot may differ in the last float32 bit
+    (seen: 4.8e-7 in log P), because a prefill of 1 row and one of K rows sum the output layer in another
+    order on CPU, hence atol 1e-6 there."""
+    model = model_of("llama", tok)
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    k = 3
+    kw = dict(greedy=greedy, temperature=2.0, slot_ids=[5, 9], batch_size=k,
+              row_seeds=None if greedy else [11 * r for r in range(len(prompts) * k)])
+    shared = decode(model, tok, prompts, marker, repeats=k, **kw)
+    each = decode(model, tok, [p for p in prompts for _ in range(k)], marker, **kw)
+    assert shared.gens == each.gens
+    assert greedy or len({tuple(g.ids) for g in shared.gens}) > len(prompts)  # samples of a context differ
+    np.testing.assert_array_equal(shared.after.logp, each.after.logp)
+    np.testing.assert_array_equal(shared.after.top, each.after.top)
+    np.testing.assert_allclose(shared.direct.logp, each.direct.logp, rtol=0, atol=1e-6)
+
+
+def count_forwards(model) -> list:
+    """Shapes of the input ids of every forward call of ``model`` from now on."""
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    return shapes
+
+
+def test_each_context_is_prefilled_once_for_both_slots_and_its_rationales(tok, prompts):
+    from rationale_sft.config.score import ScoreConfig
+    from rationale_sft.score.run import generate_and_read, score_contexts
+
+    model = model_of("llama", tok)
+    tail = tok("Answer:", add_special_tokens=False)["input_ids"]  # single-token label words after it
+    contexts = [p + tail for p in prompts]
+    shapes = count_forwards(model)
+    cfg = ScoreConfig(batch_size=1, max_new_tokens=6)
+    got = score_contexts(model, tok, contexts, ["Answer:"] * 4, mode="generate", marker="Answer:", cfg=cfg,
+                         device="cpu")
+    # greedy: one prefill per context (its direct slot), then one 1-token step per token fed, the last of
+    # which feeds the marker and reads the after slot: no other pass
+    assert sorted(s[1] for s in shapes if s[1] > 1) == sorted(map(len, contexts))
+    assert len(shapes) == len(contexts) + sum(got["n_generated_tokens"])
+    shapes.clear()
+    k = 3
+    gens, _, _ = generate_and_read(model, tok, contexts, ["Answer:"] * 4, marker="Answer:",
+                                   cfg=ScoreConfig(batch_size=2 * k, max_new_tokens=6), device="cpu",
+                                   row_seeds=list(range(4 * k)), repeats=k)
+    prefills = [s for s in shapes if s[1] > 1]
+    assert len(gens) == 4 * k and [s[0] for s in prefills] == [2, 2]  # K samples of 2 contexts per batch

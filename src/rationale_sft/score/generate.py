@@ -140,7 +140,7 @@ def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, mar
                      max_new_tokens: int, batch_size: int, greedy: bool, temperature: float, seed: int,
                      device: str, slot_ids: Sequence[int] = (), states: bool = False, bf16: bool = False,
                      drop_finished: bool = True, top_p: float = 1.0,
-                     row_seeds: Sequence[int] | None = None) -> Decoded:
+                     row_seeds: Sequence[int] | None = None, repeats: int = 1) -> Decoded:
     """Continuations up to ``marker`` (text) / ``marker_ids`` (its ids), with log P(``slot_ids``) at both slots.
 
     Sampling (``greedy=False``) draws each row from its own generator, seeded by ``row_seeds[i]`` when given
@@ -149,34 +149,44 @@ def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, mar
     smallest set of most likely tokens whose probability reaches ``top_p`` (nucleus sampling). ``states``
     also returns the last-layer hidden state at the after-marker slot; ``bf16`` runs under bf16 autocast;
     ``drop_finished=False`` keeps finished rows in the batch (for benchmarks).
+
+    ``repeats`` = K > 1 decodes each context K times from one prefill, its KV cache copied to K rows: the
+    results are those of ``contexts`` with each context repeated K times in a row (context-major, and
+    ``row_seeds`` in that order), and ``batch_size`` counts decoded rows, so a batch prefills
+    max(1, batch_size // K) contexts.
     """
     if not marker_ids:
         raise ValueError("marker_ids is empty: the answer marker must tokenise to at least one token")
-    if row_seeds is not None and len(row_seeds) != len(contexts):
-        raise ValueError(f"row_seeds has {len(row_seeds)} seeds for {len(contexts)} contexts; give one per context")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if row_seeds is not None and len(row_seeds) != len(contexts) * repeats:
+        raise ValueError(f"row_seeds has {len(row_seeds)} seeds for {len(contexts)} contexts x {repeats} repeats; "
+                         "give one per decoded row")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     spec = _Spec(tuple(marker_ids), tokenizer.eos_token_id, pad_id(tokenizer), max_new_tokens, greedy, temperature,
                  top_p, tuple(slot_ids), states, bf16, drop_finished, device, _cache_kw(model))
-    n = len(contexts)
+    n = len(contexts) * repeats
     rows: list[_Row | None] = [None] * n
     direct, after = np.zeros((n, len(slot_ids))), np.zeros((n, len(slot_ids)))
     tops = np.zeros((2, n), dtype=np.int64)
     hidden: list = [None] * n
     order = np.argsort([len(c) for c in contexts], kind="stable")
+    per_batch = max(1, batch_size // repeats)
     with progress.stage("generate" if greedy else "sample", n, unit="texts") as advance:
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            gens = None if greedy else [_generator(seed, int(i), row_seeds) for i in idx]
-            res = _decode_batch(model, [contexts[i] for i in idx], gens, spec)
-            for k, i in enumerate(idx):
+        for start in range(0, len(contexts), per_batch):
+            idx = order[start:start + per_batch]
+            out_rows = [int(i) * repeats + j for i in idx for j in range(repeats)]
+            gens = None if greedy else [_generator(seed, r, row_seeds) for r in out_rows]
+            res = _decode_batch(model, [contexts[i] for i in idx], gens, spec, repeats)
+            for k, i in enumerate(out_rows):
                 rows[i], hidden[i] = res["rows"][k], res["hidden"][k]
                 direct[i], tops[0, i] = res["direct"].logp[k], res["direct"].top[k]
                 after[i], tops[1, i] = res["after"][k]
-            advance(len(idx))
+            advance(len(out_rows))
     gens_out, reread = _finish_rows(tokenizer, rows, marker, spec)
-    _reread(model, [list(contexts[i]) + gens_out[i].ids for i in reread], reread, after, tops[1], hidden,
-            spec, batch_size)
+    _reread(model, [list(contexts[i // repeats]) + gens_out[i].ids for i in reread], reread, after, tops[1],
+            hidden, spec, batch_size)
     return Decoded(gens_out, Slot(direct, tops[0]), Slot(after, tops[1]),
                    np.stack(hidden) if states and n else None)
 
@@ -227,6 +237,11 @@ def _make_buffer_layer(base):
             self.length += n
             self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
             return self.keys, self.values
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.length:
+                self.kbuf, self.vbuf = (t.repeat_interleave(repeats, dim=0) for t in (self.kbuf, self.vbuf))
+                self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
 
         def batch_select_indices(self, indices) -> None:
             if self.length:
@@ -297,8 +312,9 @@ def _nucleus(probs, top_p: float):
     return torch.zeros_like(probs).scatter(-1, idx, ordered)
 
 
-def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec) -> dict:
-    """Prefill one left-padded batch, then decode until every row is done; per row its state and slots."""
+def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec, repeats: int = 1) -> dict:
+    """Prefill one left-padded batch, copy each row ``repeats`` times, then decode until every row is done;
+    per decoded row its state and slots."""
     import torch
 
     batch = left_pad(ctxs, spec.pad)
@@ -307,7 +323,11 @@ def _decode_batch(model, ctxs: list, gens: list | None, spec: _Spec) -> dict:
     cache = _new_cache(model, batch["input_ids"].shape[1] + spec.max_new + len(spec.marker_ids) + 1)
     logits, _ = _forward(model, batch["input_ids"], mask, batch["position_ids"], cache, spec, False)
     direct = _read(logits, spec.slot_ids)
-    b = len(ctxs)
+    if repeats > 1:  # one prefill per context; its cache, mask, position and logits copied per sample
+        cache.batch_repeat_interleave(repeats)
+        mask, pos, logits = (t.repeat_interleave(repeats, dim=0) for t in (mask, pos, logits))
+        direct = Slot(np.repeat(direct.logp, repeats, axis=0), np.repeat(direct.top, repeats))
+    b = len(ctxs) * repeats
     rows, after, hidden = [_Row() for _ in range(b)], [None] * b, [None] * b
     live = list(range(b))  # batch rows still in the cache, in cache order
     while live:

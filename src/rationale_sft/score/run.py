@@ -90,19 +90,21 @@ def score_contexts(model, tokenizer, contexts: list[list[int]], tails: list[str]
 
 
 def generate_and_read(model, tokenizer, contexts: list[list[int]], tails: list[str], *, marker: str,
-                      cfg: ScoreConfig, device: str, row_seeds: list[int] | None = None) -> tuple[list, dict, dict]:
+                      cfg: ScoreConfig, device: str, row_seeds: list[int] | None = None,
+                      repeats: int = 1) -> tuple[list, dict, dict]:
     """Rationales up to the marker, and slot scores right after the prompt and right after the marker.
 
     With single-token label words both slots come from the decoder's own passes (the prefill and the step
     that feeds the marker); otherwise each slot takes a pass of ``slot_scores`` per word. With ``row_seeds``
-    (one per context) every rationale is sampled from its own seed, no hidden states are kept, and without
-    single-token words the direct slot is not read (None).
+    every rationale is sampled from its own seed, no hidden states are kept, and without single-token words
+    the direct slot is not read (None). ``repeats`` = K writes K rationales per context from one prefill of
+    it; results are context-major (context 0's K rows first), ``row_seeds`` one per row in that order.
     """
-    n = len(contexts)
+    n = len(contexts) * repeats
     sampled = row_seeds is not None
     mtext = marker_text(marker)
     marker_ids = list(tokenizer(mtext, add_special_tokens=False)["input_ids"])
-    cands = [candidate_ids(tokenizer, t) for t in tails]
+    cands = [candidate_ids(tokenizer, t) for t in tails for _ in range(repeats)]
     after_cands = [candidate_ids(tokenizer, marker)] * n
     single = single_token_words(cands + after_cands)
     states = cfg.save_states and not sampled
@@ -111,14 +113,15 @@ def generate_and_read(model, tokenizer, contexts: list[list[int]], tails: list[s
                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                            greedy=cfg.greedy and not sampled, temperature=cfg.temperature, top_p=cfg.top_p,
                            seed=derive_seed(cfg.seed, "generation"), row_seeds=row_seeds, device=device,
-                           slot_ids=read_ids, states=states and single)
+                           slot_ids=read_ids, states=states and single, repeats=repeats)
     if single:
         direct = read_scores(dec.direct.logp, dec.direct.top, read_ids, cands)
         after = {**read_scores(dec.after.logp, dec.after.top, read_ids, after_cands), "states": dec.states}
         return dec.gens, direct, after
-    direct = None if sampled else slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size,
-                                              device=device)
-    after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(contexts, dec.gens)], [marker] * n,
+    rows = [c for c in contexts for _ in range(repeats)]
+    direct = None if sampled else slot_scores(model, tokenizer, rows, [t for t in tails for _ in range(repeats)],
+                                              batch_size=cfg.batch_size, device=device)
+    after = slot_scores(model, tokenizer, [c + g.ids for c, g in zip(rows, dec.gens)], [marker] * n,
                         batch_size=cfg.batch_size, device=device, states=states)
     return dec.gens, direct, after
 

@@ -72,12 +72,13 @@ def sample_rationales(model, tokenizer, rows: pl.DataFrame, contexts: list[list[
 
     k, n = cfg.n_samples, rows.height
     ids = rows["subject_id"].to_list()
-    seeds = [sample_seed(cfg.seed, sid, j) for j in range(k) for sid in ids]
-    gens, _, after = generate_and_read(model, tokenizer, contexts * k, tails * k, marker=marker, cfg=cfg,
-                                       device=device, row_seeds=seeds)
+    seeds = [sample_seed(cfg.seed, sid, j) for sid in ids for j in range(k)]
+    # each subject's prompt is prefilled once and its KV cache copied to its K samples
+    gens, _, after = generate_and_read(model, tokenizer, contexts, tails, marker=marker, cfg=cfg,
+                                       device=device, row_seeds=seeds, repeats=k)
     return pl.DataFrame({
-        "subject_id": ids * k, "prediction_time": rows["prediction_time"].to_list() * k,
-        "sample": np.repeat(np.arange(k), n), "generated_text": [g.text for g in gens],
+        "subject_id": np.repeat(ids, k), "prediction_time": np.repeat(rows["prediction_time"].to_numpy(), k),
+        "sample": np.tile(np.arange(k), n), "generated_text": [g.text for g in gens],
         "marker_found": [g.marker_found for g in gens], "p_yes": np.asarray(after["p_yes"], float),
         "label_mass": np.asarray(after["label_mass"], float), "n_generated_tokens": [len(g.ids) for g in gens],
     }, schema=SAMPLE_SCHEMA).sort("subject_id", "prediction_time", "sample")
