@@ -77,3 +77,14 @@ def test_bfloat16_runs_only_where_the_device_has_it(setup, tmp_path, bf16_cases)
     assert fp32["dtype"] == emulated["dtype"] == "float32" and native["dtype"] == "bfloat16"
     assert s_emu["p_yes"].to_list() == s32["p_yes"].to_list()
     assert s_nat["p_yes"].to_list() != s32["p_yes"].to_list()
+
+
+def test_fewshot_scoring_reports_progress_and_its_batch_size(setup, tmp_path, capsys, monkeypatch):
+    from rationale_sft import progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    ex, rat, base = setup
+    out = fewshot(FewshotConfig(k=2), tmp_path, ex, rat, base, ScoreConfig(batch_size=0))
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("fewshot:")]
+    n = out["n"]
+    assert out["batch_size"] == 8 and len(lines) == -(-n // 8) and lines[-1].startswith(f"fewshot: {n}/{n} texts")

@@ -11,7 +11,8 @@ class ScoreConfig:
     """How held-out subjects are scored."""
 
     batch_size: int = 8
-    "Prompts per forward pass or generation batch (results do not depend on it)."
+    ("Prompts per forward pass or generation batch (results do not depend on it); 0 = auto: 8 on cpu, 64 on "
+     "cuda. score.json records the size used.")
     max_new_tokens: int = 128
     "Most rationale tokens generated before the answer marker is appended."
     greedy: bool = True
@@ -34,10 +35,15 @@ class ScoreConfig:
     "Also save the final hidden state at the answer slot (answer_states.npy) for a linear probe."
     device: str = "auto"
     "Torch device: auto = cuda when available, else cpu."
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    ("Weights dtype of the score stage (the output layer stays float32). bfloat16 runs only on a device with "
+     "native bf16, else float32 with a warning; score.json records the dtype that ran. Few-shot runs use "
+     "fewshot.dtype.")
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_len < 0:
-            raise ValueError("'batch_size' and 'max_new_tokens' must be >= 1 and 'max_len' >= 0")
+        if self.batch_size < 0 or self.max_new_tokens < 1 or self.max_len < 0:
+            raise ValueError(f"'batch_size' must be >= 0 (0 = auto), 'max_new_tokens' >= 1 and 'max_len' >= 0; got "
+                             f"{self.batch_size}, {self.max_new_tokens}, {self.max_len}")
         if self.temperature <= 0:
             raise ValueError(f"'temperature' must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

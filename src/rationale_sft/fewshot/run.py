@@ -11,6 +11,7 @@ is scored (the same for every few-shot run); ``fewshot.json`` lists it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -22,8 +23,8 @@ from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
-from rationale_sft.precision import resolve_bf16
-from rationale_sft.score.run import metrics, model_meta, score_contexts, scores_table, select_split, write_scores
+from rationale_sft.score.run import (batch_size_for, load_scorer, metrics, model_meta, score_contexts, scores_table,
+                                    scoring_dtype, select_split, write_scores)
 from rationale_sft.train.data import fit_prompt
 from rationale_sft.train.loop import device_of, pick_rationales, read_table
 
@@ -74,26 +75,8 @@ def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget
     return render(demos, fitted), len(demos), dropped
 
 
-def float_head(model) -> None:
-    """Compute the output layer in float32 (in place): bfloat16 logits near 20 step by 0.125, which ties
-    P(Yes) across subjects and blurs their ranking."""
-    import torch
-
-    head = model.get_output_embeddings()
-    weight = head.weight.detach().float()
-    bias = None if head.bias is None else head.bias.detach().float()
-
-    class FloatHead(torch.nn.Module):
-        def forward(self, hidden):
-            return torch.nn.functional.linear(hidden.float(), weight, bias)
-
-    model.set_output_embeddings(FloatHead())
-
-
 def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_cfg: ScoreConfig | None = None) -> dict:
     """Score ``score_cfg.split`` subjects (or their fixed subset) with k demonstrations from ``cfg.pool_split``."""
-    from rationale_sft import models
-
     started = time.time()
     score_cfg = score_cfg or ScoreConfig()
     run_dir = Path(run_dir)
@@ -110,11 +93,9 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         pool = pool.join(rats, on="subject_id", how="inner")
     picks = select_demos(pool, queries, k=cfg.k, selection=cfg.selection, seed=cfg.seed, embedder=cfg.embedder)
     device = device_of(score_cfg.device)
-    dtype = "bfloat16" if resolve_bf16(cfg.dtype == "bfloat16", device) else "float32"
-    model, tok = models.load(model_dir, dtype=dtype)
-    if dtype != "float32":
-        float_head(model)
-    model.to(device).eval()
+    dtype = scoring_dtype(cfg.dtype, device)
+    model, tok = load_scorer(model_dir, dtype, device)
+    batch_size = batch_size_for(score_cfg.batch_size, device)
     chat = uses_chat(tok, "auto")
     mode = "generate" if cfg.with_rationales else "direct"
     budget = (cfg.max_len or int(model_meta(model_dir, model)["max_len"])) - (
@@ -130,8 +111,8 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
         kept.append(idx[len(idx) - n_kept:])
         dropped.append(n_drop)
     t0 = time.perf_counter()
-    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=cfg.answer_marker, cfg=score_cfg,
-                         device=device)
+    res = score_contexts(model, tok, contexts, tails, mode=mode, marker=cfg.answer_marker,
+                         cfg=replace(score_cfg, batch_size=batch_size), device=device, stage="fewshot")
     seconds = time.perf_counter() - t0
     scores = scores_table(queries, res, contexts, dropped)
     write_scores(run_dir, scores, res["states"])
@@ -145,7 +126,7 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
               "of_pos": int(test["label"].sum()), "seed": cfg.subset_seed,
               "subject_ids": queries["subject_id"].to_list()}
     summary = {"config": cfglib.to_dict(cfg), "score": cfglib.to_dict(score_cfg), "mode": mode, "chat": chat,
-               "dtype": dtype,
+               "dtype": dtype, "batch_size": batch_size,
                "model": rundir.portable(model_dir, run_dir), "mean_demos_used": sum(map(len, kept)) / max(len(kept), 1),
                "subset": subset, **metrics(scores), "mean_label_mass": float(scores["label_mass"].mean()),
                "mean_prompt_tokens": float(scores["n_prompt_tokens"].mean()), "seconds": seconds,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from rationale_sft import rundir
 from rationale_sft.answer import ANSWER_MARKER, joiner, prompt_ids, uses_chat, wrap_prompt
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
+from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed
 from rationale_sft.score.generate import decode_to_marker
 from rationale_sft.score.samples import FILE as SAMPLES_FILE
@@ -38,6 +40,57 @@ SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "l
                 "n_generated_tokens": pl.Int64, "n_history_dropped": pl.Int64}
 SAMPLE_COLUMNS = {"p_yes_k": pl.Float64}
 "Added to scores.parquet when rationales were sampled (score.n_samples > 0, generating arms)."
+
+
+def float_head(model) -> None:
+    """Compute the output layer in float32 (in place): bfloat16 logits near 20 step by 0.125, which ties
+    P(Yes) across subjects and blurs their ranking."""
+    import torch
+
+    head = model.get_output_embeddings()
+    weight = head.weight.detach().float()
+    bias = None if head.bias is None else head.bias.detach().float()
+
+    class FloatHead(torch.nn.Module):
+        def forward(self, hidden):
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
+
+    model.set_output_embeddings(FloatHead())
+
+
+def load_scorer(model_dir, dtype: str, device: str):
+    """``(model, tokenizer)`` ready to score on ``device``: weights in ``dtype`` ('float32' or 'bfloat16'; a
+    bfloat16 model keeps its output layer in float32), in eval mode."""
+    from rationale_sft import models
+
+    model, tok = models.load(model_dir, dtype=dtype)
+    if dtype != "float32":
+        float_head(model)
+    return model.to(device).eval(), tok
+
+
+def scoring_dtype(requested: str, device: str) -> str:
+    """The dtype scoring runs in: bfloat16 when asked for and native on ``device``, else float32 (a warning
+    when bfloat16 was asked for and is not native).
+
+    >>> scoring_dtype("float32", "cpu")
+    'float32'
+    """
+    return "bfloat16" if resolve_bf16(requested == "bfloat16", device) else "float32"
+
+
+AUTO_BATCH = {"cpu": 8, "cuda": 64}
+"Batch size of ``score.batch_size: 0`` (auto) per device type; other devices take the cpu value."
+
+
+def batch_size_for(requested: int, device: str) -> int:
+    """Prompts per scoring batch: ``requested``, or for 0 (auto) the device type's ``AUTO_BATCH``.
+
+    >>> batch_size_for(16, "cpu"), batch_size_for(0, "cpu"), batch_size_for(0, "cuda:1")
+    (16, 8, 64)
+    """
+    kind = str(device).split(":")[0]
+    return requested or AUTO_BATCH.get(kind, AUTO_BATCH["cpu"])
 
 
 def model_meta(model_dir, model) -> dict:
@@ -73,12 +126,14 @@ def build_contexts(tokenizer, prompts: list[str], *, chat: bool, budget: int) ->
 
 
 def score_contexts(model, tokenizer, contexts: list[list[int]], tails: list[str], *, mode: str, marker: str,
-                   cfg: ScoreConfig, device: str) -> dict:
-    """Score prepared contexts: direct slot, and for mode 'generate' the slot after a generated rationale."""
+                   cfg: ScoreConfig, device: str, stage: str = "score") -> dict:
+    """Score prepared contexts: direct slot, and for mode 'generate' the slot after a generated rationale.
+
+    The direct pass reports progress as ``stage``; generation as the decoder does ('generate')."""
     n = len(contexts)
     if mode == "direct":
         direct = slot_scores(model, tokenizer, contexts, tails, batch_size=cfg.batch_size, device=device,
-                             states=cfg.save_states)
+                             states=cfg.save_states, stage=stage)
         return {"p_yes": direct["p_yes"], "label_mass": direct["label_mass"], "p_direct": direct["p_yes"],
                 "conclusion": direct["top"], "marker_found": [None] * n, "generated_text": [None] * n,
                 "n_generated_tokens": [0] * n, "states": direct["states"]}
@@ -132,14 +187,13 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     A generating arm with ``cfg.n_samples`` > 0 also samples that many rationales per subject
     (score/samples.py): ``samples.parquet``, ``p_yes_k`` in scores.parquet, the AUROC against K in score.json.
     """
-    from rationale_sft import models
-
     started = time.time()
     run_dir = Path(run_dir)
     rows = select_split(read_table(examples, "examples"), cfg.split)
-    model, tok = models.load(model_dir)
     device = device_of(cfg.device)
-    model.to(device).eval()
+    dtype = scoring_dtype(cfg.dtype, device)
+    model, tok = load_scorer(model_dir, dtype, device)
+    given, cfg = cfg, replace(cfg, batch_size=batch_size_for(cfg.batch_size, device))
     meta, mode, (contexts, tails, dropped) = scoring_inputs(cfg, model_dir, model, tok, rows)
     t0 = time.perf_counter()
     res = score_contexts(model, tok, contexts, tails, mode=mode, marker=meta["answer_marker"], cfg=cfg, device=device)
@@ -154,7 +208,8 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
         table = with_sample_risk(table, samples)
     write_scores(run_dir, table, res["states"], samples)
     seeds = {"generation": derive_seed(cfg.seed, "generation")} | ({"samples": SEED_RULE} if extra else {})
-    summary = {"config": cfglib.to_dict(cfg), "mode": mode, "arm": meta["arm"], "model": rundir.portable(model_dir, run_dir),
+    summary = {"config": cfglib.to_dict(given), "mode": mode, "arm": meta["arm"], "dtype": dtype,
+               "batch_size": cfg.batch_size, "model": rundir.portable(model_dir, run_dir),
                "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
                "seeds": seeds, **metrics(table), **extra, "elapsed": time.time() - started}
     rundir.write_json(run_dir / "score.json", summary)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rationale_sft import progress
 from rationale_sft.answer import LABEL_WORDS, joiner
 from rationale_sft.train.data import left_pad, pad_id
 
@@ -42,8 +43,10 @@ def forward_last(model, batch: dict, device: str, states: bool):
 
 
 def slot_scores(model, tokenizer, contexts: Sequence[Sequence[int]], prev_texts: Sequence[str], *,
-                batch_size: int, device: str, states: bool = False) -> dict:
-    """Per context: ``p_yes`` (normalised risk), ``label_mass``, greedy ``top`` word (or None), hidden ``states``."""
+                batch_size: int, device: str, states: bool = False, stage: str = "answer slot") -> dict:
+    """Per context: ``p_yes`` (normalised risk), ``label_mass``, greedy ``top`` word (or None), hidden ``states``.
+
+    Progress is reported as ``stage`` (progress.stage), in texts."""
     n = len(contexts)
     cands = [candidate_ids(tokenizer, p) for p in prev_texts]
     logp_words = np.zeros((n, len(LABEL_WORDS)))
@@ -51,15 +54,17 @@ def slot_scores(model, tokenizer, contexts: Sequence[Sequence[int]], prev_texts:
     hidden = [None] * n
     pad = pad_id(tokenizer)
     order = np.argsort([len(c) for c in contexts], kind="stable")
-    for idx in _batches(order, batch_size):
-        logp, h = forward_last(model, left_pad([contexts[i] for i in idx], pad), device, states)
-        best = logp.argmax(-1).tolist()
-        for row, i in enumerate(idx):
-            firsts = [c[0] for c in cands[i]]
-            logp_words[i] = [float(logp[row, t]) for t in firsts]
-            top[i] = LABEL_WORDS[firsts.index(best[row])] if best[row] in firsts else None
-            if states:
-                hidden[i] = h[row]
+    with progress.stage(stage, n, unit="texts") as advance:
+        for idx in _batches(order, batch_size):
+            logp, h = forward_last(model, left_pad([contexts[i] for i in idx], pad), device, states)
+            best = logp.argmax(-1).tolist()
+            for row, i in enumerate(idx):
+                firsts = [c[0] for c in cands[i]]
+                logp_words[i] = [float(logp[row, t]) for t in firsts]
+                top[i] = LABEL_WORDS[firsts.index(best[row])] if best[row] in firsts else None
+                if states:
+                    hidden[i] = h[row]
+            advance(len(idx))
     multi = [i for i in range(n) if any(len(c) > 1 for c in cands[i])]
     if multi:
         _add_continuations(model, tokenizer, contexts, cands, multi, logp_words, batch_size, device)
