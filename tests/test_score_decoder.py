@@ -235,3 +235,23 @@ def test_each_context_is_prefilled_once_for_both_slots_and_its_rationales(tok, p
                                    row_seeds=list(range(4 * k)), repeats=k)
     prefills = [s for s in shapes if s[1] > 1]
     assert len(gens) == 4 * k and [s[0] for s in prefills] == [2, 2]  # K samples of 2 contexts per batch
+
+
+def test_contexts_are_batched_by_length_and_their_order_changes_nothing(tok, prompts):
+    """Batches hold contexts of neighbouring lengths (the least padding), so a shuffled input forms the same
+    batches and gives bit-identical results."""
+    model = model_of("qwen2", tok)
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    shapes = count_forwards(model)
+    tails = ["Answer:"] * len(prompts)
+    fwd = slot_scores(model, tok, prompts, tails, batch_size=2, device="cpu")
+    lens = sorted(map(len, prompts))
+    assert [s[1] for s in shapes] == [lens[1], lens[3]]  # each batch padded to its own longest row
+    perm = [2, 0, 3, 1]
+    rev = slot_scores(model, tok, [prompts[i] for i in perm], tails, batch_size=2, device="cpu")
+    assert rev["p_yes"].tolist() == fwd["p_yes"][perm].tolist()
+    a = decode(model, tok, prompts, marker, batch_size=2, slot_ids=[5, 9])
+    b = decode(model, tok, [prompts[i] for i in perm], marker, batch_size=2, slot_ids=[5, 9])
+    assert b.gens == [a.gens[i] for i in perm]
+    np.testing.assert_array_equal(b.direct.logp, a.direct.logp[perm])
+    np.testing.assert_array_equal(b.after.logp, a.after.logp[perm])
