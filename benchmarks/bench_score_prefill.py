@@ -5,10 +5,10 @@ Prints, on one model (a random tiny llama unless ``--model``) and the same toy p
 * K sampled rationales per prompt decoded from one prefill per prompt (``decode_to_marker(repeats=K)``, what
   ``score.n_samples`` runs) against the previous path (every sample prefills its own copy of the prompt):
   new tokens/s, prompt tokens prefilled, and their ratio;
-* greedy rationale scoring (``score_contexts``, mode generate) and the direct slot (``slot_scores``) with float32
-  weights, bfloat16 weights (``load_scorer``: output layer in float32) and float32 weights under bf16 autocast,
-  with the largest |P(Yes) difference| against float32 (a random model: a check that scores stay sane, not
-  their accuracy);
+* greedy rationale decoding (``decode_to_marker``, P(Yes) after the marker) and the direct slot
+  (``slot_scores``) with float32 weights, bfloat16 weights (``load_scorer``: output layer in float32) and
+  float32 weights under bf16 autocast, with the largest |P(Yes) difference| against float32 (on a random
+  model a check that scores stay sane, not of their accuracy);
 * the direct slot and greedy decoding at several batch sizes.
 
 A random model never writes the marker, so every row runs to ``--new`` tokens (a real model may stop early).
@@ -30,10 +30,9 @@ import numpy as np
 import torch
 
 from bench_decode import prompts_of  # the same toy contexts as the decoder benchmark
-from rationale_sft.config.score import ScoreConfig
 from rationale_sft.score.generate import decode_to_marker
-from rationale_sft.score.run import load_scorer, marker_text, score_contexts
-from rationale_sft.score.slot import slot_scores
+from rationale_sft.score.run import load_scorer, marker_text
+from rationale_sft.score.slot import candidate_ids, slot_scores
 from rationale_sft.train.toy import toy_data, toy_model
 
 
@@ -76,15 +75,20 @@ def shared_prefill(model, tok, contexts, args) -> None:
 
 def dtypes(model_dir, tok, contexts, args) -> None:
     tails = ["Answer:"] * len(contexts)
-    cfg = ScoreConfig(batch_size=args.batch, max_new_tokens=args.new)
     models = {"float32": load_scorer(model_dir, "float32", "cpu")[0], "bfloat16": load_scorer(model_dir, "bfloat16",
                                                                                                 "cpu")[0]}
     prompt = sum(map(len, contexts))
 
-    def gen(name):
-        model = models["float32" if name == "autocast" else name]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "autocast"):
-            return score_contexts(model, tok, contexts, tails, mode="generate", marker="Answer:", cfg=cfg, device="cpu")
+    mtext = marker_text("Answer:")
+    mids = tok(mtext, add_special_tokens=False)["input_ids"]
+    words = [c[0] for c in candidate_ids(tok, "Answer:")]
+
+    def gen(name):  # the decoder runs its own autocast (an outer one would be switched off inside it)
+        dec = decode_to_marker(models["float32" if name == "autocast" else name], tok, contexts, marker=mtext,
+                               marker_ids=mids, max_new_tokens=args.new, batch_size=args.batch, greedy=True,
+                               temperature=1.0, seed=0, device="cpu", slot_ids=words, bf16=name == "autocast")
+        p = np.exp(dec.after.logp)
+        return {"p_yes": p[:, 0] / p.sum(1), "n_generated_tokens": [len(g.ids) for g in dec.gens]}
 
     def direct(name):
         model = models["float32" if name == "autocast" else name]
@@ -103,7 +107,7 @@ def dtypes(model_dir, tok, contexts, args) -> None:
         new = sum(g[0]["n_generated_tokens"])
         diff = np.abs(np.asarray(g[0]["p_yes"]) - np.asarray(res[("float32", "gen")][0]["p_yes"])).max()
         ddiff = np.abs(d[0]["p_yes"] - res[("float32", "direct")][0]["p_yes"]).max()
-        print(f"{name:9} greedy scoring {new / g[1]:7.0f} new tok/s ({g[1]:.2f} s); direct slot {prompt / d[1]:8.0f} "
+        print(f"{name:9} greedy decoding {new / g[1]:7.0f} new tok/s ({g[1]:.2f} s); direct slot {prompt / d[1]:8.0f} "
               f"prompt tok/s ({d[1]:.2f} s); max |dP(Yes)| vs float32: after {diff:.2e}, direct {ddiff:.2e}; "
               f"speed vs float32: {res[('float32', 'gen')][1] / g[1]:.2f}x gen, "
               f"{res[('float32', 'direct')][1] / d[1]:.2f}x direct")

@@ -122,7 +122,8 @@ def test_direct_scoring_ignores_n_samples_and_a_rescore_drops_old_samples(world,
 
 
 @pytest.mark.parametrize("override, key", [("n_samples=-1", "n_samples"), ("top_p=0", "top_p"),
-                                           ("top_p=1.5", "top_p"), ("n_samples=two", "n_samples")])
+                                           ("top_p=1.5", "top_p"), ("n_samples=two", "n_samples"),
+                                           ("dtype=float16", "dtype"), ("batch_size=-1", "batch_size")])
 def test_bad_sampling_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         build(ScoreConfig, {}, [override])

@@ -41,7 +41,7 @@ class FewshotConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"
     ("Weights dtype while scoring. bfloat16 roughly halves the time of a 100M+ model on a device with native "
      "bf16; elsewhere (an AVX2-only CPU emulates it, several times slower) float32 runs, with a warning; "
-     "fewshot.json records the dtype that ran.")
+     "fewshot.json records the dtype that ran. score.dtype does not apply to few-shot runs.")
 
     def __post_init__(self) -> None:
         if self.k < 0 or self.max_len < 0 or self.subset < 0:
