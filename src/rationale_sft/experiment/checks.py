@@ -160,9 +160,11 @@ def _against_model(train, score, model_cfg, tok, problems: list[str], warnings: 
     context, room to generate, LoRA targets, label tokens."""
     from rationale_sft import validate
     from rationale_sft.config.train import JobConfig
+    from rationale_sft.train.loop import with_max_len
 
     job = JobConfig(train=train, score=score)
     if model_cfg is not None:
+        job = JobConfig(train=with_max_len(train, model_cfg), score=score)
         validate.check_context(model_cfg, job, problems)
         if train.lora.enabled:
             validate.check_lora_targets(model_cfg, job, problems)

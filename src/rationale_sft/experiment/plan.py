@@ -261,7 +261,7 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
 
 
-ID_NEUTRAL = {"keep_checkpoints": False}
+ID_NEUTRAL = {"keep_checkpoints": False, "system_prompt": ""}
 "Train keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
 
 

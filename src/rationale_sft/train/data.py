@@ -143,9 +143,10 @@ def encode_segments(tokenizer, context: str, segments, pad_unit: str = " .") -> 
 
 
 def encode(tokenizer, prompt: str, segments, *, max_len: int, chat: bool, weight: Callable[[str], float],
-           pad_unit: str = " .", where: str = "example") -> Encoded:
-    """Tokenise prompt + target under a token budget; labels are -100 outside the target."""
-    probe = encode_segments(tokenizer, wrap_prompt(tokenizer, prompt, chat), segments, pad_unit)
+           pad_unit: str = " .", where: str = "example", system: str | None = "") -> Encoded:
+    """Tokenise prompt + target under a token budget; labels are -100 outside the target (``system``: the
+    chat system prompt, see ``answer.system_turn``)."""
+    probe = encode_segments(tokenizer, wrap_prompt(tokenizer, prompt, chat, system), segments, pad_unit)
     n_target = sum(len(ids) for _, ids in probe)
     if n_target == 0:
         raise InputError(f"{where}: the target has zero trainable tokens; check the rationale and label text")
@@ -153,12 +154,12 @@ def encode(tokenizer, prompt: str, segments, *, max_len: int, chat: bool, weight
     if budget < 1:
         raise InputError(f"{where}: the target alone is {n_target} tokens, more than max_len={max_len}; "
                          "raise train.max_len")
-    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat), chat))  # noqa: E731
+    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat, system), chat))  # noqa: E731
     try:
         prompt, dropped = fit_prompt(prompt, budget, count)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
-    context = wrap_prompt(tokenizer, prompt, chat)
+    context = wrap_prompt(tokenizer, prompt, chat, system)
     ids = prompt_ids(tokenizer, context, chat)
     n_prompt = len(ids)
     labels, weights, is_label = [-100] * n_prompt, [0.0] * n_prompt, [False] * n_prompt
