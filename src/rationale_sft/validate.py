@@ -17,6 +17,7 @@ import polars as pl
 from rationale_sft.answer import LABEL_WORDS, uses_chat, wrap_prompt
 from rationale_sft.config.train import JobConfig
 from rationale_sft.errors import InputError
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.train import arms
 from rationale_sft.train.data import encode
 from rationale_sft.train.loop import check_mask, read_table, training_rows, with_max_len
@@ -198,9 +199,10 @@ def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str], 
     lengths, targets, dropped = [], [], 0
     for r in rows.iter_rows(named=True):
         try:
+            prompt = prompt_parts(r, f"subject_id {r['subject_id']}")
             for task in arms.render_tasks(cfg, r["prompt"], r["label"], r["rationale"]):
                 where = f"subject_id {r['subject_id']} ({task.task} task)"
-                e = encode(tok, task.prefix + r["prompt"], task.segments, max_len=cfg.max_len, chat=chat,
+                e = encode(tok, prompt, task.segments, max_len=cfg.max_len, chat=chat, prefix=task.prefix,
                            weight=lambda k: arms.loss_weight(cfg, k), pad_unit=cfg.pad_unit, where=where,
                            system=cfg.system_prompt)
                 check_mask(e, where)

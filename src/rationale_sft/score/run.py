@@ -29,7 +29,7 @@ from rationale_sft.score.generate import decode_to_marker
 from rationale_sft.score.samples import FILE as SAMPLES_FILE
 from rationale_sft.score.samples import SEED_RULE, sample_metrics, sample_rationales, with_sample_risk
 from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
-from rationale_sft.train.data import fit_prompt
+from rationale_sft.render.assemble import PromptParts, fit_prompt, prompt_parts
 from rationale_sft.train.loop import META, device_of, read_table
 
 SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "label": pl.Boolean,
@@ -60,14 +60,15 @@ def marker_text(marker: str) -> str:
     return joiner("x", "marker") + marker
 
 
-def build_contexts(tokenizer, prompts: list[str], *, chat: bool, budget: int,
+def build_contexts(tokenizer, prompts: list[PromptParts | str], *, chat: bool, budget: int, prefix: str = "",
                    system: str | None = "") -> tuple[list[list[int]], list[str], list[int]]:
-    """Token ids of each (wrapped) prompt within ``budget`` tokens, the text each ends with, lines dropped."""
-    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat, system), chat))  # noqa: E731
+    """Token ids of each (wrapped, ``prefix``-ed) prompt within ``budget`` tokens, the text each ends with, and
+    the history items dropped (``render.assemble.fit_prompt``)."""
+    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, prefix + p, chat, system), chat))  # noqa: E731
     ids, tails, dropped = [], [], []
     for prompt in prompts:
         fitted, n = fit_prompt(prompt, budget, count)
-        text = wrap_prompt(tokenizer, fitted, chat, system)
+        text = wrap_prompt(tokenizer, prefix + fitted, chat, system)
         ids.append(prompt_ids(tokenizer, text, chat))
         tails.append(text[-16:])
         dropped.append(n)
@@ -168,10 +169,10 @@ def scoring_inputs(cfg: ScoreConfig, model_dir, model, tok, rows: pl.DataFrame) 
     mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
     chat = chat_of(meta, tok)
     budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
-    prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
+    prompts = [prompt_parts(r, f"subject_id {r['subject_id']}") for r in rows.iter_rows(named=True)]
     # a checkpoint trained before the system prompt was a setting left it to the template (None)
     system = meta.get("system_prompt")
-    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget, system=system)
+    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget, prefix=meta["prefix"], system=system)
 
 
 def chat_of(meta: dict, tok) -> bool:

@@ -32,6 +32,7 @@ from rationale_sft import config as cfglib
 from rationale_sft import progress, rundir
 from rationale_sft.answer import uses_chat
 from rationale_sft.models.tokenizer import slot_label_tokens
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.precision import resolve_bf16
@@ -120,9 +121,10 @@ def encode_rows(cfg: TrainConfig, tokenizer, rows: pl.DataFrame, chat: bool) -> 
     """Tokenised training sequences and their per-sequence table (hashes, counts, mask check)."""
     seqs, table = [], []
     for r in rows.iter_rows(named=True):
+        prompt = prompt_parts(r, f"subject_id {r['subject_id']}")
         for task in arms.render_tasks(cfg, r["prompt"], r["label"], r["rationale"]):
             where = f"subject_id {r['subject_id']} ({task.task} task)"
-            e = encode(tokenizer, task.prefix + r["prompt"], task.segments, max_len=cfg.max_len, chat=chat,
+            e = encode(tokenizer, prompt, task.segments, max_len=cfg.max_len, chat=chat, prefix=task.prefix,
                        weight=lambda kind: arms.loss_weight(cfg, kind), pad_unit=cfg.pad_unit, where=where,
                        system=cfg.system_prompt)
             check_mask(e, where)
