@@ -122,11 +122,12 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
 
 
 def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
-    """The task YAML named by ``data.task``, resolved and validated, as a plain dict (hashed by content)."""
+    """The task YAML (or ACES config) named by ``data.task``, resolved and validated, as a plain dict (hashed by
+    content; fields added later are left out at their defaults, see ``TaskConfig.hashed``)."""
     from rationale_sft.cohort.task import load_task as load
 
     path = Path(cfg.data.task)
-    return cfglib.to_dict(load(path if path.is_absolute() else config_dir / path))
+    return load(path if path.is_absolute() else config_dir / path).hashed()
 
 
 def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path, share: float | None = None) -> tuple[Job | None, str]:
