@@ -1,19 +1,25 @@
-"""`cohort extract --labels`: labels computed elsewhere in the MEDS label schema are completed with split, age
-and sex from the MEDS data (as `--task` would write them), and every malformed labels file fails naming it."""
+"""`cohort extract --labels` and a grid's `data.labels`: labels computed elsewhere in the MEDS label schema are
+completed with split, age and sex from the MEDS data (as `--task` would write them), and every malformed labels
+file fails naming it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
 
+from rationale_sft import config, fingerprint
 from rationale_sft.cli import main
 from rationale_sft.cohort.extract import LABEL_COLUMNS, extract_labels, sidecar_paths
 from rationale_sft.cohort.precomputed import labels_from_file
 from rationale_sft.cohort.task import load_task
+from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.errors import InputError
+from rationale_sft.experiment import jobs
+from rationale_sft.experiment.plan import plan
 from test_extract_rules import BASE, END, PT, US, make, subject
 
 ROWS = [*subject(1, (PT + US, "ICD10//G30"), (END, "X")), *subject(2, (END, "X"), sex="M"),
@@ -99,3 +105,29 @@ def test_labels_and_a_task_do_not_mix(meds, tmp_path, capsys):
     assert not (tmp_path / "x.parquet").exists()
     with pytest.raises(InputError, match="labels file not found"):
         labels_from_file(tmp_path / "missing.parquet", meds)
+
+
+def test_a_grid_takes_precomputed_labels(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "cache"))
+    ids = list(range(1, 61))
+    splits = pl.DataFrame({"subject_id": ids, "split": ["train"] * 40 + ["tuning"] * 10 + ["held_out"] * 10})
+    meds = make(tmp_path, [r for i in ids for r in subject(i, (END, "X"))], splits)
+    given = pl.DataFrame({"subject_id": ids, "prediction_time": [PT] * 60, "boolean_value": [i % 3 == 0 for i in ids]})
+    path = label_file(tmp_path, given)
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    overrides = [f"data.meds_dir={meds}", f"data.labels={path}", "grid.scales=[12]", "grid.seeds=[0]"]
+    first = plan(config.load(ExperimentConfig, smoke, overrides), smoke.parent)
+    job = next(j for j in first.jobs if j.function == "labels")
+    assert job.kwargs["task"] is None and job.kwargs["labels_file"] == str(path.resolve())
+    root = tmp_path / "grid"
+    summary = jobs.labels(str(root / job.out_dir), str(root), **job.kwargs)
+    assert summary["task"] == "labels:given.parquet" and summary["n_pos"] == 20
+    assert pl.read_parquet(root / job.out_dir / jobs.LABELS).equals(labels_from_file(path, meds)[0])
+
+    label_file(tmp_path, given.with_columns(boolean_value=~pl.col("boolean_value")))  # same path, new content
+    changed = plan(config.load(ExperimentConfig, smoke, overrides), smoke.parent)
+    assert {j.id for j in first.runs}.isdisjoint({j.id for j in changed.runs})
+    assert main(["validate", str(smoke), *overrides]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "ok"
+    with pytest.raises(config.ConfigError, match="data.labels needs data.meds_dir"):
+        config.load(ExperimentConfig, smoke, [f"data.labels={path}"])

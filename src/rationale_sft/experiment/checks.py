@@ -139,7 +139,8 @@ def _job_settings(job, bases: dict, models: dict, problems: list[str], warnings:
     try:
         if kind in SETTINGS:
             for arg, cls in SETTINGS[kind].items():
-                cfglib.build(cls, job.kwargs[arg])
+                if job.kwargs[arg] is not None:  # a labels job from precomputed labels has no task
+                    cfglib.build(cls, job.kwargs[arg])
         elif kind == "base":
             cfglib.build(BaseModelConfig, {"model": job.kwargs["model"], "pretrain": job.kwargs["pretrain"]})
         elif kind == "sft":
