@@ -245,13 +245,13 @@ def _parse_ref(text: str, where: str) -> tuple[str, int]:
     return m.group(1), -offset if m.group(2) == "-" else offset
 
 
-def resolve_windows(windows: dict, trigger: str) -> dict[str, tuple[Bound, Bound]]:
+def resolve_windows(windows: dict) -> dict[str, tuple[Bound, Bound]]:
     """Each window's (start, end) as offsets from the trigger event.
 
     >>> w = {"input": {"start": None, "end": "trigger", "start_inclusive": True, "end_inclusive": True},
     ...      "target": {"start": "input.end", "end": "start + 2 days", "start_inclusive": False,
     ...                 "end_inclusive": True}}
-    >>> resolve_windows(w, "adm")["target"]
+    >>> resolve_windows(w)["target"]
     (Bound(offset_us=0, inclusive=False), Bound(offset_us=172800000000, inclusive=True))
     """
     parsed, out = {}, {}
@@ -350,7 +350,7 @@ def translate(data: dict, source: str | Path) -> dict:
     if trigger.prefixes or len(trigger.exact) != 1:
         raise InputError(f"{source}: trigger {data['trigger']!r} must be a predicate of exactly one code (code: X); "
                          f"it matches {list(trigger.exact) + [p + '*' for p in trigger.prefixes]}")
-    bounds = resolve_windows(windows, data["trigger"])
+    bounds = resolve_windows(windows)
     _check_index(windows, bounds, source)
     label_window, outcome, horizon_us = _label_window(windows, bounds, predicates, source)
     prior = _prior_window(windows, bounds, predicates, outcome, label_window, source)
