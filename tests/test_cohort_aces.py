@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import pytimeparse
 import yaml
 
 from rationale_sft import config
@@ -39,7 +40,7 @@ def aces_reading(cfg_path: Path, meds: Path) -> pl.DataFrame:
     """Labels as ACES defines them, read straight off the config: one row per trigger event; the label is
     whether the label regex matches a code in (trigger, trigger + offset]; rows with a match at or before the
     trigger are dropped."""
-    parse = pytest.importorskip("pytimeparse").parse
+    parse = pytimeparse.parse
     cfg = yaml.safe_load(cfg_path.read_text())
     trigger = cfg["predicates"][cfg["trigger"]]["code"]
     regex = cfg["predicates"]["adrd"]["code"]["regex"]
@@ -132,7 +133,7 @@ def test_a_trigger_at_several_times_fails_as_aces_would_label_each(tmp_path):
 
 
 def test_durations_read_as_pytimeparse_reads_them():
-    parse = pytest.importorskip("pytimeparse").parse
+    parse = pytimeparse.parse
     for text in ["1826.25 days", "30d", "1 day 12h", "2 weeks, 3 days", "90 mins", "1.5h", "36 hours 10 s"]:
         assert aces.duration_us(text, "w") == round(parse(text) * 1_000_000), text
     for text in ["5 years", "5y", "6 months", "soon"]:
