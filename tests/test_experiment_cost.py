@@ -100,10 +100,13 @@ def test_lengths_under_the_run_dir_are_measured(tmp_path):
     est = cost.estimate(cfg, p, tmp_path, H100)
     train = next(it for it in items(est, "train") if it.job == sft.name)
     score = next(it for it in items(est, "score") if it.job == sft.name)
-    assert (train.train, train.mark) == (12345, "measured")
+    assert (train.train, train.mark, train.done) == (12345, "measured", True)
     assert (score.prefill, score.decode, score.mark) == (7 * 4, 7 * 15, "measured")
     other = next(it for it in items(est, "score") if it.job != sft.name)  # label_only: not finished
     assert other.prefill == 60 * 4 and other.mark == "bound"  # prompt measured, test set still a bound
+    assert not other.done
+    stages = est.by_stage()
+    assert stages["score"]["left"] == pytest.approx(other.seconds)  # what a relaunch still has to run
 
 
 def test_lora_trains_at_two_thirds_of_full_fine_tuning_flops():

@@ -10,6 +10,7 @@ docs/cost.md explains the model and compares it with measured runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Item:
     "Estimated seconds on the device."
     mark: str = "exact"
     "How its counts were obtained (MARKS): the weakest of its lengths."
+    done: bool = False
+    "The job has already finished under the run directory (a relaunch skips it)."
 
 
 @dataclass
@@ -75,8 +78,9 @@ class Estimate:
         out: dict[str, dict] = {}
         for it in self.items:
             s = out.setdefault(it.stage, {"jobs": 0, "train": 0.0, "prefill": 0.0, "decode": 0.0, "seconds": 0.0,
-                                          "mark": "exact"})
+                                          "left": 0.0, "mark": "exact"})
             s["jobs"] += 1
+            s["left"] += 0.0 if it.done else it.seconds
             for k in ("train", "prefill", "decode", "seconds"):
                 s[k] += getattr(it, k)
             s["mark"] = weakest(s["mark"], it.mark)
@@ -157,7 +161,8 @@ def estimate(cfg: ExperimentConfig, p, out_dir: str | Path | None, device: Devic
     est = Estimate(device)
     for job in p.jobs:
         if job.function in PRICERS:
-            est.items += PRICERS[job.function](ctx, job)
+            done = ctx.lengths.done(job.out_dir) is not None
+            est.items += [dataclasses.replace(it, done=done) for it in PRICERS[job.function](ctx, job)]
     return est
 
 
@@ -413,17 +418,18 @@ def format_estimate(est: Estimate, name: str) -> str:
     kind = "measured" if dev.measured else "estimate"
     lines = [f"cost of grid {name!r} on {dev.name}: {dev.description} ({kind}; {dev.source})",
              f"{'stage':<9} {'jobs':>5} {'params':>13} {'train tok':>10} {'prefill tok':>11} {'decode tok':>10} "
-             f"{'hours':>9}  counts"]
+             f"{'hours':>9} {'left':>9}  counts"]
     stages = est.by_stage()
     for stage, s in stages.items():
         params = sorted({it.params for it in est.items if it.stage == stage and it.params})
         shown = "-" if not params else human(params[0]) + (f"-{human(params[-1])}" if len(params) > 1 else "")
         lines.append(f"{stage:<9} {s['jobs']:>5} {shown:>13} {human(s['train']):>10} {human(s['prefill']):>11} "
-                     f"{human(s['decode']):>10} {s['seconds'] / 3600:>9.3f}  {s['mark']}")
-    total = {k: sum(s[k] for s in stages.values()) for k in ("train", "prefill", "decode", "seconds")}
+                     f"{human(s['decode']):>10} {hours(s['seconds']):>9} {hours(s['left']):>9}  {s['mark']}")
+    total = {k: sum(s[k] for s in stages.values()) for k in ("train", "prefill", "decode", "seconds", "left")}
     lines.append(f"{'total':<9} {len(est.items):>5} {'':>13} {human(total['train']):>10} "
-                 f"{human(total['prefill']):>11} {human(total['decode']):>10} {hours(total['seconds']):>9}  "
-                 f"{weakest(*(s['mark'] for s in stages.values()))}")
+                 f"{human(total['prefill']):>11} {human(total['decode']):>10} {hours(total['seconds']):>9} "
+                 f"{hours(total['left']):>9}  {weakest(*(s['mark'] for s in stages.values()))}")
+    lines.append("hours: every job of the grid; left: those not yet finished under the run directory")
     lines.append("not priced: cohort, labels, prompts, baselines, the knowledge teacher and the report (no model "
                  "passes), gradient-conflict steps and layer probes")
     lines.append("counts: exact = config arithmetic; measured = lengths from this grid's files under its run "

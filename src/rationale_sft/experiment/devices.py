@@ -186,5 +186,6 @@ def decode_seconds(dev: Device, size: ModelSize, steps: float, batch: float, con
     flops = forward_flops(size, context) * batch
     kv_bytes = 2 * size.layers * size.kv_width * context * dev.weight_bytes * batch
     moved = size.params * dev.weight_bytes + kv_bytes
-    per_step = max(flops / (dev.peak_flops * dev.utilisation(size.params)[1]), moved / (dev.bandwidth * dev.bandwidth_util))
+    compute = flops / (dev.peak_flops * dev.utilisation(size.params)[1])
+    per_step = max(compute, moved / (dev.bandwidth * dev.bandwidth_util))
     return steps * (per_step + size.layers * dev.layer_overhead_s)
