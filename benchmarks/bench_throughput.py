@@ -23,14 +23,22 @@ from rationale_sft.models.families import model_config
 
 
 def best(fn, repeats: int = 3) -> float:
-    """Fastest of ``repeats`` timed calls of ``fn`` (after one warm-up call), in seconds."""
+    """Fastest of ``repeats`` timed calls of ``fn`` (after one warm-up call), in seconds of the machine to itself:
+    this process's CPU seconds over its threads. The cores are shared with other jobs, and wall time would
+    charge their share to ours; ``SHARES`` records the share of the threads each call got."""
     fn()
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        SHARES.append(cpu / (wall * torch.get_num_threads()))
+        times.append(cpu / torch.get_num_threads())
     return min(times)
+
+
+SHARES: list[float] = []
+"Per timed call: the fraction of its threads' wall time this process ran (1 on a quiet machine)."
 
 
 def peak_flops(n: int = 2048) -> float:
@@ -78,15 +86,17 @@ def prefill_s(model, batch: int, seq: int) -> float:
 
 @torch.no_grad()
 def decode_step_s(model, batch: int, prompt: int, steps: int = 32) -> float:
-    """Seconds per KV-cached decode step of ``batch`` rows after a ``prompt``-token prefill."""
+    """Seconds (CPU seconds over threads, as ``best``) per KV-cached decode step of ``batch`` rows after a
+    ``prompt``-token prefill."""
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt))
-    out = model(input_ids=ids, use_cache=True)
-    cache, tok = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    t = time.perf_counter()
-    for _ in range(steps):
-        out = model(input_ids=tok, past_key_values=cache, use_cache=True)
+
+    def run():
+        out = model(input_ids=ids, use_cache=True)
         cache, tok = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    return (time.perf_counter() - t) / steps
+        for _ in range(steps):
+            out = model(input_ids=tok, past_key_values=cache, use_cache=True)
+            cache, tok = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    return (best(run, 2) - prefill_s(model, batch, prompt)) / steps
 
 
 def measure(name: str, cfg, shapes: dict, peak: float, overhead: float) -> dict:
@@ -128,11 +138,15 @@ def main() -> None:
                     peak, overhead),
             measure("SmolLM2-135M shape", smollm2_config(), {"train": (2, 384), "prefill": (4, 384), "decode": (4,)},
                     peak, overhead)]
-    result = {"date": datetime.date.today().isoformat(), "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {platform.machine()}", "threads": torch.get_num_threads(), "torch": torch.__version__,
+    machine = f"{_cpu_model()}, {os.cpu_count()} cores, {platform.machine()}"
+    result = {"date": datetime.date.today().isoformat(), "machine": machine, "threads": torch.get_num_threads(),
+              "torch": torch.__version__,
               "peak_flops": peak, "bandwidth": bw, "bandwidth_util": 1.0, "layer_overhead_s": overhead,
               "decode_step_s_batch1_tiny": step1, "fits": fits,
               # other processes share the cores: the figures are as slow as the machine was while measured
-              "load_average_1min": [load, os.getloadavg()[0]]}
+              "load_average_1min": [load, os.getloadavg()[0]],
+              "cpu_share": [round(min(SHARES), 3), round(max(SHARES), 3)],
+              "timing": "CPU seconds of this process over its threads (other jobs shared the cores)"}
     print(json.dumps(result, indent=2))
     if args.write:
         CPU_FILE.write_text(json.dumps(result, indent=2) + "\n")
