@@ -1,9 +1,8 @@
 """The cost estimate of a finished grid against the seconds its jobs recorded, per stage.
 
 Measured: ``train.json`` and ``score.json`` seconds (with ``sample_seconds``, of the sampled rationales) of every
-SFT run, ``fewshot.json`` seconds of every few-shot
-run, and the last ``elapsed_s`` of each pretraining stage's ``pretrain_log.parquet`` (the base's model
-directory and its ``base-<stage>-<key>`` siblings). Estimated: ``run --plan --cost`` on the same run directory.
+SFT run, ``fewshot.json`` seconds of every few-shot run, and the last ``elapsed_s`` of each pretraining stage's
+``pretrain_log.parquet`` (the base's model directory and its ``base-<stage>-<key>`` siblings). Estimated: ``run --plan --cost`` on the same run directory.
 
     PYTHONPATH=src .venv/bin/python benchmarks/check_cost.py configs/quick.yaml runs/demo [--device cpu]
 """
