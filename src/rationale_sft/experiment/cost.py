@@ -416,7 +416,7 @@ def format_estimate(est: Estimate, name: str) -> str:
     """The per-stage table of an estimate, its total, and what its marks and device figures rest on."""
     dev = est.device
     kind = "measured" if dev.measured else "estimate"
-    lines = [f"cost of grid {name!r} on {dev.name}: {dev.description} ({kind}; {dev.source})",
+    lines = [f"cost of grid {name!r} on {dev.name}: {dev.description} ({kind}: {dev.source})",
              f"{'stage':<9} {'jobs':>5} {'params':>13} {'train tok':>10} {'prefill tok':>11} {'decode tok':>10} "
              f"{'hours':>9} {'left':>9}  counts"]
     stages = est.by_stage()

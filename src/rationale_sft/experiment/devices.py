@@ -108,7 +108,7 @@ def cpu_device(path: Path = CPU_FILE) -> Device:
                   fits=tuple((f["params"], f["train_util"], f["prefill_util"]) for f in m["fits"]),
                   bandwidth_util=m["bandwidth_util"],
                   layer_overhead_s=m["layer_overhead_s"], weight_bytes=4, measured=True,
-                  source=f"measured {m['date']} by benchmarks/bench_throughput.py")
+                  source=f"{m['date']}, benchmarks/bench_throughput.py")
 
 
 @dataclass(frozen=True)
