@@ -84,6 +84,8 @@ def test_lengths_under_the_run_dir_are_measured(tmp_path):
     tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(model_dir / "tokenizer.json"))
+    pl.DataFrame({"tokens_per_s": [100.0, 200.0], "elapsed_s": [1.0, 3.0]}).write_parquet(
+        model_dir / "pretrain_log.parquet")
 
     def done(job, files: dict) -> None:
         path = tmp_path / job.out_dir
@@ -102,6 +104,8 @@ def test_lengths_under_the_run_dir_are_measured(tmp_path):
     train = next(it for it in items(est, "train") if it.job == sft.name)
     score = next(it for it in items(est, "score") if it.job == sft.name)
     assert (train.train, train.mark, train.done) == (12345, "measured", True)
+    (pre,) = items(est, "pretrain")  # its log: 100 tokens/s for 1 s, then 200 for 2 s
+    assert (pre.train, pre.mark) == (500, "measured")
     assert (score.prefill, score.decode, score.mark) == (7 * 4, 7 * 15, "measured")
     other = next(it for it in items(est, "score") if it.job != sft.name)  # label_only: not finished
     assert other.prefill == 60 * 4 and other.mark == "bound"  # prompt measured, test set still a bound

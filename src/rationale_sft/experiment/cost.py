@@ -229,26 +229,52 @@ def checkpoint_config(name: str):
 
 
 def pretrain_items(ctx: _Context, job) -> list[Item]:
-    """A base's pretraining stages (none for a checkpoint, unless it continues on reasoning text). Rows of
-    ``packing: documents`` are padded to the longest in the batch, so steps x batch x seq_len is a bound."""
+    """A base's pretraining stages (none for a checkpoint, unless it continues on reasoning text): the tokens its
+    stage logs record once the base exists, else steps x batch x seq_len, a bound with ``packing: documents``
+    (rows end where their text does) and exact with ``packing: stream``."""
     from rationale_sft import config as cfglib
     from rationale_sft.config.model import BaseModelConfig
 
     bc = cfglib.build(BaseModelConfig, {"model": job.kwargs["model"], "pretrain": job.kwargs["pretrain"]})
     pc, m = bc.pretrain, bc.model
+    size, model_dir = ctx.base(job.out_dir)
+    logs = stage_dirs(model_dir, pc.full_steps > 0) if ctx.lengths.done(job.out_dir) and model_dir else {}
     stages = [] if m.checkpoint else [
-        ("copy drills", pc.copy_steps, pc.short_batch_size, pc.short_seq_len, "documents"),
-        ("short texts", pc.short_steps, pc.short_batch_size, pc.short_seq_len, "documents"),
-        ("all texts", pc.steps, pc.batch_size, pc.seq_len, pc.packing),
-        ("full texts", pc.full_steps, pc.batch_size, pc.seq_len, pc.packing)]
+        ("copy", pc.copy_steps, pc.short_batch_size, pc.short_seq_len, "documents"),
+        ("short", pc.short_steps, pc.short_batch_size, pc.short_seq_len, "documents"),
+        ("main", pc.steps, pc.batch_size, pc.seq_len, pc.packing),
+        ("full", pc.full_steps, pc.batch_size, pc.seq_len, pc.packing)]
     if m.reasoning_base:
         stages.append(("reasoning", pc.reasoning_steps, pc.batch_size, pc.seq_len, pc.packing))
-    size = ctx.base(job.out_dir)[0]
-    name = m.checkpoint or f"{m.family}-{m.size}"
-    return [Item("pretrain", f"{name} {what}", size.params, train=steps * batch * seq,
-                 seconds=devices.train_seconds(ctx.device, size, steps * batch * seq, seq, steps, lora=False),
-                 mark="exact" if packing == "stream" else "bound")
-            for what, steps, batch, seq, packing in stages if steps]
+    name, items = m.checkpoint or f"{m.family}-{m.size}", []
+    for what, steps, batch, seq, packing in stages:
+        if not steps:
+            continue
+        tokens, mark = logged_tokens(logs.get(what)), "measured"
+        if tokens is None:
+            tokens, mark = float(steps * batch * seq), "exact" if packing == "stream" else "bound"
+        seconds = devices.train_seconds(ctx.device, size, tokens, tokens / (steps * batch), steps, lora=False)
+        items.append(Item("pretrain", f"{name} {what} stage", size.params, train=tokens, seconds=seconds, mark=mark))
+    return items
+
+
+def stage_dirs(model_dir: Path, full_stage: bool) -> dict[str, Path]:
+    """Where ``models.pretrain`` leaves each stage of the base at ``model_dir`` (``base-<key>``): copy, short and
+    main stages in ``base-<stage>-<key>`` beside it, the last stage in it."""
+    key = model_dir.name.removeprefix("base-")
+    out = {s: model_dir.parent / f"base-{s}-{key}" for s in ("copy", "short", "main")}
+    return out | ({"full": model_dir} if full_stage else {"main": model_dir})
+
+
+def logged_tokens(stage_dir: Path | None) -> float | None:
+    """Tokens a pretraining stage trained on, from its ``pretrain_log.parquet`` (tokens/s x seconds between log
+    rows); None without a log."""
+    if stage_dir is None or not (stage_dir / "pretrain_log.parquet").is_file():
+        return None
+    import polars as pl
+
+    log = pl.read_parquet(stage_dir / "pretrain_log.parquet", columns=["tokens_per_s", "elapsed_s"])
+    return float((log["tokens_per_s"] * log["elapsed_s"].diff().fill_null(log["elapsed_s"][0])).sum())
 
 
 def sft_items(ctx: _Context, job) -> list[Item]:
