@@ -143,7 +143,7 @@ def test_an_unknown_device_is_an_error_naming_the_valid_ones(capsys):
         devices.get_device("tpu")
 
 
-@pytest.mark.parametrize("args", [["--cost"], ["--device", "h100"], ["--cost", "--device", "h100"]])
+@pytest.mark.parametrize("args", [["--cost"], ["--device", "cpu"], ["--cost", "--device", "h100"]])
 def test_cost_and_device_need_plan(capsys, args):
     assert main(["run", str(CONFIGS / "smoke.yaml"), *args]) == 2
     assert "add --plan" in capsys.readouterr().err

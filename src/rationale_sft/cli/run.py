@@ -31,7 +31,7 @@ def add_parser(subparsers, help_text: str) -> None:
                         help="with --plan: per stage, the tokens to train, prefill and decode and the device-hours "
                              "they take, measured lengths where the grid's run directory (--out) already holds "
                              "prompts and rationales, upper bounds elsewhere (docs/cost.md)")
-    parser.add_argument("--device", default="cpu", metavar="NAME",
+    parser.add_argument("--device", metavar="NAME",
                         help="device --cost prices the grid on: cpu (this machine, measured), a100, h100, h200, l4 "
                              "(spec sheets; estimates) (default: cpu)")
     parser.add_argument("--verify", action="store_true",
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cost and not args.plan:
         raise InputError("--cost prices a plan: add --plan (rationale-sft run CONFIG.yaml --plan --cost); it runs "
                          "nothing")
-    if args.device != "cpu" and not args.cost:
+    if args.device and not args.cost:
         raise InputError(f"--device {args.device} only chooses the device --plan --cost prices the grid on; add "
                          "--plan --cost")
     cfg = config.load(ExperimentConfig, args.config, args.overrides)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             kinds[job.function] = kinds.get(job.function, 0) + 1
         print(json.dumps({"jobs": len(p.jobs), "runs": len(p.runs), "by_kind": kinds}, indent=2))
         if args.cost:
-            print_cost(cfg, p, Path(args.out) if args.out else default_out(cfg), args.device)
+            print_cost(cfg, p, Path(args.out) if args.out else default_out(cfg), args.device or "cpu")
         return 0
     summary = run_experiment(cfg, args.out or default_out(cfg), config_dir, report=not args.no_report,
                              verify=args.verify)
