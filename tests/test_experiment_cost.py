@@ -59,6 +59,11 @@ def test_bounds_of_a_grid_without_files_are_the_config_arithmetic():
     cfg, p = smoke("train.max_len=600")
     (few,) = items(cost.estimate(cfg, p, None, H100), "fewshot")
     assert few.prefill == 60 * 3 * 600
+    # train.max_len 0 is the model's context (llama-xs: 2,048 tokens)
+    cfg, p = smoke("train.max_len=0")
+    est0 = cost.estimate(cfg, p, None, H100)
+    assert [it.train for it in items(est0, "train")] == [8 * 4 * 2048] * 2
+    assert {it.prefill for it in items(est0, "score")} == {60 * 2048}
     # the knowledge teacher runs no model
     (teacher,) = items(est, "teacher")
     assert (teacher.prefill, teacher.decode, teacher.seconds) == (0, 0, 0)

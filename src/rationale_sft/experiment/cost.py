@@ -10,10 +10,9 @@ docs/cost.md explains the model and compares it with measured runs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -162,7 +161,7 @@ def estimate(cfg: ExperimentConfig, p, out_dir: str | Path | None, device: Devic
     for job in p.jobs:
         if job.function in PRICERS:
             done = ctx.lengths.done(job.out_dir) is not None
-            est.items += [dataclasses.replace(it, done=done) for it in PRICERS[job.function](ctx, job)]
+            est.items += [replace(it, done=done) for it in PRICERS[job.function](ctx, job)]
     return est
 
 
@@ -283,6 +282,7 @@ def sft_items(ctx: _Context, job) -> list[Item]:
 
     train, score = sft_settings(job.kwargs["train"], job.kwargs["score"], job.kwargs["seed"], job.kwargs["probe"])
     size, model_dir = ctx.base(job.kwargs["base_job"])
+    train = replace(train, max_len=train.max_len or size.context)  # 0 = the model's context
     tok, L, dev = ctx.lengths.tokenizer(model_dir), ctx.lengths, ctx.device
     passes = train.steps * train.grad_accum
     rows = passes * train.micro_batch
@@ -295,7 +295,7 @@ def sft_items(ctx: _Context, job) -> list[Item]:
     lora = train.lora.enabled
     items = [Item("train", job.name, size.params, train=tokens, mark=mark,
                   seconds=devices.train_seconds(dev, size, tokens, tokens / max(rows, 1), passes, lora))]
-    return items + [_score_item(ctx, job, score, size, tok, train.arm)]
+    return items + [_score_item(ctx, job, score, size, tok, train)]
 
 
 def _train_row(train, L: Lengths, tok, job) -> tuple[float, str]:
@@ -313,7 +313,7 @@ def _train_row(train, L: Lengths, tok, job) -> tuple[float, str]:
     return min(train.max_len, prompt + rationale + ANSWER_TOKENS), "measured"
 
 
-def _score_item(ctx: _Context, job, score, size: ModelSize, tok, arm: str) -> Item:
+def _score_item(ctx: _Context, job, score, size: ModelSize, tok, train) -> Item:
     """Scoring a run's test set: a prefill per subject (and per sampled rationale), and the decode of generating
     arms (max_new_tokens each, a bound, until the run has written scores.parquet)."""
     from rationale_sft.train.arms import SCORING
@@ -323,8 +323,8 @@ def _score_item(ctx: _Context, job, score, size: ModelSize, tok, arm: str) -> It
     n, n_mark = (record["n"], "measured") if record else ctx.test_n(job.kwargs["labels_dir"])
     prompt = L.mean(tok, job.kwargs["render_dir"], "examples.parquet", "prompt", split="held_out")
     p_mark = "measured" if prompt is not None else "bound"
-    prompt = prompt if prompt is not None else float(score.max_len or ctx.cfg.train.max_len)
-    generating = (score.mode if score.mode != "auto" else SCORING[arm]) == "generate"
+    prompt = prompt if prompt is not None else float(score.max_len or train.max_len)
+    generating = (score.mode if score.mode != "auto" else SCORING[train.arm]) == "generate"
     passes = (1 + score.n_samples) if generating else 1
     gen, g_mark = _generated(L, job, score.max_new_tokens) if generating else (0.0, "exact")
     return _inference_item(ctx.device, "score", job.name, size, n, prompt, gen, passes, score.batch_size,
@@ -362,7 +362,7 @@ def fewshot_items(ctx: _Context, job) -> list[Item]:
     else:
         n, mark = ctx.test_n(job.kwargs["labels_dir"])
         n = min(n, fs.subset) if fs.subset else n
-        context, c_mark = _fewshot_context(L, tok, job, fs, size, ctx.cfg.train.max_len)
+        context, c_mark = _fewshot_context(L, tok, job, fs, size, ctx.cfg.train.max_len or size.context)
         mark = weakest(mark, c_mark)
     gen, g_mark = _generated(L, job, score.max_new_tokens) if fs.with_rationales else (0.0, "exact")
     return [_inference_item(ctx.device, "fewshot", job.name, size, n, context, gen, 1, score.batch_size,
