@@ -1,6 +1,7 @@
 """Checkpoint resolution: clear errors for unusable paths and ids; the bundled SmolLM2 GGUF converts and runs."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -69,7 +70,13 @@ def test_smollm2_gguf_converts_once_and_predicts(smollm2_dir):
     assert (smollm2_dir / "DONE").is_file() and (smollm2_dir / "model.safetensors").is_file()
     assert not [p for p in smollm2_dir.parent.iterdir() if p.name.startswith(".")]  # no leftover temp dir
     info = json.loads((smollm2_dir / "conversion.json").read_text())
-    assert info["has_chat_template"] and info["label_tokens"] == {" Yes": ["ĠYes"], " No": ["ĠNo"]}
+    assert info["has_chat_template"] and info["label_tokens"] == {
+        "after the prompt": {"Yes": ["Yes"], "No": ["No"]},  # the assistant turn starts on a new line
+        "after the answer marker": {"Yes": ["ĠYes"], "No": ["ĠNo"]}}
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all(p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~mask
+               for p in [smollm2_dir, *smollm2_dir.iterdir()])  # a cache other users can read
     model, tok = load(smollm2_dir)
     assert model.dtype == torch.float32 and model.config.model_type == "llama"
     assert len(label_token_ids(tok, strict=True)) == 2

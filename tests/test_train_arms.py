@@ -7,6 +7,7 @@ from rationale_sft.config import build
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.models.tokenizer import train_tokenizer
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.train import arms
 from rationale_sft.train.data import encode
 from rationale_sft.train.loop import check_mask, encode_rows, training_rows
@@ -26,7 +27,7 @@ def ids(tok, text):
 
 def enc(tok, cfg, prompt, label, rationale, max_len=1024):
     tasks = arms.render_tasks(cfg, prompt, label, rationale)
-    return [encode(tok, t.prefix + prompt, t.segments, max_len=max_len, chat=False, pad_unit=cfg.pad_unit,
+    return [encode(tok, prompt, t.segments, max_len=max_len, chat=False, pad_unit=cfg.pad_unit, prefix=t.prefix,
                    weight=lambda k: arms.loss_weight(cfg, k)) for t in tasks]
 
 
@@ -95,25 +96,26 @@ def test_truncation_drops_oldest_history_never_the_target(data):
     ex, _, tok = data
     row = max(ex.iter_rows(named=True), key=lambda r: r["n_history_items"])
     rationale = "A long rationale. " * 5
-    full = enc(tok, TrainConfig(arm="freeform"), row["prompt"], True, rationale)[0]
-    short = enc(tok, TrainConfig(arm="freeform"), row["prompt"], True, rationale, max_len=len(full.input_ids) - 5)[0]
+    parts = prompt_parts(row)
+    full = enc(tok, TrainConfig(arm="freeform"), parts, True, rationale)[0]
+    short = enc(tok, TrainConfig(arm="freeform"), parts, True, rationale, max_len=len(full.input_ids) - 5)[0]
     assert short.n_dropped >= 1 and len(short.input_ids) <= len(full.input_ids) - 5
     assert short.labels[short.n_prompt:] == full.labels[full.n_prompt:]
     with pytest.raises(InputError, match="more than max_len"):
-        enc(tok, TrainConfig(arm="freeform"), row["prompt"], True, rationale, max_len=10)
+        enc(tok, TrainConfig(arm="freeform"), parts, True, rationale, max_len=10)
 
 
 def test_encode_rows_counts_and_hashes(data):
     ex, rat, tok = data
     for arm in ("label_only", "freeform", "multitask"):
-        cfg = TrainConfig(arm=arm)
+        cfg = TrainConfig(arm=arm, max_len=1024)
         rows = training_rows(cfg, ex, rat)
         seqs, table = encode_rows(cfg, tok, rows, chat=False)
         assert table.height == len(seqs) == rows.height * (2 if arm == "multitask" else 1)
         assert table["prompt_hash"].to_list()[:1] == rows["prompt_hash"].to_list()[:1]
         assert (table["n_target_tokens"] > 0).all()
-    free = encode_rows(TrainConfig(arm="freeform"), tok, training_rows(TrainConfig(arm="freeform"), ex, rat), False)[1]
-    label = encode_rows(TrainConfig(), tok, training_rows(TrainConfig(), ex, rat), False)[1]
+    free = encode_rows(TrainConfig(arm="freeform", max_len=1024), tok, training_rows(TrainConfig(arm="freeform"), ex, rat), False)[1]
+    label = encode_rows(TrainConfig(max_len=1024), tok, training_rows(TrainConfig(), ex, rat), False)[1]
     assert free["prompt_hash"].to_list() == label["prompt_hash"].to_list()
     assert set(free["target_hash"]).isdisjoint(label["target_hash"])
 

@@ -45,7 +45,7 @@ def test_several_problems_at_once(job_files, tmp_path):
     report = validate(job(root, base, arm="freeform", max_len=40,
                           lora={"enabled": True, "target_modules": ["q_proj", "w_up"]}))
     text = "\n".join(report["problems"])
-    assert "['w_up'] match no linear layer" in text and "prompt does not fit" in text and "more examples" in text
+    assert "['w_up'] match no linear layer" in text and "without any history still takes" in text and "more examples" in text
 
 
 def test_unknown_architecture_and_colliding_label_words(job_files, tmp_path):

@@ -56,12 +56,68 @@ def uses_chat(tokenizer, mode: str) -> bool:
     return has and mode != "off"
 
 
-def wrap_prompt(tokenizer, prompt: str, chat: bool) -> str:
-    """The text before the answer: the prompt itself, or a chat user turn plus the assistant header."""
+def wrap_prompt(tokenizer, prompt: str, chat: bool, system: str | None = "") -> str:
+    """The text before the answer: the prompt itself, or a chat user turn plus the assistant header.
+
+    ``system`` is the chat system prompt (see ``system_turn``): '' adds none, a text adds that system turn,
+    None leaves the template's own choice (SmolLM2 and Qwen2 add a default one).
+    """
     if not chat:
         return prompt
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
+    messages = system_turn(tokenizer, system) + [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def system_turn(tokenizer, system: str | None) -> list[dict]:
+    """The messages a chat starts with for a system prompt setting.
+
+    '' means no system prompt. A template that adds a default system turn when none is given (SmolLM2's
+    "You are a helpful AI assistant named SmolLM, ...") gets an empty one instead, so nothing is added
+    silently; a template without a default gets no system turn. A text is that system turn; None leaves the
+    template's choice (no message passed).
+    """
+    if system is None:
+        return []
+    if system:
+        if not _accepts_system(tokenizer):
+            raise InputError(f"the tokenizer's chat template refuses a system turn, so system prompt {system!r} "
+                             "cannot be used; set the system prompt to '' (none)")
+        return [{"role": "system", "content": system}]
+    return [{"role": "system", "content": ""}] if _adds_default_system(tokenizer) else []
+
+
+_PROBE = [{"role": "user", "content": "x"}]
+
+
+def _adds_default_system(tokenizer) -> bool:
+    """Whether the chat template writes a system turn of its own when the messages hold none."""
+    key = ("default", tokenizer.chat_template)
+    if key not in _TEMPLATE_FACTS:
+        bare = tokenizer.apply_chat_template(_PROBE, tokenize=False)
+        empty = _render_or_none(tokenizer, [{"role": "system", "content": ""}] + _PROBE)
+        _TEMPLATE_FACTS[key] = empty is not None and len(bare) > len(empty)
+    return _TEMPLATE_FACTS[key]
+
+
+def _accepts_system(tokenizer) -> bool:
+    """Whether the chat template renders a system turn at all (Gemma's, for one, raises)."""
+    key = ("system", tokenizer.chat_template)
+    if key not in _TEMPLATE_FACTS:
+        _TEMPLATE_FACTS[key] = _render_or_none(tokenizer, [{"role": "system", "content": "s"}] + _PROBE) is not None
+    return _TEMPLATE_FACTS[key]
+
+
+def _render_or_none(tokenizer, messages: list[dict]) -> str | None:
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    except TemplateError:  # also what a template's own raise_exception("System role not supported") raises
+        return None
+
+
+_TEMPLATE_FACTS: dict[tuple[str, str], bool] = {}
+"Per chat template text: whether it adds a default system turn, whether it accepts one."
 
 
 def prompt_ids(tokenizer, text: str, chat: bool) -> list[int]:

@@ -7,6 +7,7 @@ modules are checked against a weightless (meta-device) instance of the architect
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import polars as pl
 from rationale_sft.answer import LABEL_WORDS, uses_chat, wrap_prompt
 from rationale_sft.config.train import JobConfig
 from rationale_sft.errors import InputError
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.train import arms
 from rationale_sft.train.data import encode
-from rationale_sft.train.loop import check_mask, read_table, training_rows
+from rationale_sft.train.loop import check_mask, read_table, training_rows, with_max_len
 
 MAX_LISTED = 10
 "Problems of one kind listed by example before the rest are summarised as a count."
@@ -36,6 +38,7 @@ def validate(job: JobConfig) -> dict:
     if tok is not None:
         check_label_tokens(tok, job, problems, warnings)
     if model_cfg is not None:
+        job = dataclasses.replace(job, train=with_max_len(job.train, model_cfg))
         check_context(model_cfg, job, problems)
         if job.train.lora.enabled:
             check_lora_targets(model_cfg, job, problems)
@@ -109,7 +112,7 @@ def check_label_tokens(tok, job: JobConfig, problems: list[str], warnings: list[
 
     places = {"after the answer marker": job.train.answer_marker}
     if uses_chat(tok, job.train.chat_template):
-        places["at the start of the assistant turn"] = "\n"
+        places["at the start of the assistant turn"] = wrap_prompt(tok, "x", True, job.train.system_prompt)
     for where, prev in places.items():
         ids = candidate_ids(tok, prev)
         words = dict(zip(LABEL_WORDS, ids))
@@ -196,10 +199,12 @@ def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str], 
     lengths, targets, dropped = [], [], 0
     for r in rows.iter_rows(named=True):
         try:
+            prompt = prompt_parts(r, f"subject_id {r['subject_id']}")
             for task in arms.render_tasks(cfg, r["prompt"], r["label"], r["rationale"]):
                 where = f"subject_id {r['subject_id']} ({task.task} task)"
-                e = encode(tok, task.prefix + r["prompt"], task.segments, max_len=cfg.max_len, chat=chat,
-                           weight=lambda k: arms.loss_weight(cfg, k), pad_unit=cfg.pad_unit, where=where)
+                e = encode(tok, prompt, task.segments, max_len=cfg.max_len, chat=chat, prefix=task.prefix,
+                           weight=lambda k: arms.loss_weight(cfg, k), pad_unit=cfg.pad_unit, where=where,
+                           system=cfg.system_prompt)
                 check_mask(e, where)
                 lengths.append(len(e.input_ids))
                 targets.append(len(e.input_ids) - e.n_prompt)
@@ -223,4 +228,4 @@ def _render_all(job: JobConfig, examples, rationales, tok, problems: list[str], 
         lambda v: None)
     return {"arm": cfg.arm, "chat_template": chat, "n_examples": rows.height, "n_sequences": len(lengths),
             "n_truncated": int(dropped), "sequence_tokens": stats(lengths), "target_tokens": stats(targets),
-            "example_text": wrap_prompt(tok, "<prompt>", chat)}
+            "example_text": wrap_prompt(tok, "<prompt>", chat, cfg.system_prompt)}

@@ -22,7 +22,11 @@ def add_parser(subparsers) -> None:
         epilog="task keys (YAML or KEY=VALUE overrides):\n" + keys,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--meds", required=True, help="MEDS dataset directory (holds data/ and metadata/).")
-    p.add_argument("--task", default=None, help="Task YAML (e.g. configs/tasks/adrd_5y.yaml); see docs/task.md.")
+    p.add_argument("--task", default=None, help="Task YAML (e.g. configs/tasks/adrd_5y.yaml) or ACES task config "
+                                                "(configs/tasks/adrd_5y.aces.yaml); see docs/task.md.")
+    p.add_argument("--labels", default=None,
+                   help="Labels computed elsewhere (parquet: subject_id, prediction_time, boolean_value, e.g. from "
+                        "ACES or MEDS-DEV), instead of --task: split, age and sex are added from --meds.")
     p.add_argument("--out", required=True, help="Labels parquet to write.")
     p.add_argument("--scales", default=None,
                    help="Comma-separated train-subset sizes (e.g. 500,1000,2000): writes nested subsets.")
@@ -71,12 +75,19 @@ def parse_case_ratio(text: str | None) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Parse, extract, print the summary."""
-    from rationale_sft.cohort.extract import extract
+    """Parse, extract (or complete precomputed labels), print the summary."""
+    from rationale_sft.cohort.extract import extract, write_cohort
+    from rationale_sft.cohort.precomputed import labels_from_file
     from rationale_sft.cohort.task import load_task
 
-    task = load_task(args.task, args.overrides)
-    summary = extract(task, args.meds, args.out, parse_sizes(args.scales), args.subset_seed,
-                      parse_case_ratio(args.case_ratio))
+    sizes, ratio = parse_sizes(args.scales), parse_case_ratio(args.case_ratio)
+    if args.labels is not None:
+        if args.task is not None or args.overrides:
+            raise InputError("--labels takes labels computed elsewhere: drop --task and the KEY=VALUE task "
+                             f"overrides ({' '.join(args.overrides) or args.task}), or drop --labels")
+        labels, summary = labels_from_file(args.labels, args.meds)
+        summary = write_cohort(labels, summary, args.out, sizes, args.subset_seed, ratio)
+    else:
+        summary = extract(load_task(args.task, args.overrides), args.meds, args.out, sizes, args.subset_seed, ratio)
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -32,7 +32,8 @@ def years(n: float) -> pl.Expr:
 
 
 def _is_outcome(task: TaskConfig) -> pl.Expr:
-    return pl.any_horizontal([pl.col("code").str.starts_with(p) for p in task.outcome_prefixes])
+    return pl.any_horizontal([pl.col("code").str.starts_with(p) for p in task.outcome_prefixes]
+                             + [pl.col("code").is_in(list(task.outcome_codes))])
 
 
 def _prediction_time(task: TaskConfig, birth: pl.Expr) -> pl.Expr:
@@ -55,6 +56,8 @@ def subject_table(events: pl.LazyFrame, task: TaskConfig) -> pl.LazyFrame:
         censor_time=t.filter(code.is_in(list(task.censor_codes))).min(),
         prior_outcome=(out & (t.is_null() | (t <= pt))).any(),
         outcome_time=t.filter(out & (t > pt)).min(),
+        n_trigger_times=t.filter(code == task.trigger_code).drop_nulls().n_unique() if task.trigger_code
+        else pl.lit(0, pl.UInt32),
     )
 
 
@@ -80,8 +83,8 @@ def _rule_failures(task: TaskConfig) -> dict[str, pl.Expr]:
         "no_prediction_time": pt.is_null(),
         "age_out_of_range": ~age_ok.fill_null(False) & pl.lit(lo is not None or hi is not None),
         "prior_outcome": pl.col("prior_outcome") & pl.lit(task.exclude_prior_outcome),
-        "no_followup": pl.col("follow_end").is_null() | (pl.col("follow_end") <= pt)
-        | (pl.col("censor_time") <= pt).fill_null(False),
+        "no_followup": (pl.col("follow_end").is_null() | (pl.col("follow_end") <= pt)
+                        | (pl.col("censor_time") <= pt).fill_null(False)) & pl.lit(task.require_followup),
         "censored": ~pl.col("boolean_value") & (pl.col("follow_end") < pt + years(task.horizon_years))
         & pl.lit(task.drop_censored),
     }
@@ -108,9 +111,11 @@ def _check_codes(events: pl.LazyFrame, task: TaskConfig, meds_dir: Path) -> list
         raise InputError(f"{meds_dir}: trigger_code {task.trigger_code!r} never occurs in the data"
                          + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
                          + "; set trigger_code in the task YAML to a code present in data/")
-    unseen = [p for p in task.outcome_prefixes if not any(c.startswith(p) for c in codes)]
-    if len(unseen) == len(task.outcome_prefixes):
-        raise InputError(f"{meds_dir}: no code starts with any outcome prefix {list(task.outcome_prefixes)}; "
+    unseen = [p for p in task.outcome_prefixes if not any(c.startswith(p) for c in codes)] \
+        + [c for c in task.outcome_codes if c not in set(codes)]
+    if len(unseen) == len(task.outcome_prefixes) + len(task.outcome_codes):
+        exact = f" or equals an outcome code {list(task.outcome_codes)}" if task.outcome_codes else ""
+        raise InputError(f"{meds_dir}: no code starts with any outcome prefix {list(task.outcome_prefixes)}{exact}; "
                          "fix outcome_prefixes in the task YAML (codes look like "
                          f"{', '.join(map(repr, sorted(codes)[:3]))})")
     if task.birth_code not in set(codes) and (task.trigger_age_years is not None):
@@ -131,6 +136,7 @@ def extract_labels(task: TaskConfig, meds_dir: str | Path) -> tuple[pl.DataFrame
     unseen = _check_codes(events, task, meds_dir)
     # a subject lives in one shard, so the per-subject pass runs shard by shard with bounded memory
     subjects = pl.concat([subject_table(meds_io.scan_shard(p), task).collect() for p in meds_io.data_files(meds_dir)])
+    _check_repeated_trigger(subjects, task, meds_dir)
     labels, excluded = apply_rules(subjects, splits, task)
     if labels.height == 0:
         raise InputError(f"{meds_dir}: empty cohort for task {task.name!r}: every subject was excluded "
@@ -138,14 +144,29 @@ def extract_labels(task: TaskConfig, meds_dir: str | Path) -> tuple[pl.DataFrame
     return labels, _summary(task, labels, excluded, checks, unseen)
 
 
-def _summary(task: TaskConfig, labels: pl.DataFrame, excluded: dict, checks: dict, unseen: list) -> dict:
+def _check_repeated_trigger(subjects: pl.DataFrame, task: TaskConfig, meds_dir: Path) -> None:
+    """With ``repeated_trigger: error``, fail on a subject whose trigger code occurs at several times."""
+    many = subjects.filter(pl.col("n_trigger_times") > 1).sort("subject_id")
+    if task.repeated_trigger == "error" and many.height:
+        raise InputError(f"{meds_dir}: trigger_code {task.trigger_code!r} occurs at {many['n_trigger_times'][0]} "
+                         f"different times for subject {many['subject_id'][0]} ({many.height} subject(s) in all); "
+                         "ACES labels every occurrence, rationale-sft predicts once per subject: set "
+                         "repeated_trigger=first to predict at the first, or pass labels computed elsewhere "
+                         "(--labels) with one prediction time per subject")
+
+
+def summarize(name: str, labels: pl.DataFrame, excluded: dict, checks: dict) -> dict:
+    """Counts of a labelled cohort: subjects and events in the data, cases, exclusions, per split."""
     n, n_pos = labels.height, int(labels["boolean_value"].sum())
     by_split = {s: {"n": int(g.height), "n_pos": int(g["boolean_value"].sum())}
                 for (s,), g in labels.group_by("split", maintain_order=True)}
-    return {"task": task.name, "n_subjects_in_data": checks["n_subjects"], "n_events": checks["n_events"],
+    return {"task": name, "n_subjects_in_data": checks["n_subjects"], "n_events": checks["n_events"],
             "n_duplicate_events": checks["n_duplicates"], "n": n, "n_pos": n_pos, "prevalence": n_pos / n,
-            "excluded": excluded, "by_split": dict(sorted(by_split.items())),
-            "outcome_prefixes_unseen": unseen}
+            "excluded": excluded, "by_split": dict(sorted(by_split.items()))}
+
+
+def _summary(task: TaskConfig, labels: pl.DataFrame, excluded: dict, checks: dict, unseen: list) -> dict:
+    return summarize(task.name, labels, excluded, checks) | {"outcome_prefixes_unseen": unseen}
 
 
 def sidecar_paths(out: str | Path) -> dict[str, Path]:
@@ -167,6 +188,12 @@ def extract(task: TaskConfig, meds_dir: str | Path, out: str | Path, scales: tup
     no output behind.
     """
     labels, summary = extract_labels(task, meds_dir)
+    return write_cohort(labels, summary, out, scales, subset_seed, case_ratio)
+
+
+def write_cohort(labels: pl.DataFrame, summary: dict, out: str | Path, scales: tuple[int, ...] = (),
+                 subset_seed: int = 0, case_ratio: float | None = None) -> dict:
+    """Write labels, their summary and (with ``scales``) nested subsets, computing everything first."""
     subsets = nested_subsets(labels, scales, subset_seed, case_ratio) if scales else None
     side = sidecar_paths(out)
     if subsets is not None:

@@ -1,4 +1,5 @@
-"""Loading prediction tasks: a task YAML (docs/task.md) plus dotted overrides into a TaskConfig."""
+"""Loading prediction tasks: a task YAML (docs/task.md) or an ACES task config plus dotted overrides into a
+TaskConfig."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from rationale_sft.config.task import TaskConfig
 
 
 def load_task(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TaskConfig:
-    """Read a task YAML and apply ``key=value`` overrides; errors name the key and the nearest valid ones.
+    """Read a task YAML (or an ACES config, translated by ``cohort.aces``) and apply ``key=value`` overrides;
+    errors name the key and the nearest valid ones.
 
     >>> load_task(None, ["trigger_code=ADMISSION//CARDIAC", "outcome_prefixes=[DISCHARGE]",
     ...                  "horizon_years=0.01"]).horizon_years
@@ -19,4 +21,9 @@ def load_task(path: str | Path | None, overrides: list[str] | tuple[str, ...] = 
     ...
     rationale_sft.config.ConfigError: 'horizon_years' must be float, got str 'soon'
     """
-    return config.load(TaskConfig, path, overrides)
+    from rationale_sft.cohort import aces
+
+    data = config.read_yaml(path) if path else {}
+    if aces.is_aces(data):
+        data = aces.translate(data, path)
+    return config.build(TaskConfig, data, overrides)

@@ -76,7 +76,9 @@ class DataConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     "The synthetic cohort (used when meds_dir is null)."
     task: str = "tasks/adrd_5y.yaml"
-    "Task YAML (relative to the grid YAML): prediction time, horizon, outcome codes, follow-up rules."
+    "Task YAML or ACES config (relative to the grid YAML): prediction time, horizon, outcome, follow-up rules."
+    labels: str | None = None
+    "Labels computed elsewhere (MEDS label schema parquet, relative to the grid YAML) instead of data.task's."
     controls_per_case: float | None = 2.0
     "Controls per case in the training subsets (2.0 = 1 case : 2 controls); null keeps natural prevalence."
     test_controls_per_case: float | None = 4.0
@@ -91,6 +93,9 @@ class DataConfig:
             raise ValueError(f"data.controls_per_case must be > 0 or null, got {self.controls_per_case}")
         if self.test_controls_per_case is not None and self.test_controls_per_case <= 0:
             raise ValueError(f"data.test_controls_per_case must be > 0 or null, got {self.test_controls_per_case}")
+        if self.labels is not None and self.meds_dir is None:
+            raise ValueError("data.labels needs data.meds_dir, the MEDS dataset the labels were computed on "
+                             "(the synthetic cohort is labelled by data.task)")
         if self.test_max < 10 or self.pretrain_subjects < 10:
             raise ValueError("data.test_max and data.pretrain_subjects must be >= 10")
 

@@ -37,7 +37,7 @@ class FewshotConfig:
     subset_seed: int = 0
     "Seed of the subset draw (not varied by the grid's seeds, so few-shot runs stay paired on subjects)."
     system_prompt: str | None = ""
-    "System turn of chat prompts; '' = an empty one (keeps a template's default out); null = the template's."
+    "System prompt of chat prompts; '' = none (a template's default is kept out); null = the template's choice."
     dtype: Literal["float32", "bfloat16"] = "float32"
     ("Weights dtype while scoring. bfloat16 roughly halves the time of a 100M+ model on a device with native "
      "bf16; elsewhere (an AVX2-only CPU emulates it, several times slower) float32 runs, with a warning; "

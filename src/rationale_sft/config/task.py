@@ -44,6 +44,8 @@ class TaskConfig:
     "Length of the outcome window after the prediction time, in years of 365.25 days."
     outcome_prefixes: tuple[str, ...] = ()
     "Codes starting with any of these prefixes are the outcome (e.g. ICD10//F00, ICD10//G30)."
+    outcome_codes: tuple[str, ...] = ()
+    "Codes that are the outcome when equal to one of these exactly (as an ACES `code:` predicate)."
     exclude_prior_outcome: bool = True
     "Drop subjects with an outcome event at or before the prediction time (or a static one)."
     censor_codes: tuple[str, ...] = ("MEDS_DEATH",)
@@ -52,6 +54,10 @@ class TaskConfig:
     "Administrative end of data, YYYY-MM-DD (inclusive, whole day); null = each subject's last event."
     drop_censored: bool = True
     "Drop subjects whose follow-up ends before the horizon without the outcome; false keeps them as negatives."
+    require_followup: bool = True
+    "Drop subjects whose follow-up ends at or before the prediction time; false keeps them (as ACES does)."
+    repeated_trigger: str = "first"
+    "A trigger_code at several times: first (predict at the first) or error (ACES would label every one)."
     min_age_years: float | None = None
     "Drop subjects younger than this at the prediction time (null = no limit)."
     max_age_years: float | None = None
@@ -69,9 +75,12 @@ class TaskConfig:
                              "(age from MEDS_BIRTH)")
         if not self.horizon_years > 0:
             raise ValueError(f"horizon_years must be > 0, got {self.horizon_years} (e.g. horizon_years: 5)")
-        if not self.outcome_prefixes or any(not p for p in self.outcome_prefixes):
+        if not (self.outcome_prefixes or self.outcome_codes) \
+                or any(not p for p in (*self.outcome_prefixes, *self.outcome_codes)):
             raise ValueError("outcome_prefixes must list at least one non-empty code prefix "
-                             "(e.g. [ICD10//F00, ICD10//G30])")
+                             "(e.g. [ICD10//F00, ICD10//G30]), or outcome_codes exact codes")
+        if self.repeated_trigger not in ("first", "error"):
+            raise ValueError(f"repeated_trigger must be 'first' or 'error', got {self.repeated_trigger!r}")
         if self.on_duplicate_events not in ("error", "drop"):
             raise ValueError(f"on_duplicate_events must be 'error' or 'drop', got {self.on_duplicate_events!r}")
         if isinstance(self.data_end, dt.date):  # YAML reads an unquoted date as a date: keep the text form
@@ -85,9 +94,33 @@ class TaskConfig:
                 and self.min_age_years > self.max_age_years:
             raise ValueError(f"min_age_years {self.min_age_years} > max_age_years {self.max_age_years}")
 
+    def hashed(self) -> dict:
+        """The task as a plain dict for job ids: fields added after the first grids are left out while they
+        hold their defaults, so the ids of existing tasks do not change.
+
+        >>> from rationale_sft import config
+        >>> cfg = config.build(TaskConfig, {"trigger_code": "X", "outcome_prefixes": ["Y"]})
+        >>> sorted(set(config.to_dict(cfg)) - set(cfg.hashed()))
+        ['outcome_codes', 'repeated_trigger', 'require_followup']
+        >>> "require_followup" in config.build(TaskConfig, {"trigger_code": "X", "outcome_prefixes": ["Y"],
+        ...                                                 "require_followup": False}).hashed()
+        True
+        """
+        from rationale_sft import config
+
+        data = config.to_dict(self)
+        for name, default in LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
     def data_end_time(self) -> dt.datetime | None:
         """Last instant of the administrative end date (its 23:59:59.999999), or None."""
         if self.data_end is None:
             return None
         day = dt.date.fromisoformat(self.data_end)
         return dt.datetime.combine(day, dt.time.max)
+
+
+LATER_DEFAULTS = {"outcome_codes": [], "require_followup": True, "repeated_trigger": "first"}
+"Fields added after grids were first planned, with their defaults: left out of job ids while at these values."

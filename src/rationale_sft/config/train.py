@@ -44,8 +44,9 @@ class TrainConfig:
     "Examples per forward/backward pass."
     grad_accum: int = 1
     "Micro-batches per optimizer step; the loss is normalised by the step's total target weight."
-    max_len: int = 512
-    "Maximum tokens of prompt + target; the oldest history lines are dropped to fit, never the target."
+    max_len: int = 0
+    """Maximum tokens of prompt + target; the oldest history lines are dropped to fit, never the target.
+    0 = the model's context length (``validate`` warns when more than 5% of the sequences would be cut)."""
     warmup: float = 0.05
     "Fraction of the optimizer steps spent in linear learning-rate warmup."
     decay: Literal["cosine", "linear", "constant"] = "cosine"
@@ -74,6 +75,10 @@ class TrainConfig:
     "Text that introduces the answer slot after a rationale."
     chat_template: Literal["auto", "on", "off"] = "auto"
     "Wrap the prompt in the tokenizer's chat template: auto = when the tokenizer has one."
+    system_prompt: str | None = ""
+    """Chat models: the system turn of every prompt (training and scoring). '' = none (a template's default,
+    such as SmolLM2's "You are a helpful AI assistant named SmolLM", is replaced by an empty turn); None =
+    the template's own choice."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     "LoRA adapters instead of full fine-tuning (lora.enabled=true); same loop, same everything else."
     bf16: bool = False
@@ -91,9 +96,11 @@ class TrainConfig:
     "Torch device: auto = cuda when available, else cpu."
 
     def __post_init__(self) -> None:
-        for name in ("micro_batch", "grad_accum", "max_len", "epochs"):
+        for name in ("micro_batch", "grad_accum", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if self.max_len < 0:
+            raise ValueError(f"'max_len' must be >= 0 (0 = the model's context length), got {self.max_len}")
         if not self.lr > 0:
             raise ValueError(f"'lr' must be > 0, got {self.lr:g} (e.g. lr=3e-4)")
         if min(self.steps, self.checkpoint_every, self.max_train_examples, self.conflict_every,

@@ -139,7 +139,8 @@ def _job_settings(job, bases: dict, models: dict, problems: list[str], warnings:
     try:
         if kind in SETTINGS:
             for arg, cls in SETTINGS[kind].items():
-                cfglib.build(cls, job.kwargs[arg])
+                if job.kwargs[arg] is not None:  # a labels job from precomputed labels has no task
+                    cfglib.build(cls, job.kwargs[arg])
         elif kind == "base":
             cfglib.build(BaseModelConfig, {"model": job.kwargs["model"], "pretrain": job.kwargs["pretrain"]})
         elif kind == "sft":
@@ -160,9 +161,11 @@ def _against_model(train, score, model_cfg, tok, problems: list[str], warnings: 
     context, room to generate, LoRA targets, label tokens."""
     from rationale_sft import validate
     from rationale_sft.config.train import JobConfig
+    from rationale_sft.train.loop import with_max_len
 
     job = JobConfig(train=train, score=score)
     if model_cfg is not None:
+        job = JobConfig(train=with_max_len(train, model_cfg), score=score)
         validate.check_context(model_cfg, job, problems)
         if train.lora.enabled:
             validate.check_lora_targets(model_cfg, job, problems)

@@ -43,18 +43,23 @@ def cohort(out_dir: str, root: str, synth: dict) -> dict:
     return rundir.read_json(Path(out_dir) / "summary.json")
 
 
-def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: list,
+def labels(out_dir: str, root: str, meds: str, task: dict | None, scales: list, seeds: list,
            controls_per_case: float | None, test_controls_per_case: float | None, test_max: int,
-           seed: int) -> dict:
-    """Labelled cohort, the fixed test set, nested training subsets per seed, and the subjects used."""
+           seed: int, labels_file: str | None = None) -> dict:
+    """Labelled cohort (from ``task``, or completed from the precomputed ``labels_file``), the fixed test set,
+    nested training subsets per seed, and the subjects used."""
     from rationale_sft.cohort.extract import extract_labels
+    from rationale_sft.cohort.precomputed import labels_from_file
     from rationale_sft.cohort.scales import nested_subsets
     from rationale_sft.config.task import TaskConfig
 
-    task_cfg = cfglib.build(TaskConfig, task)
+    task_cfg = None if task is None else cfglib.build(TaskConfig, task)
 
     def work(d: Path) -> dict:
-        table, summary = extract_labels(task_cfg, grid_path(root, meds))
+        if labels_file is not None:
+            table, summary = labels_from_file(grid_path(root, labels_file), grid_path(root, meds))
+        else:
+            table, summary = extract_labels(task_cfg, grid_path(root, meds))
         test = fixed_test_set(table, test_controls_per_case, test_max, seed)
         subsets = pl.concat([nested_subsets(table, scales, s, controls_per_case).with_columns(
             seed=pl.lit(s, pl.Int64)) for s in seeds])
@@ -64,9 +69,11 @@ def labels(out_dir: str, root: str, meds: str, task: dict, scales: list, seeds: 
         rundir.write_parquet(used_labels(table, subsets, test), d / USED)
         return {"extract": summary, "n_test": test.height, "n_test_pos": int(test["boolean_value"].sum())}
 
-    rundir.run_stage(out_dir, work, cfg={"task": task, "scales": scales, "seeds": seeds, "seed": seed,
-                                         "controls_per_case": controls_per_case,
-                                         "test_controls_per_case": test_controls_per_case, "test_max": test_max})
+    source = {"task": task} if labels_file is None else {"labels_file": labels_file}
+    rundir.run_stage(out_dir, work, cfg=source | {"scales": scales, "seeds": seeds, "seed": seed,
+                                                  "controls_per_case": controls_per_case,
+                                                  "test_controls_per_case": test_controls_per_case,
+                                                  "test_max": test_max})
     manifest = rundir.read_json(Path(out_dir) / rundir.MANIFEST)
     return manifest["extract"] | {"n_test": manifest["n_test"]}
 

@@ -100,10 +100,12 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
     (``None``: the data as configured); the first level's artifacts are the index's."""
     index, p.index = p.index, {}
     meds_job, meds = cohort_job(p, cfg, config_dir, share)
+    given_job, given = labels_input(p, cfg, config_dir)
     labels = p.add(_job(jobs.labels, {
-        "meds": meds, "task": task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
+        "meds": meds, "task": None if given else task, "scales": list(cfg.grid.scales), "seeds": list(cfg.grid.seeds),
         "controls_per_case": cfg.data.controls_per_case, "test_controls_per_case": cfg.data.test_controls_per_case,
-        "test_max": cfg.data.test_max, "seed": cfg.seed}, [meds_job], "labels"))
+        "test_max": cfg.data.test_max, "seed": cfg.seed} | ({"labels_file": given} if given else {}),
+        [meds_job, given_job], "labels"))
     # a factors line is worded by the knowledge module: its phrasing version and base are in the id; so is
     # the template's text (an edited built-in template renders new prompts)
     template = get_template(cfg.render.template)
@@ -122,11 +124,21 @@ def data_jobs(p: Plan, cfg: ExperimentConfig, config_dir: Path, task: dict, shar
 
 
 def load_task(cfg: ExperimentConfig, config_dir: Path) -> dict:
-    """The task YAML named by ``data.task``, resolved and validated, as a plain dict (hashed by content)."""
+    """The task YAML (or ACES config) named by ``data.task``, resolved and validated, as a plain dict (hashed by
+    content; fields added later are left out at their defaults, see ``TaskConfig.hashed``)."""
     from rationale_sft.cohort.task import load_task as load
 
     path = Path(cfg.data.task)
-    return cfglib.to_dict(load(path if path.is_absolute() else config_dir / path))
+    return load(path if path.is_absolute() else config_dir / path).hashed()
+
+
+def labels_input(p: Plan, cfg: ExperimentConfig, config_dir: Path) -> tuple[Job | None, str | None]:
+    """The precomputed labels file of ``data.labels`` (recorded by content) and its path; (None, None) without."""
+    if cfg.data.labels is None:
+        return None, None
+    path = Path(cfg.data.labels)
+    path = (path if path.is_absolute() else config_dir / path).resolve()
+    return external_job(p, "labels-input", path), str(path)
 
 
 def cohort_job(p: Plan, cfg: ExperimentConfig, config_dir: Path, share: float | None = None) -> tuple[Job | None, str]:
@@ -261,7 +273,7 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
 
 
-ID_NEUTRAL = {"keep_checkpoints": False}
+ID_NEUTRAL = {"keep_checkpoints": False, "system_prompt": ""}
 "Train keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
 
 

@@ -18,14 +18,14 @@ import polars as pl
 
 from rationale_sft import config as cfglib
 from rationale_sft import rundir
-from rationale_sft.answer import joiner, label_word, prompt_ids, uses_chat
+from rationale_sft.answer import joiner, label_word, prompt_ids, system_turn, uses_chat
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
+from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt, prompt_parts
 from rationale_sft.score.run import (batch_size_for, load_scorer, metrics, model_meta, score_contexts, scores_table,
                                     scoring_dtype, select_split, write_scores)
-from rationale_sft.train.data import fit_prompt
 from rationale_sft.train.loop import device_of, pick_rationales, read_table
 
 
@@ -47,13 +47,14 @@ def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: 
                    system: str | None = "") -> str:
     """The full few-shot text up to the query's answer slot; demos are (prompt, rationale or None, label).
 
-    ``system`` is the chat system turn: '' is an empty one, so that a template's default (SmolLM2's "You are
-    a helpful AI assistant named SmolLM, ...") is not added silently; None leaves the template's choice.
+    ``system`` is the chat system prompt (``answer.system_turn``): '' adds none (a template's default, such as
+    SmolLM2's "You are a helpful AI assistant named SmolLM, ...", is not added silently); None leaves the
+    template's choice.
     """
     if not chat:
         blocks = [p + answer_text(lab, rat, marker, p) for p, rat, lab in demos]
         return "\n\n".join(blocks + [query])
-    messages = [] if system is None else [{"role": "system", "content": system}]
+    messages = system_turn(tokenizer, system)
     for p, rat, lab in demos:
         messages += [{"role": "user", "content": p},
                      {"role": "assistant", "content": answer_text(lab, rat, marker, "\n")}]
@@ -61,15 +62,17 @@ def render_fewshot(tokenizer, demos: list[tuple[str, str | None, bool]], query: 
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def fit_fewshot(tokenizer, demos, query: str, *, chat: bool, marker: str, budget: int,
+def fit_fewshot(tokenizer, demos, query: PromptParts | str, *, chat: bool, marker: str, budget: int,
                 system: str | None = "") -> tuple[str, int, int]:
-    """(text, demonstrations kept, query history lines dropped) within ``budget`` tokens."""
+    """(text, demonstrations kept, query history items dropped) within ``budget`` tokens: demonstrations go
+    first, least relevant first, then the query's oldest history (``render.assemble.fit_prompt``)."""
     def render(d, q):
         return render_fewshot(tokenizer, d, q, chat=chat, marker=marker, system=system)
 
     count = lambda text: len(prompt_ids(tokenizer, text, chat))  # noqa: E731
     demos = list(demos)
-    while demos and count(render(demos, query)) > budget:
+    whole = query if isinstance(query, str) else assemble(query)[0]
+    while demos and count(render(demos, whole)) > budget:
         demos = demos[1:]  # least relevant first
     fitted, dropped = fit_prompt(query, budget, lambda q: count(render(demos, q)))
     return render(demos, fitted), len(demos), dropped
@@ -101,7 +104,8 @@ def fewshot(cfg: FewshotConfig, run_dir, examples, rationales, model_dir, score_
     budget = (cfg.max_len or int(model_meta(model_dir, model)["max_len"])) - (
         score_cfg.max_new_tokens + 8 if mode == "generate" else 4)
     contexts, tails, kept, dropped = [], [], [], []
-    for query, idx in zip(queries["prompt"].to_list(), picks):
+    for row, idx in zip(queries.iter_rows(named=True), picks):
+        query = prompt_parts(row, f"subject_id {row['subject_id']}")
         demos = [(pool["prompt"][i], pool["rationale"][i] if cfg.with_rationales else None, pool["label"][i])
                  for i in idx]
         text, n_kept, n_drop = fit_fewshot(tok, demos, query, chat=chat, marker=cfg.answer_marker, budget=budget,

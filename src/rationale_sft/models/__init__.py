@@ -29,6 +29,12 @@ def load(model_dir: str | Path, dtype=None):
     return model, load_tokenizer(path)
 
 
+def context_length(config) -> int | None:
+    """A model config's context length in tokens (llama-style ``max_position_embeddings``, gpt2's
+    ``n_positions``), or None when it states none."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 def _load_adapter(path: Path, torch_dtype):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -111,6 +111,7 @@ def convert_alias(alias: str, cache: Path | None = None) -> Path:
         info = _convert_gguf(src, tmp)
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (tmp / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+        _as_umask_allows(tmp)
         if out.exists() and not (out / "DONE").is_file():  # a half-written dir from a killed run: replace it
             shutil.rmtree(out)
         if not (out / "DONE").is_file():  # else another process finished the same conversion meanwhile
@@ -123,11 +124,22 @@ def convert_alias(alias: str, cache: Path | None = None) -> Path:
     return out
 
 
+def _as_umask_allows(root: Path) -> None:
+    """Give a converted dir the permissions the umask allows (mkdtemp makes it 0700), so that a cache
+    shared between users can be read by them."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root.chmod(0o777 & ~mask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _convert_gguf(src: Path, out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    from rationale_sft.models.tokenizer import vocab_report
+    from rationale_sft.answer import uses_chat
+    from rationale_sft.models.tokenizer import slot_label_tokens
 
     started = time.time()
     tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
@@ -143,4 +155,4 @@ def _convert_gguf(src: Path, out: Path) -> dict:
     tokenizer.save_pretrained(str(out))
     return {"source": str(src), "source_bytes": src.stat().st_size, "seconds": round(time.time() - started, 1),
             "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
-            "label_tokens": vocab_report(tokenizer)}
+            "label_tokens": slot_label_tokens(tokenizer, uses_chat(tokenizer, "auto"))}

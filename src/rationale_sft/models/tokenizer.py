@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rationale_sft.answer import SPACED_LABEL_WORDS
+from rationale_sft.answer import ANSWER_MARKER, LABEL_WORDS, PROMPT_END, SPACED_LABEL_WORDS, joiner, wrap_prompt
 from rationale_sft.errors import InputError
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
@@ -120,3 +120,18 @@ def label_token_ids(tokenizer, words: Sequence[str] = SPACED_LABEL_WORDS, strict
 def vocab_report(tokenizer, words: Sequence[str] = SPACED_LABEL_WORDS) -> dict[str, list[str]]:
     """How each label word tokenizes (token strings), for logs and docs."""
     return {w: tokenizer.convert_ids_to_tokens(tokenizer.encode(w, add_special_tokens=False)) for w in words}
+
+
+def slot_label_tokens(tokenizer, chat: bool, system: str | None = "", marker: str = ANSWER_MARKER) -> dict:
+    """The label words' token strings at each answer slot, as training and scoring write and read them.
+
+    ``after the prompt``: right after the (wrapped) prompt, the slot of the direct arms; with a chat template
+    this is the start of the assistant turn, where a label has no leading space ("Yes", not " Yes").
+    ``after the answer marker``: after a rationale and the marker, the slot of the generating arms.
+    """
+    places = {"after the prompt": wrap_prompt(tokenizer, "x" + PROMPT_END, chat, system),
+              "after the answer marker": "x\n" + marker}
+    return {place: {word: tokenizer.convert_ids_to_tokens(
+        tokenizer(joiner(prev, "label") + word, add_special_tokens=False)["input_ids"]) for word in LABEL_WORDS}
+        for place, prev in places.items()}
+

@@ -1,6 +1,6 @@
 """Subject facts: what a record shows before the prediction time, for the knowledge teacher and the checker.
 
-Facts come from the same events and the same vocabulary as the rendered prompt: first occurrences of
+Facts come from the prompt's own history frame (``render.history``): first occurrences of
 diagnoses with their names and timing, last measurement values with their units, age and sex. Events at
 or after the prediction time are kept apart (``later_diagnoses``, only when asked for): the checker needs
 them to recognise future-leaking claims; the teacher never reads them.
@@ -27,9 +27,8 @@ from pathlib import Path
 import polars as pl
 
 from rationale_sft.config.render import RenderConfig
-from rationale_sft.render.vocab import DAYS_PER_YEAR, ago_phrase, code_meta, format_number
-
-_KEYS = ["subject_id", "prediction_time"]
+from rationale_sft.render.history import KEYS, HistoryFrame, history_frame
+from rationale_sft.render.vocab import DAYS_PER_YEAR, ago_phrase, format_number
 
 
 @dataclass(frozen=True)
@@ -106,25 +105,21 @@ class Facts:
 def facts_frame(events: pl.DataFrame, codes: pl.DataFrame, times: pl.DataFrame, cfg: RenderConfig,
                 include_later: bool = False) -> dict[int, Facts]:
     """Facts for every (subject_id, prediction_time) row of ``times`` (optional columns age, sex), vectorised."""
-    ev = events.join(times.select(_KEYS), on="subject_id", how="inner").filter(
-        pl.col("time").is_not_null() & ~pl.col("code").is_in(list(cfg.exclude_codes)))
-    ev = ev.with_columns(before=pl.col("time") < pl.col("prediction_time"),
-                         days=(pl.col("prediction_time") - pl.col("time")).dt.total_days())
-    is_diag = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in cfg.diagnosis_prefixes])
-    is_meas = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in cfg.measurement_prefixes]) \
-        if cfg.measurement_prefixes else pl.lit(False)
-    meta = code_meta(codes, ev.filter(is_diag | is_meas)["code"].unique().to_list(), cfg.diagnosis_prefixes,
-                     cfg.measurement_prefixes, cfg.description_drop)
-    diag = (ev.filter(is_diag & (pl.col("before") | pl.lit(include_later))).sort("time")
-            .group_by([*_KEYS, "code"]).agg(pl.col("time").first(), pl.col("days").first(), pl.col("before").first())
-            .join(meta, on="code", how="left").sort([*_KEYS, "time", "code"]))
-    meas = (ev.filter(is_meas & ~is_diag & pl.col("before")).sort("time").group_by([*_KEYS, "code"])
-            .agg(pl.col("numeric_value").last()).join(meta, on="code", how="left").sort([*_KEYS, "order", "code"]))
+    frame = history_frame(events, codes, times, cfg, include_later)
+    return facts_from_frame(frame, people(events, times), cfg.anchor)
+
+
+def people(events: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
+    """``times`` with each subject's birth time (MEDS_BIRTH) and sex code (SEX//) from ``events``."""
     births = events.filter(pl.col("code") == "MEDS_BIRTH").group_by("subject_id").agg(birth=pl.col("time").min())
     sexes = events.filter(pl.col("code").str.starts_with("SEX//")).group_by("subject_id").agg(
         sex_code=pl.col("code").first().str.replace("SEX//", ""))
-    base = times.join(births, on="subject_id", how="left").join(sexes, on="subject_id", how="left")
-    return _assemble(base, diag, meas, cfg.anchor)
+    return times.join(births, on="subject_id", how="left").join(sexes, on="subject_id", how="left")
+
+
+def facts_from_frame(frame: HistoryFrame, base: pl.DataFrame, anchor: str) -> dict[int, Facts]:
+    """Facts per subject from its history frame and ``people`` (age, sex, birth)."""
+    return _assemble(base, frame.diagnoses, frame.measurements, anchor)
 
 
 def _assemble(base: pl.DataFrame, diag: pl.DataFrame, meas: pl.DataFrame, anchor: str) -> dict[int, Facts]:
@@ -166,7 +161,7 @@ def facts_for_labels(meds_dir: str | Path, labels: pl.DataFrame, cfg: RenderConf
 
     sids = labels["subject_id"].to_list()
     events = scan_events(meds_dir).filter(pl.col("subject_id").is_in(sids)).collect()
-    times = labels.select(*_KEYS, *[c for c in ("age", "sex") if c in labels.columns])
+    times = labels.select(*KEYS, *[c for c in ("age", "sex") if c in labels.columns])
     return facts_frame(events, read_codes(meds_dir), times, cfg or RenderConfig(), include_later)
 
 

@@ -1,5 +1,10 @@
 """Prompt parts and their assembly under a token budget: the oldest history goes first, never the question.
 
+This is the one truncation of the project: render (``render.max_tokens``), training (``train.max_len``),
+scoring and the few-shot arm all fit a prompt by dropping its oldest history items here, from the
+structured parts stored in examples.parquet (``header``, ``items``, ``group_ids``, ``question``), so a
+template's layout never has to be parsed back out of the text.
+
 >>> t = get_template("chronological")
 >>> items = ("- 2001-03 (8 years before): Asthma", "- 2005-07 (4 years before): Gout",
 ...          "- 2009-01 (1 year before): Hypertension")
@@ -46,12 +51,16 @@ class PromptParts:
     "The question block ending with the answer marker (never dropped)."
     template: Template
     "The template whose group heading, empty and omitted lines apply."
+    dropped: int = 0
+    "Oldest items already left out of the stored prompt (render's budget); a fit never drops fewer."
 
     @classmethod
     def from_row(cls, row: dict, template: Template | str) -> PromptParts:
-        """Parts from one row of ``render_parts`` (a dict with header, items, group_ids, question)."""
+        """Parts from one row of ``render_parts`` or examples.parquet (header, items, group_ids, question, and
+        n_history_dropped when present)."""
         t = get_template(template) if isinstance(template, str) else template
-        return cls(row["header"], tuple(row["items"]), tuple(row["group_ids"]), row["question"], t)
+        return cls(row["header"], tuple(row["items"]), tuple(row["group_ids"]), row["question"], t,
+                   int(row.get("n_history_dropped") or 0))
 
 
 def whitespace_tokens(text: str) -> int:
@@ -79,7 +88,8 @@ def history_text(parts: PromptParts, n_dropped: int = 0) -> str:
 
 def assemble(parts: PromptParts, max_tokens: int | None = None,
              count_tokens: Callable[[str], int] | None = None) -> tuple[str, int]:
-    """The prompt and the number of oldest history items dropped to fit ``max_tokens``.
+    """The prompt and the number of oldest history items dropped to fit ``max_tokens`` (never fewer than
+    ``parts.dropped``).
 
     ``count_tokens`` counts a text's tokens (default: whitespace words). Raises InputError when even the
     header and question without any history exceed the budget.
@@ -87,17 +97,17 @@ def assemble(parts: PromptParts, max_tokens: int | None = None,
     def build(n: int) -> str:
         return f"{parts.header}\n{history_text(parts, n)}\n{parts.question}"
 
-    full = build(0)
+    first = min(parts.dropped, len(parts.items))
     if max_tokens is None:
-        return full, 0
+        return build(first), first
     count = count_tokens or whitespace_tokens
-    if count(full) <= max_tokens:
-        return full, 0
+    if count(build(first)) <= max_tokens:
+        return build(first), first
     n_items = len(parts.items)
     if count(build(n_items)) > max_tokens:
         raise InputError(f"prompt without any history still takes {count(build(n_items))} tokens, over "
                          f"max_tokens={max_tokens}; raise the budget or shorten the template/question")
-    lo, hi = 1, n_items  # the smallest n that fits lies in [lo, hi]; build(hi) fits
+    lo, hi = first + 1, n_items  # the smallest n that fits lies in [lo, hi]; build(hi) fits
     while lo < hi:
         mid = (lo + hi) // 2
         if count(build(mid)) <= max_tokens:
@@ -105,3 +115,41 @@ def assemble(parts: PromptParts, max_tokens: int | None = None,
         else:
             lo = mid + 1
     return build(lo), lo
+
+
+PART_COLUMNS = ("header", "items", "group_ids", "question", "template")
+"The columns of examples.parquet that hold a prompt's structured parts (contract section 4)."
+
+
+def prompt_parts(row: dict, where: str = "example") -> PromptParts | str:
+    """A row's prompt as parts (checked: they assemble to the stored prompt), or its text when the row has
+    no parts (an examples table built by hand), which cannot be shortened."""
+    if any(row.get(c) is None for c in PART_COLUMNS):
+        return row["prompt"]
+    parts = PromptParts.from_row(row, row["template"])
+    if assemble(parts)[0] != row["prompt"]:
+        raise InputError(f"{where}: the stored prompt differs from its parts under the current "
+                         f"{row['template']!r} template (edited since rendering?); render the examples again")
+    return parts
+
+
+def fit_prompt(prompt: PromptParts | str, budget: int, count: Callable[[str], int]) -> tuple[str, int]:
+    """``prompt`` within ``budget`` tokens as ``count`` counts them, and the number of history items dropped.
+
+    Parts lose their oldest history items (``assemble``); a plain text is kept whole, and over the budget
+    it is an error, because without parts its history lines cannot be told apart.
+
+    >>> fit_prompt("Q?\\nAnswer:", 10, len)
+    ('Q?\\nAnswer:', 0)
+    >>> fit_prompt("Q?\\nAnswer:", 5, len)
+    Traceback (most recent call last):
+    ...
+    rationale_sft.errors.InputError: prompt takes 10 tokens, over the budget of 5, and has no structured parts (header, items, group_ids, question, template) to drop history from; raise the budget or pass examples.parquet written by `render`
+    """
+    if isinstance(prompt, PromptParts):
+        return assemble(prompt, budget, count)
+    if count(prompt) > budget:
+        raise InputError(f"prompt takes {count(prompt)} tokens, over the budget of {budget}, and has no structured "
+                         f"parts ({', '.join(PART_COLUMNS)}) to drop history from; raise the budget or pass "
+                         "examples.parquet written by `render`")
+    return prompt, 0

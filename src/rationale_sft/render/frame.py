@@ -11,15 +11,16 @@ import polars as pl
 
 from rationale_sft.config.render import RenderConfig
 from rationale_sft.errors import InputError
+from rationale_sft.render.history import KEYS, HistoryFrame, history_frame
 from rationale_sft.render.templates import Template, check_template, fmt_expr
-from rationale_sft.render.vocab import CHAPTERS, ago_expr, code_meta, format_number_expr
+from rationale_sft.render.vocab import CHAPTERS, ago_expr, format_number_expr
 
-KEYS = ["subject_id", "prediction_time"]
 _SEX = {"F": "female", "M": "male"}
 
 
 def history_events(events: pl.LazyFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.LazyFrame:
-    """Timed events strictly before each subject's prediction time, excluded codes removed."""
+    """Timed events strictly before each subject's prediction time, excluded codes removed (the factors
+    line reads age and sex from them)."""
     keys = labels.lazy().select(KEYS)
     return (events.join(keys, on="subject_id", how="inner")
             .filter(pl.col("time").is_not_null() & (pl.col("time") < pl.col("prediction_time"))
@@ -30,17 +31,9 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
                  t: Template) -> pl.DataFrame:
     """Per labelled subject: header, items (oldest first), group_ids, question and the full prompt."""
     check_template(t)
-    ev = history_events(events, labels, cfg).collect()
-    is_diag = pl.col("code").str.starts_with(cfg.diagnosis_prefixes[0])
-    for p in cfg.diagnosis_prefixes[1:]:
-        is_diag = is_diag | pl.col("code").str.starts_with(p)
-    is_meas = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in cfg.measurement_prefixes]) \
-        if cfg.measurement_prefixes else pl.lit(False)
-    ev = ev.with_columns(is_diag=is_diag, is_meas=is_meas & ~is_diag)
-    meta = code_meta(codes, ev.filter(pl.col("is_diag") | pl.col("is_meas"))["code"].unique().to_list(),
-                     cfg.diagnosis_prefixes, cfg.measurement_prefixes, cfg.description_drop)
-    diag = _diagnoses(ev.filter("is_diag"), meta, cfg, t)
-    meas = _measurements(ev.filter("is_meas"), meta, t)
+    frame = history_frame(events, codes, labels.select(KEYS), cfg)
+    diag = _diagnoses(frame.diagnoses, cfg, t)
+    meas = _measurements(frame.measurements, t)
     out = (labels.join(meas, on=KEYS, how="left").join(diag, on=KEYS, how="left")
            .with_columns(pl.col("n_history_items").fill_null(0),
                          pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.String))),
@@ -48,7 +41,7 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
     sex, age = _demographics()
     factor_cols = []
     if "{factors}" in t.question_block:  # every labelled subject gets a row, 'none' without a factor
-        factors = _factors(ev, codes, labels, cfg)
+        factors = _factors(events, frame, labels, cfg)
         out = out.join(factors, on=KEYS, how="left")
         factor_cols = [c for c in factors.columns if c not in KEYS]
     question = fmt_expr(t.question_block, question=cfg.question, sex=sex, age=age, anchor=cfg.anchor,
@@ -60,9 +53,8 @@ def render_frame(events: pl.LazyFrame, codes: pl.DataFrame, labels: pl.DataFrame
             pl.lit("\n"), pl.col("question")])).drop("history_text", "meas_block", *factor_cols)
 
 
-def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Template) -> pl.DataFrame:
-    """First occurrence per code -> lines; per subject: chronological items and the displayed history."""
-    first = ev.group_by([*KEYS, "code"]).agg(pl.col("time").min()).join(meta, on="code", how="left")
+def _diagnoses(first: pl.DataFrame, cfg: RenderConfig, t: Template) -> pl.DataFrame:
+    """First occurrences (the history frame's) -> lines; per subject: chronological items and the displayed history."""
     name = pl.concat_str([pl.col("name"), pl.lit(" ["), pl.col("short"), pl.lit("]")]) if cfg.show_codes \
         else pl.col("name")
     days = (pl.col("prediction_time") - pl.col("time")).dt.total_days()
@@ -83,10 +75,8 @@ def _diagnoses(ev: pl.DataFrame, meta: pl.DataFrame, cfg: RenderConfig, t: Templ
     return items.join(text, on=KEYS)
 
 
-def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataFrame:
-    """Last value per measurement code before the prediction time, one line each, in codes.parquet order."""
-    last = (ev.group_by([*KEYS, "code"]).agg(pl.col("numeric_value").sort_by("time").last())
-            .join(meta, on="code", how="left").sort([*KEYS, "order", "code"]))
+def _measurements(last: pl.DataFrame, t: Template) -> pl.DataFrame:
+    """Last values (the history frame's, in codes.parquet order) -> one line each, joined per subject."""
     value = pl.concat_str([format_number_expr(pl.col("numeric_value")), pl.col("unit_suffix")])
     line = pl.when(pl.col("numeric_value").is_null()).then(fmt_expr(t.flag_line, name=pl.col("name"))) \
         .otherwise(fmt_expr(t.measurement_line, name=pl.col("name"), value=value))
@@ -94,16 +84,17 @@ def _measurements(ev: pl.DataFrame, meta: pl.DataFrame, t: Template) -> pl.DataF
         meas_block=pl.col("line").str.join("\n"))
 
 
-def _factors(ev: pl.DataFrame, codes: pl.DataFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
+def _factors(events: pl.LazyFrame, frame: HistoryFrame, labels: pl.DataFrame, cfg: RenderConfig) -> pl.DataFrame:
     """Per labelled subject, the knowledge-base factors its history shows (``knowledge.factors_fields``): those that
     raise risk (``factors``) and those that lower it (``protective``)."""
-    from rationale_sft.rationales.facts import facts_frame
+    from rationale_sft.rationales.facts import facts_from_frame, people
     from rationale_sft.rationales.knowledge import FACTOR_FIELDS, factors_fields, load_knowledge
 
     if labels["subject_id"].n_unique() != labels.height:
         raise InputError("the recap_factors template needs one prediction time per subject; "
                          f"{labels.height - labels['subject_id'].n_unique()} subjects have more")
-    facts = facts_frame(ev.select("subject_id", "time", "code", "numeric_value"), codes, labels.select(KEYS), cfg)
+    facts = facts_from_frame(frame, people(history_events(events, labels, cfg).collect(), labels.select(KEYS)),
+                             cfg.anchor)
     kb = load_knowledge()
     keys = labels.select(KEYS)
     none = dict.fromkeys(FACTOR_FIELDS, "none")

@@ -24,13 +24,14 @@ from rationale_sft import rundir
 from rationale_sft.answer import ANSWER_MARKER, joiner, prompt_ids, uses_chat, wrap_prompt
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
+from rationale_sft.models.tokenizer import slot_label_tokens
 from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed
 from rationale_sft.score.generate import decode_to_marker
 from rationale_sft.score.samples import FILE as SAMPLES_FILE
 from rationale_sft.score.samples import SEED_RULE, sample_metrics, sample_rationales, with_sample_risk
 from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
-from rationale_sft.train.data import fit_prompt
+from rationale_sft.render.assemble import PromptParts, fit_prompt, prompt_parts
 from rationale_sft.train.loop import META, device_of, read_table
 
 SCORE_SCHEMA = {"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"), "label": pl.Boolean,
@@ -100,7 +101,7 @@ def model_meta(model_dir, model) -> dict:
         return json.loads(path.read_text())
     ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048)
     return {"arm": None, "scoring": "direct", "answer_marker": ANSWER_MARKER, "prefix": "", "chat": None,
-            "max_len": int(ctx)}
+            "system_prompt": "", "max_len": int(ctx)}
 
 
 def marker_text(marker: str) -> str:
@@ -112,13 +113,15 @@ def marker_text(marker: str) -> str:
     return joiner("x", "marker") + marker
 
 
-def build_contexts(tokenizer, prompts: list[str], *, chat: bool, budget: int) -> tuple[list[list[int]], list[str], list[int]]:
-    """Token ids of each (wrapped) prompt within ``budget`` tokens, the text each ends with, lines dropped."""
-    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat), chat))  # noqa: E731
+def build_contexts(tokenizer, prompts: list[PromptParts | str], *, chat: bool, budget: int, prefix: str = "",
+                   system: str | None = "") -> tuple[list[list[int]], list[str], list[int]]:
+    """Token ids of each (wrapped, ``prefix``-ed) prompt within ``budget`` tokens, the text each ends with, and
+    the history items dropped (``render.assemble.fit_prompt``)."""
+    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, prefix + p, chat, system), chat))  # noqa: E731
     ids, tails, dropped = [], [], []
     for prompt in prompts:
         fitted, n = fit_prompt(prompt, budget, count)
-        text = wrap_prompt(tokenizer, fitted, chat)
+        text = wrap_prompt(tokenizer, prefix + fitted, chat, system)
         ids.append(prompt_ids(tokenizer, text, chat))
         tails.append(text[-16:])
         dropped.append(n)
@@ -210,6 +213,8 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     seeds = {"generation": derive_seed(cfg.seed, "generation")} | ({"samples": SEED_RULE} if extra else {})
     summary = {"config": cfglib.to_dict(given), "mode": mode, "arm": meta["arm"], "dtype": dtype,
                "batch_size": cfg.batch_size, "model": rundir.portable(model_dir, run_dir),
+               "label_tokens": slot_label_tokens(tok, chat_of(meta, tok), meta.get("system_prompt"),
+                                                 meta["answer_marker"]),
                "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
                "seeds": seeds, **metrics(table), **extra, "elapsed": time.time() - started}
     rundir.write_json(run_dir / "score.json", summary)
@@ -220,10 +225,17 @@ def scoring_inputs(cfg: ScoreConfig, model_dir, model, tok, rows: pl.DataFrame) 
     """How ``model_dir`` is scored (its meta and mode) and the contexts of ``rows``: ids, tails, lines dropped."""
     meta = model_meta(model_dir, model)
     mode = meta["scoring"] if cfg.mode == "auto" else cfg.mode
-    chat = uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
+    chat = chat_of(meta, tok)
     budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
-    prompts = [meta["prefix"] + p for p in rows["prompt"].to_list()]
-    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget)
+    prompts = [prompt_parts(r, f"subject_id {r['subject_id']}") for r in rows.iter_rows(named=True)]
+    # a checkpoint trained before the system prompt was a setting left it to the template (None)
+    system = meta.get("system_prompt")
+    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget, prefix=meta["prefix"], system=system)
+
+
+def chat_of(meta: dict, tok) -> bool:
+    """Whether prompts are wrapped in the chat template: as the checkpoint was trained, else when it has one."""
+    return uses_chat(tok, "auto") if meta["chat"] is None else bool(meta["chat"])
 
 
 def select_split(examples: pl.DataFrame, split: str) -> pl.DataFrame:

@@ -5,25 +5,20 @@ its own (checked against the tokenizer's label ids) and its positions are known,
 joining two segments depends only on what precedes them: a label or rationale follows with one space
 (none after a newline, as after a chat template's assistant header), the answer marker on a new line.
 
-When prompt + target exceed ``max_len`` the oldest dated history lines of the prompt are dropped (an
-"earlier diagnoses not shown" line records how many); the target is never cut. A target that cannot fit
-even with the whole history dropped, or an example left with zero trainable tokens, is an error.
+When prompt + target exceed ``max_len`` the oldest history items of the prompt are dropped from its
+structured parts (``render.assemble.fit_prompt``, the one truncation; an "earlier diagnoses not shown" line
+records how many); the target is never cut. A target that cannot fit even with the whole history dropped,
+or an example left with zero trainable tokens, is an error.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from rationale_sft.answer import joiner, prompt_ids, wrap_prompt
 from rationale_sft.errors import InputError
-
-HISTORY_LINE = re.compile(r"^(\s*)- (\d{4}-\d{2}(?:-\d{2})?) \(")
-"A dated history line of a rendered prompt ('- 2011-04 (7 years before assessment): ...')."
-OMITTED_LINE = re.compile(r"^\s*- \((\d+) earlier diagnoses not shown\)$")
-"The line render writes when it already dropped the oldest items."
-
+from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt
 
 class Encoded(NamedTuple):
     """One tokenised training sequence (lists of equal length) and its bookkeeping."""
@@ -50,86 +45,6 @@ def segment_texts(context: str, segments: Sequence[tuple[str, str]]) -> list[tup
     return out
 
 
-def drop_oldest_history(prompt: str, n: int) -> str:
-    """``prompt`` without its ``n`` oldest dated history lines (an omitted-line records the total dropped).
-
-    >>> p = "Intro\\nDiagnoses:\\n- 2010-01 (8 y): A\\n- 2005-03 (13 y): B\\n- 2012-07 (6 y): C\\nQuestion?\\nAnswer:"
-    >>> print(drop_oldest_history(p, 2))
-    Intro
-    Diagnoses:
-    - (2 earlier diagnoses not shown)
-    - 2012-07 (6 y): C
-    Question?
-    Answer:
-    >>> drop_oldest_history(p, 0) == p
-    True
-    >>> drop_oldest_history("no history", 1)
-    Traceback (most recent call last):
-    ...
-    rationale_sft.errors.InputError: cannot drop 1 history lines: the prompt has 0 dated history lines ('- YYYY-MM (...)'); raise max_len or shorten the prompt template
-    """
-    if n <= 0:
-        return prompt
-    lines = prompt.split("\n")
-    dated = [(m.group(2), i, m.group(1)) for i, l in enumerate(lines) if (m := HISTORY_LINE.match(l))]
-    if n > len(dated):
-        raise InputError(f"cannot drop {n} history lines: the prompt has {len(dated)} dated history lines "
-                         "('- YYYY-MM (...)'); raise max_len or shorten the prompt template")
-    drop = {i for _, i, _ in sorted(dated)[:n]}
-    already = [(i, int(m.group(1))) for i, l in enumerate(lines) if (m := OMITTED_LINE.match(l))]
-    total = n + sum(k for _, k in already)
-    first_kept = min((i for _, i, _ in dated if i not in drop), default=min(drop))
-    indent = dated[0][2]
-    kept = []
-    for i, line in enumerate(lines):
-        if i == min(drop | {first_kept}):
-            kept.append(f"{indent}- ({total} earlier diagnoses not shown)")
-        if i not in drop and i not in {j for j, _ in already}:
-            kept.append(line)
-    return "\n".join(kept)
-
-
-def n_history_lines(prompt: str) -> int:
-    """Number of dated history lines in a prompt.
-
-    >>> n_history_lines("- 2001-02 (x): A\\n- 2002-03 (y): B\\n- Smoker")
-    2
-    """
-    return sum(1 for line in prompt.split("\n") if HISTORY_LINE.match(line))
-
-
-def fit_prompt(prompt: str, budget: int, count: Callable[[str], int]) -> tuple[str, int]:
-    """Drop the fewest oldest history lines so that ``count(prompt) <= budget``; return (prompt, n dropped).
-
-    Binary search over the number dropped (from one line on, the count shrinks as lines go).
-
-    >>> p = "Intro\\n- 2001-01 (a): " + "x" * 40 + "\\n- 2002-01 (b): y\\nQ?"
-    >>> fit_prompt(p, 100, len)[1]
-    0
-    >>> fit_prompt(p, 70, len)
-    ('Intro\\n- (1 earlier diagnoses not shown)\\n- 2002-01 (b): y\\nQ?', 1)
-    >>> fit_prompt(p, 10, len)
-    Traceback (most recent call last):
-    ...
-    rationale_sft.errors.InputError: prompt does not fit 10 tokens even with all 2 history lines dropped (needs 42); raise max_len
-    """
-    if count(prompt) <= budget:
-        return prompt, 0
-    total = n_history_lines(prompt)
-    floor = count(drop_oldest_history(prompt, total)) if total else count(prompt)
-    if floor > budget:
-        raise InputError(f"prompt does not fit {budget} tokens even with all {total} history lines dropped "
-                         f"(needs {floor}); raise max_len")
-    lo, hi = 1, total
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count(drop_oldest_history(prompt, mid)) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    return drop_oldest_history(prompt, lo), lo
-
-
 def encode_segments(tokenizer, context: str, segments, pad_unit: str = " .") -> list[tuple[str, list[int]]]:
     """``(kind, ids)`` per target segment; a ``pad`` segment becomes neutral tokens as long as its text."""
     out = []
@@ -142,10 +57,19 @@ def encode_segments(tokenizer, context: str, segments, pad_unit: str = " .") -> 
     return out
 
 
-def encode(tokenizer, prompt: str, segments, *, max_len: int, chat: bool, weight: Callable[[str], float],
-           pad_unit: str = " .", where: str = "example") -> Encoded:
-    """Tokenise prompt + target under a token budget; labels are -100 outside the target."""
-    probe = encode_segments(tokenizer, wrap_prompt(tokenizer, prompt, chat), segments, pad_unit)
+def encode(tokenizer, prompt: PromptParts | str, segments, *, max_len: int, chat: bool,
+           weight: Callable[[str], float], pad_unit: str = " .", where: str = "example", system: str | None = "",
+           prefix: str = "") -> Encoded:
+    """Tokenise ``prefix`` + prompt + target under a token budget; labels are -100 outside the target.
+
+    ``prompt`` is a row's parts (``render.assemble.prompt_parts``; its oldest history goes first when over
+    budget) or a text that must fit whole; ``system`` is the chat system prompt (``answer.system_turn``).
+    """
+    def context_of(text: str) -> str:
+        return wrap_prompt(tokenizer, prefix + text, chat, system)
+
+    whole = prompt if isinstance(prompt, str) else assemble(prompt)[0]
+    probe = encode_segments(tokenizer, context_of(whole), segments, pad_unit)
     n_target = sum(len(ids) for _, ids in probe)
     if n_target == 0:
         raise InputError(f"{where}: the target has zero trainable tokens; check the rationale and label text")
@@ -153,12 +77,11 @@ def encode(tokenizer, prompt: str, segments, *, max_len: int, chat: bool, weight
     if budget < 1:
         raise InputError(f"{where}: the target alone is {n_target} tokens, more than max_len={max_len}; "
                          "raise train.max_len")
-    count = lambda p: len(prompt_ids(tokenizer, wrap_prompt(tokenizer, p, chat), chat))  # noqa: E731
     try:
-        prompt, dropped = fit_prompt(prompt, budget, count)
+        text, dropped = fit_prompt(prompt, budget, lambda p: len(prompt_ids(tokenizer, context_of(p), chat)))
     except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
-    context = wrap_prompt(tokenizer, prompt, chat)
+        raise InputError(f"{where}: {exc} (train.max_len={max_len} less the target's {n_target} tokens)") from None
+    context = context_of(text)
     ids = prompt_ids(tokenizer, context, chat)
     n_prompt = len(ids)
     labels, weights, is_label = [-100] * n_prompt, [0.0] * n_prompt, [False] * n_prompt

@@ -16,6 +16,7 @@ once when the checkpoint is final.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import os
@@ -30,6 +31,8 @@ import polars as pl
 from rationale_sft import config as cfglib
 from rationale_sft import progress, rundir
 from rationale_sft.answer import uses_chat
+from rationale_sft.models.tokenizer import slot_label_tokens
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
 from rationale_sft.precision import resolve_bf16
@@ -118,10 +121,12 @@ def encode_rows(cfg: TrainConfig, tokenizer, rows: pl.DataFrame, chat: bool) -> 
     """Tokenised training sequences and their per-sequence table (hashes, counts, mask check)."""
     seqs, table = [], []
     for r in rows.iter_rows(named=True):
+        prompt = prompt_parts(r, f"subject_id {r['subject_id']}")
         for task in arms.render_tasks(cfg, r["prompt"], r["label"], r["rationale"]):
             where = f"subject_id {r['subject_id']} ({task.task} task)"
-            e = encode(tokenizer, task.prefix + r["prompt"], task.segments, max_len=cfg.max_len, chat=chat,
-                       weight=lambda kind: arms.loss_weight(cfg, kind), pad_unit=cfg.pad_unit, where=where)
+            e = encode(tokenizer, prompt, task.segments, max_len=cfg.max_len, chat=chat, prefix=task.prefix,
+                       weight=lambda kind: arms.loss_weight(cfg, kind), pad_unit=cfg.pad_unit, where=where,
+                       system=cfg.system_prompt)
             check_mask(e, where)
             seqs.append(e)
             target = "".join(text for _, text in task.segments)
@@ -218,6 +223,19 @@ def load_base(cfg: TrainConfig, base_model_dir):
     return model, tok
 
 
+def with_max_len(cfg: TrainConfig, model_config) -> TrainConfig:
+    """``cfg`` with ``max_len`` 0 resolved to the model's context length."""
+    if cfg.max_len:
+        return cfg
+    from rationale_sft.models import context_length
+
+    ctx = context_length(model_config)
+    if not ctx:
+        raise InputError("train.max_len=0 asks for the model's context length, but its config states none; "
+                         "set train.max_len")
+    return dataclasses.replace(cfg, max_len=int(ctx))
+
+
 def absolute(model_dir):
     """An existing local path made absolute (adapters record their base by this path); aliases unchanged."""
     path = Path(str(model_dir))
@@ -251,8 +269,9 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     device = device_of(cfg.device)
     bf16 = resolve_bf16(cfg.bf16, device)
     model.to(device)
+    max_len = with_max_len(cfg, model.config).max_len  # train.json keeps cfg as given (0 = auto)
     chat = uses_chat(tok, cfg.chat_template)
-    seqs, table = encode_rows(cfg, tok, rows, chat)
+    seqs, table = encode_rows(with_max_len(cfg, model.config), tok, rows, chat)
     rundir.write_parquet(table, run_dir / "train_examples.parquet")
     plan = schedule(cfg, len(seqs))
     total = len(plan)
@@ -267,7 +286,8 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     if ckpt is not None and (ckpt / STATE).is_file():
         step0, log, conflicts = restore(ckpt / STATE, model, opt, sched)
     meta = {"arm": cfg.arm, "scoring": arms.SCORING[cfg.arm], "answer_marker": cfg.answer_marker,
-            "prefix": arms.scoring_prefix(cfg), "chat": chat, "max_len": cfg.max_len,
+            "prefix": arms.scoring_prefix(cfg), "chat": chat, "system_prompt": cfg.system_prompt,
+            "label_tokens": slot_label_tokens(tok, chat, cfg.system_prompt, cfg.answer_marker), "max_len": max_len,
             "base_model": rundir.portable(absolute(base_model_dir), run_dir), "lora": cfg.lora.enabled,
             "total_steps": total}
     pad = pad_id(tok)

@@ -1,6 +1,7 @@
 """Toy inputs in the contract shapes (examples.parquet, rationales.parquet) and a tiny model, for tests and benchmarks.
 
-The toy prompts follow the render template (dated history lines, the question, the answer marker); the
+The toy prompts follow the render template (dated history lines, the question, the answer marker) and carry
+their structured parts as ``render`` stores them (chronological template); the
 label depends on age, APOE e4 and two diagnoses through a logistic model, so a model can learn it.
 
 >>> ex, rat = toy_data(n=20, seed=1)
@@ -20,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from rationale_sft.answer import PROMPT_END
+from rationale_sft.render.vocab import icd_chapter
 from rationale_sft.rundir import hash_text
 from rationale_sft.seeding import rng
 
@@ -41,14 +43,18 @@ def _subject(r: np.random.Generator, sid: int) -> dict:
             "label": label, "sex": str(r.choice(["F", "M"])), "logit": logit}
 
 
-def _prompt(s: dict, when: dt.date) -> str:
-    lines = [f"Health history recorded up to the assessment on {when.isoformat()}.",
-             f"Sex: {s['sex']}", f"Age at assessment: {s['age']} years",
-             "Measurements at the assessment visit:", f"- APOE e4 alleles: {s['apoe']}",
-             "Diagnoses before the assessment (first occurrence, oldest first):"]
-    lines += [f"- {when.year - y}-{(s['sid'] % 12) + 1:02d} ({y} years before assessment): {name}"
-              for y, name, _ in s["dx"]] or ["- none recorded"]
-    return "\n".join(lines + [QUESTION]) + PROMPT_END
+def _parts(s: dict, when: dt.date) -> dict:
+    """The prompt's structured parts (as ``render`` stores them, chronological template) and the prompt."""
+    header = "\n".join([f"Health history recorded up to the assessment on {when.isoformat()}.",
+                        f"Sex: {s['sex']}", f"Age at assessment: {s['age']} years",
+                        "Measurements at the assessment visit:", f"- APOE e4 alleles: {s['apoe']}",
+                        "Diagnoses before the assessment (first occurrence, oldest first):"])
+    items = [f"- {when.year - y}-{(s['sid'] % 12) + 1:02d} ({y} years before assessment): {name}"
+             for y, name, _ in s["dx"]]
+    question = QUESTION + PROMPT_END
+    history = "\n".join(items) or "- none recorded"
+    return {"header": header, "items": items, "group_ids": [icd_chapter(c) for _, _, c in s["dx"]],
+            "question": question, "prompt": f"{header}\n{history}\n{question}"}
 
 
 def _rationales(s: dict, high: bool) -> tuple[str, str]:
@@ -75,15 +81,18 @@ def toy_data(n: int = 200, seed: int = 0, held_out: float = 0.3,
     subjects = [_subject(r, 1000 + i) for i in range(n)]
     when = dt.date(2010, 6, 1)
     split = np.where(rng(seed, "toy_split").random(n) < held_out, "held_out", "train")
-    prompts = [_prompt(s, when) for s in subjects]
+    parts = [_parts(s, when) for s in subjects]
+    prompts = [p["prompt"] for p in parts]
     examples = pl.DataFrame({
         "subject_id": [s["sid"] for s in subjects],
         "prediction_time": [dt.datetime(2010, 6, 1, 23, 59, 59)] * n,
         "split": split.tolist(), "label": [s["label"] for s in subjects],
-        "template": ["toy"] * n, "template_version": ["1"] * n, "prompt": prompts,
+        "template": ["chronological"] * n, "template_version": ["1"] * n, "prompt": prompts,
         "prompt_hash": [hash_text(p) for p in prompts], "n_history_items": [len(s["dx"]) for s in subjects],
         "n_history_dropped": [0] * n, "truncated": [False] * n,
-    }, schema_overrides={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us")})
+        **{k: [p[k] for p in parts] for k in ("header", "items", "group_ids", "question")},
+    }, schema_overrides={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us"),
+                         "items": pl.List(pl.String), "group_ids": pl.List(pl.Int64)})
     rows = []
     for mode in modes:
         for s in subjects:
