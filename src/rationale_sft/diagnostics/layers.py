@@ -95,6 +95,7 @@ def layer_pass(model, contexts: list[list[int]], read_ids: list[int], *, pad: in
 def slot_probe(model, tok, contexts: list[list[int]], tails: list[str], labels: np.ndarray, *, cfg: ScoreConfig,
                device: str, folds: int) -> list[dict]:
     """Probe AUROC per layer and the AUROC of P(Yes) at the slot after each context (``tails``: text before it)."""
+    from rationale_sft.score.run import batch_size_for
     from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
     from rationale_sft.stats.metrics import auroc
     from rationale_sft.train.data import pad_id
@@ -102,10 +103,10 @@ def slot_probe(model, tok, contexts: list[list[int]], tails: list[str], labels: 
     cands = [candidate_ids(tok, t) for t in tails]
     single = single_token_words(cands)
     read_ids = sorted({w[0] for row in cands for w in row}) if single else []
-    states, logp, top = layer_pass(model, contexts, read_ids, pad=pad_id(tok), batch_size=cfg.batch_size,
-                                   device=device)
+    batch = batch_size_for(cfg.batch_size, device)
+    states, logp, top = layer_pass(model, contexts, read_ids, pad=pad_id(tok), batch_size=batch, device=device)
     risk = (read_scores(logp, top, read_ids, cands) if single else
-            slot_scores(model, tok, contexts, tails, batch_size=cfg.batch_size, device=device))["p_yes"]
+            slot_scores(model, tok, contexts, tails, batch_size=batch, device=device))["p_yes"]
     rows = [{"measure": "probe", **r} for r in layer_aurocs(states, labels, seed=cfg.seed, folds=folds)]
     return rows + [{"measure": "p_yes", "layer": None, "auroc": auroc(labels, np.asarray(risk)), "n": len(labels),
                     "n_pos": int(labels.sum())}]
@@ -115,14 +116,15 @@ def after_contexts(model, tok, contexts: list[list[int]], rows: pl.DataFrame, *,
                    device: str, scores: pl.DataFrame | None) -> list[list[int]]:
     """Each context + its rationale + the answer marker: from ``scores``' texts, else generated as ``score`` does."""
     from rationale_sft.score.generate import decode_to_marker
-    from rationale_sft.score.run import marker_text
+    from rationale_sft.score.run import batch_size_for, marker_text
     from rationale_sft.seeding import derive_seed
 
     mtext = marker_text(marker)
     marker_ids = list(tok(mtext, add_special_tokens=False)["input_ids"])
     if scores is None:
         dec = decode_to_marker(model, tok, contexts, marker=mtext, marker_ids=marker_ids,
-                               max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, greedy=cfg.greedy,
+                               max_new_tokens=cfg.max_new_tokens, batch_size=batch_size_for(cfg.batch_size, device),
+                               greedy=cfg.greedy,
                                temperature=cfg.temperature, top_p=cfg.top_p,
                                seed=derive_seed(cfg.seed, "generation"), device=device)
         return [list(c) + g.ids for c, g in zip(contexts, dec.gens)]

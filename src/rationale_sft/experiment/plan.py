@@ -258,7 +258,7 @@ def arm_levels(cfg: ExperimentConfig) -> list[tuple[str, float | None]]:
 def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: int, shared: dict,
             base: Job, label_weight: float | None = None) -> Job:
     """One configuration: arm (with its label weight) x model x scale x seed."""
-    train = {**id_neutral(cfglib.to_dict(cfg.train)), "arm": arm}
+    train = {**id_neutral("train", cfglib.to_dict(cfg.train)), "arm": arm}
     if label_weight is not None:
         train["label_weight"] = label_weight
     if spec.lora:
@@ -273,17 +273,18 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
 
 
-ID_NEUTRAL = {"keep_checkpoints": False, "system_prompt": ""}
-"Train keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
+ID_NEUTRAL = {"train": {"keep_checkpoints": False, "system_prompt": ""}, "score": {"dtype": "float32"}}
+"Keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
 
 
-def id_neutral(train: dict) -> dict:
-    """``train`` without the keys of ``ID_NEUTRAL`` that hold their neutral value.
+def id_neutral(section: str, values: dict) -> dict:
+    """``values`` of a config ``section`` without the keys of ``ID_NEUTRAL`` that hold their neutral value.
 
-    >>> id_neutral({"steps": 5, "keep_checkpoints": False}), id_neutral({"keep_checkpoints": True})
+    >>> id_neutral("train", {"steps": 5, "keep_checkpoints": False}), id_neutral("train", {"keep_checkpoints": True})
     ({'steps': 5}, {'keep_checkpoints': True})
     """
-    return {k: v for k, v in train.items() if k not in ID_NEUTRAL or ID_NEUTRAL[k] != v}
+    neutral = ID_NEUTRAL[section]
+    return {k: v for k, v in values.items() if k not in neutral or neutral[k] != v}
 
 
 def fewshot_jobs(p: Plan, cfg: ExperimentConfig, shared: dict, bases: dict) -> None:
@@ -304,7 +305,7 @@ def _run_job(fn: Callable, cfg: ExperimentConfig, shared: dict, base: Job, ratio
     """A run job (one results row): reads the shared labels, prompts, base model and, if used, rationales."""
     inputs = {"labels_dir": shared["labels"].out_dir, "render_dir": shared["render"].out_dir,
               "rationales_dir": rationales.out_dir if rationales else None, "base_job": base.out_dir,
-              "score": cfglib.to_dict(cfg.score)}
+              "score": id_neutral("score", cfglib.to_dict(cfg.score))}
     deps = [shared["labels"], shared["render"], base, rationales]
     return _job(fn, {**inputs, **kwargs}, deps, None, resources=_resources(cfg),
                 label=run_label(fn.__name__, kwargs))
