@@ -9,7 +9,8 @@ micro-batch's forward pass. ``--no-release`` turns off what ``train`` does when 
 after the fix in the same code; ``--release-every-step`` also releases before every forward pass. Set
 ``MALLOC_ARENA_MAX`` in the environment to compare glibc arena settings.
 Usage: python benchmarks/bench_train_memory.py [--model toy|smollm2-135m-instruct] [--family gpt2] [--runs 4]
-       [--steps 20] [--lora] [--micro-batch 4] [--no-release] [--release-every-step] [--bucket] [--checkpointing]
+       [--steps 20] [--lora] [--micro-batch 4] [--grad-accum 1] [--no-release] [--release-every-step]
+       [--no-bucket] [--checkpointing]
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def one_run(cfg: TrainConfig, out: Path, ex, rat, base, per_step: list[float]) -
     rss = [r for _, r in sampler.samples]
     q = max(1, len(rss) // 4)
     return {"before": before, "peak": max(rss), "first_q": max(rss[:q]), "last_q": max(rss[-q:]),
-            "after": rss_mb(), "tokens_per_s": summary["tokens_per_s"], "steps": list(per_step)}
+            "after": rss_mb(), "tokens_per_s": summary["tokens_per_s"], "padding": summary["padding_fraction"],
+            "steps": list(per_step)}
 
 
 def main() -> None:
@@ -86,9 +88,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--micro-batch", type=int, default=4)
+    ap.add_argument("--grad-accum", type=int, default=1)
     ap.add_argument("--examples", type=int, default=120)
     ap.add_argument("--lora", action="store_true")
-    ap.add_argument("--bucket", action="store_true", help="train.bucket_by_length=true")
+    ap.add_argument("--no-bucket", action="store_true", help="train.bucket_by_length=false")
     ap.add_argument("--checkpointing", action="store_true", help="train.gradient_checkpointing=true")
     ap.add_argument("--no-release", action="store_true", help="skip loop.release_memory (the state before the fix)")
     ap.add_argument("--release-every-step", action="store_true", help="also release before every forward pass")
@@ -102,15 +105,18 @@ def main() -> None:
         base = (toy_model(root / "base", ex["prompt"].to_list() + rat["text"].to_list(), family=args.family,
                           size=args.size, vocab_size=2048) if args.model == "toy" else args.model)
         cfg = build(TrainConfig, {"arm": "freeform", "steps": args.steps, "micro_batch": args.micro_batch,
-                                  "lr": 1e-4, "lora": {"enabled": args.lora}, "bucket_by_length": args.bucket,
+                                  "grad_accum": args.grad_accum, "lr": 1e-4, "lora": {"enabled": args.lora},
+                                  "bucket_by_length": not args.no_bucket,
                                   "gradient_checkpointing": args.checkpointing})
         print(f"model={args.model} lora={args.lora} steps={args.steps} micro_batch={args.micro_batch} "
-              f"release={not args.no_release} every_step={args.release_every_step} MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
-        print(f"{'run':>3} {'before':>8} {'first_q':>8} {'last_q':>8} {'peak':>8} {'after':>8} {'tok/s':>8}  (MiB)")
+              f"release={not args.no_release} every_step={args.release_every_step} "
+              f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
+        print(f"{'run':>3} {'before':>8} {'first_q':>8} {'last_q':>8} {'peak':>8} {'after':>8} {'tok/s':>8} "
+              f"{'pad':>5}  (MiB)")
         for i in range(args.runs):
             r = one_run(cfg, root / f"run{i}", ex, rat, base, per_step)
             print(f"{i:>3} {r['before']:8.0f} {r['first_q']:8.0f} {r['last_q']:8.0f} {r['peak']:8.0f} "
-                  f"{r['after']:8.0f} {r['tokens_per_s']:8.0f}   per forward: "
+                  f"{r['after']:8.0f} {r['tokens_per_s']:8.0f} {r['padding']:5.2f}   per forward: "
                   + " ".join(f"{x:.0f}" for x in r["steps"]), flush=True)
 
 

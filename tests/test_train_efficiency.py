@@ -55,6 +55,9 @@ def test_bucketing_regroups_each_step_and_keeps_the_step_order():
         assert sorted(sum(p, [])) == sorted(sum(b, [])) and [len(m) for m in p] == [len(m) for m in b]
         widths = [[lengths[i] for i in m] for m in b]
         assert all(min(a) >= max(c) for a, c in zip(widths, widths[1:]))  # longest micro-batch first
+    one = {"steps": 5, "micro_batch": 9, "grad_accum": 1}  # a step of one micro-batch is left as it was
+    assert loop.schedule(build(TrainConfig, {**one, "bucket_by_length": True}), lengths) == loop.schedule(
+        build(TrainConfig, {**one, "bucket_by_length": False}), lengths)
 
 
 def grads(cfg: TrainConfig, base, ex, rat) -> tuple[float, dict, int]:

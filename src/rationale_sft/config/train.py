@@ -44,7 +44,7 @@ class TrainConfig:
     "Examples per forward/backward pass."
     grad_accum: int = 1
     "Micro-batches per optimizer step; the loss is normalised by the step's total target weight."
-    bucket_by_length: bool = False
+    bucket_by_length: bool = True
     "Regroup each optimizer step's examples by length into its micro-batches (less padding, same step loss)."
     gradient_checkpointing: bool = False
     "Recompute activations in the backward pass (less memory, ~30% more compute; same gradients)."

@@ -188,15 +188,20 @@ def collate(batch: Sequence[Encoded], pad_id: int):
 
 def by_length(micro: Sequence[Sequence[int]], lengths: Sequence[int]) -> list[list[int]]:
     """One optimizer step's sequence indices regrouped by length into micro-batches of the same sizes, longest
-    first: sorted contiguous groups pad the least, and the step's peak memory comes with its first pass.
+    first: contiguous groups of the sorted lengths pad the least, and the step's peak memory comes with its
+    first pass. Each group keeps the step's order, so a step of one micro-batch is left exactly as it was.
 
     >>> by_length([[0, 1], [2, 3], [4]], [5, 90, 7, 80, 6])
     [[1, 3], [2, 4], [0]]
+    >>> by_length([[4, 0, 3]], [5, 90, 7, 80, 6])
+    [[4, 0, 3]]
     """
-    flat = sorted((i for mb in micro for i in mb), key=lambda i: -lengths[i])  # stable: ties keep step order
+    flat = [i for mb in micro for i in mb]
+    position = {i: k for k, i in enumerate(flat)}
+    longest = sorted(flat, key=lambda i: -lengths[i])  # stable: ties keep step order
     out, start = [], 0
     for mb in micro:
-        out.append(flat[start:start + len(mb)])
+        out.append(sorted(longest[start:start + len(mb)], key=position.__getitem__))
         start += len(mb)
     return out
 
