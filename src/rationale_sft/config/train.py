@@ -44,6 +44,10 @@ class TrainConfig:
     "Examples per forward/backward pass."
     grad_accum: int = 1
     "Micro-batches per optimizer step; the loss is normalised by the step's total target weight."
+    bucket_by_length: bool = True
+    "Regroup each optimizer step's examples by length into its micro-batches (less padding, same step loss)."
+    gradient_checkpointing: bool = False
+    "Recompute activations in the backward pass (less memory, ~30% more compute; same gradients)."
     max_len: int = 0
     """Maximum tokens of prompt + target; the oldest history lines are dropped to fit, never the target.
     0 = the model's context length (``validate`` warns when more than 5% of the sequences would be cut)."""

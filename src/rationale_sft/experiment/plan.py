@@ -273,8 +273,12 @@ def sft_job(cfg: ExperimentConfig, spec: ModelSpec, arm: str, scale: int, seed: 
                     probe=cfg.probe, meta=meta, meds=shared["meds"], render=cfglib.to_dict(cfg.render), **extra)
 
 
-ID_NEUTRAL = {"train": {"keep_checkpoints": False, "system_prompt": ""}, "score": {"dtype": "float32"}}
-"Keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged."
+ID_NEUTRAL = {"train": {"keep_checkpoints": False, "system_prompt": "", "bucket_by_length": True,
+                        "gradient_checkpointing": False},
+              "score": {"dtype": "float32"}}
+"""Keys added after grids were run: left out of a job's arguments at these values, so its id is unchanged.
+Each value reproduces what ran before the key existed (bucket_by_length: exactly so with grad_accum 1, the
+presets that were run; with grad_accum > 1 up to float summation order and LoRA dropout masks)."""
 
 
 def id_neutral(section: str, values: dict) -> dict:

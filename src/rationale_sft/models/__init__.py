@@ -39,9 +39,12 @@ def _load_adapter(path: Path, torch_dtype):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from rationale_sft.models.lora import peft_compat
+
     base = adapter_base(path)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
-    model = PeftModel.from_pretrained(model, str(path))
+    with peft_compat():
+        model = PeftModel.from_pretrained(model, str(path))
     has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
     return model, load_tokenizer(path if has_tokenizer else base)
 

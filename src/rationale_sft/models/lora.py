@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rationale_sft.errors import InputError
@@ -52,7 +54,18 @@ def apply_lora(model, lora_cfg):
     peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                           target_modules=list(targets), bias="none", task_type="CAUSAL_LM",
                           fan_in_fan_out=model_type == "gpt2")  # gpt2's Conv1D stores weights transposed
-    return get_peft_model(model, peft_cfg)
+    with peft_compat():
+        return get_peft_model(model, peft_cfg)
+
+
+@contextlib.contextmanager
+def peft_compat() -> Iterator[None]:
+    """Wrap a model with peft without its one known false alarm: peft 0.21 asks every model
+    ``is_gradient_checkpointing``, which transformers 5 deprecated (FutureWarning) in favour of
+    ``is_activation_checkpointing``. Only that message is ignored, only inside this block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def merge_or_save(model, out_dir: str | Path, tokenizer=None, merge: bool = False) -> Path:

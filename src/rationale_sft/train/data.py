@@ -109,6 +109,36 @@ def collate(batch: Sequence[Encoded], pad_id: int):
     }
 
 
+def by_length(micro: Sequence[Sequence[int]], lengths: Sequence[int]) -> list[list[int]]:
+    """One optimizer step's sequence indices regrouped by length into micro-batches of the same sizes, longest
+    first: contiguous groups of the sorted lengths pad the least, and the step's peak memory comes with its
+    first pass. Each group keeps the step's order, so a step of one micro-batch is left exactly as it was.
+
+    >>> by_length([[0, 1], [2, 3], [4]], [5, 90, 7, 80, 6])
+    [[1, 3], [2, 4], [0]]
+    >>> by_length([[4, 0, 3]], [5, 90, 7, 80, 6])
+    [[4, 0, 3]]
+    """
+    flat = [i for mb in micro for i in mb]
+    position = {i: k for k, i in enumerate(flat)}
+    longest = sorted(flat, key=lambda i: -lengths[i])  # stable: ties keep step order
+    out, start = [], 0
+    for mb in micro:
+        out.append(sorted(longest[start:start + len(mb)], key=position.__getitem__))
+        start += len(mb)
+    return out
+
+
+def padding(micro: Sequence[Sequence[int]], lengths: Sequence[int]) -> tuple[int, int]:
+    """``(real, processed)`` tokens of right-padded micro-batches (processed = rows x longest row).
+
+    >>> padding([[0, 1], [2]], [5, 90, 7])
+    (102, 187)
+    """
+    real = sum(lengths[i] for mb in micro for i in mb)
+    return real, sum(len(mb) * max((lengths[i] for i in mb), default=0) for mb in micro)
+
+
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int):
     """Left-padded input_ids, attention_mask and position ids (0 at each row's first real token).
 

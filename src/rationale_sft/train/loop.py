@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from rationale_sft import config as cfglib
-from rationale_sft import progress, rundir
+from rationale_sft import memory, progress, rundir
 from rationale_sft.answer import uses_chat
 from rationale_sft.models.tokenizer import slot_label_tokens
 from rationale_sft.render.assemble import prompt_parts
@@ -39,7 +39,7 @@ from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed, rng
 from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms, conflict
-from rationale_sft.train.data import Encoded, collate, encode, pad_id
+from rationale_sft.train.data import Encoded, by_length, collate, encode, pad_id, padding
 
 CHECKPOINT = "checkpoint"
 KEPT = "checkpoints"
@@ -47,7 +47,7 @@ KEPT = "checkpoints"
 STATE = "trainer_state.pt"
 META = "training.json"
 LOG_COLUMNS = ["step", "stage", "loss", "label_loss", "rationale_loss", "label_token_share", "n_target_tokens",
-               "n_tokens", "lr", "tokens_per_s", "grad_cos", "grad_norm_ratio"]
+               "n_tokens", "n_pad_tokens", "lr", "tokens_per_s", "grad_cos", "grad_norm_ratio"]
 CONFLICT = "grad_conflict.parquet"
 
 
@@ -168,8 +168,10 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def schedule(cfg: TrainConfig, n: int) -> list[list[list[int]]]:
-    """Sequence indices per optimizer step, per micro-batch: successive seeded permutations of ``n``."""
+def schedule(cfg: TrainConfig, lengths: list[int]) -> list[list[list[int]]]:
+    """Sequence indices per optimizer step, per micro-batch: successive seeded permutations of the sequences;
+    with ``bucket_by_length`` each step's sequences are regrouped by length (``data.by_length``)."""
+    n = len(lengths)
     per_step = cfg.micro_batch * cfg.grad_accum
     total = cfg.steps or cfg.epochs * math.ceil(n / per_step)
     order_rng = rng(cfg.seed, "data_order")
@@ -177,7 +179,8 @@ def schedule(cfg: TrainConfig, n: int) -> list[list[list[int]]]:
     while len(stream) < total * per_step:
         stream += order_rng.permutation(n).tolist()
     steps = [stream[s * per_step:(s + 1) * per_step] for s in range(total)]
-    return [[idx[m * cfg.micro_batch:(m + 1) * cfg.micro_batch] for m in range(cfg.grad_accum)] for idx in steps]
+    plan = [[idx[m * cfg.micro_batch:(m + 1) * cfg.micro_batch] for m in range(cfg.grad_accum)] for idx in steps]
+    return [by_length(p, lengths) for p in plan] if cfg.bucket_by_length else plan
 
 
 def device_of(name: str) -> str:
@@ -214,6 +217,11 @@ def load_base(cfg: TrainConfig, base_model_dir):
     from rationale_sft import models
 
     model, tok = models.load(absolute(base_model_dir))
+    if cfg.gradient_checkpointing:
+        # non-reentrant: gradients reach the adapters of a frozen base without inputs that require grad;
+        # before apply_lora, so that peft also makes the embeddings' outputs require grad
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     if cfg.lora.enabled:
         from rationale_sft.models.lora import apply_lora
 
@@ -254,6 +262,14 @@ def make_optimizer(cfg: TrainConfig, model):
 
 def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=None) -> dict:
     """Fine-tune ``base_model_dir`` in arm ``cfg.arm``; write checkpoint/, train_log.parquet; return a summary."""
+    try:
+        return fit(cfg, run_dir, examples, rationales, base_model_dir)
+    finally:  # the run's model, optimizer and batches are garbage once fit returns
+        memory.release()
+
+
+def fit(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=None) -> dict:
+    """The body of ``train``."""
     import torch
 
     run_dir = Path(run_dir)
@@ -273,7 +289,8 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
     chat = uses_chat(tok, cfg.chat_template)
     seqs, table = encode_rows(with_max_len(cfg, model.config), tok, rows, chat)
     rundir.write_parquet(table, run_dir / "train_examples.parquet")
-    plan = schedule(cfg, len(seqs))
+    lengths = [len(e.input_ids) for e in seqs]
+    plan = schedule(cfg, lengths)
     total = len(plan)
     if cfg.arm == "answer_stage" and cfg.answer_stage_steps >= total:
         raise InputError(f"train.answer_stage_steps={cfg.answer_stage_steps} must be fewer than the run's {total} "
@@ -302,7 +319,7 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             micro = arms.step_batches(cfg, stage, [collate([seqs[i] for i in mb], pad) for mb in plan[step] if mb])
             due = conflict.due(cfg.conflict_every, step + 1)
             stats = np.zeros(7)  # loss, label ce sum, label n, other ce sum, other n, label weight, all weight
-            n_tokens, measured = 0, None
+            measured = None
             for batch in micro:
                 ce, w, is_label, valid = token_losses(model, batch, bf16, device)
                 loss = (ce * w).sum()
@@ -313,7 +330,6 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
                     other = valid & ~is_label
                     stats += [loss.item(), ce[is_label].sum().item(), is_label.sum().item(),
                               ce[other].sum().item(), other.sum().item(), w[is_label].sum().item(), w.sum().item()]
-                n_tokens += int(batch["attention_mask"].sum())
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             lr = sched.get_last_lr()[0]
@@ -321,12 +337,14 @@ def train(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=N
             sched.step()
             opt.zero_grad(set_to_none=True)
             dt_step = time.perf_counter() - t0
+            n_tokens, processed = padding(plan[step], lengths)
             conflicts += [{"step": step + 1, **row} for row in measured or ()]
             overall = (measured or [{}])[0]
             log.append({"step": step + 1, "stage": stage, "loss": stats[0], "label_loss": stats[1] / max(stats[2], 1),
                         "rationale_loss": stats[3] / stats[4] if stats[4] else None,
                         "label_token_share": stats[5] / stats[6], "n_target_tokens": int(stats[2] + stats[4]),
-                        "n_tokens": n_tokens, "lr": lr, "tokens_per_s": n_tokens / dt_step,
+                        "n_tokens": n_tokens, "n_pad_tokens": processed - n_tokens, "lr": lr,
+                        "tokens_per_s": n_tokens / dt_step,
                         "grad_cos": overall.get("cos"), "grad_norm_ratio": overall.get("norm_ratio")})
             advance(loss=stats[0])
             if time.monotonic() - log_written >= LOG_WRITE_S:  # a long run's log can be read while it trains
@@ -361,8 +379,21 @@ def summarise(cfg, run_dir: Path, table: pl.DataFrame, log: list[dict], started:
             "n_truncated": int((table["n_history_dropped"] > 0).sum()),
             "final_loss": log[-1]["loss"] if log else None,
             "tokens_per_s": float(np.median([r["tokens_per_s"] for r in log])) if log else None,
+            "padding_fraction": padding_fraction(log),
             "seconds": time.time() - started, "checkpoint": CHECKPOINT,
             "base_model": rundir.portable(base_model_dir, run_dir), "inputs": inputs}
+
+
+def padding_fraction(log: list[dict]) -> float | None:
+    """Share of the token positions processed that were padding, over all logged steps (None: not logged).
+
+    >>> padding_fraction([{"n_tokens": 30, "n_pad_tokens": 10}, {"n_tokens": 60, "n_pad_tokens": 0}])
+    0.1
+    """
+    pad = [r.get("n_pad_tokens") for r in log]
+    if not log or None in pad:  # a resumed run from before the column
+        return None
+    return sum(pad) / (sum(pad) + sum(r["n_tokens"] for r in log))
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
@@ -492,8 +523,8 @@ def log_schema() -> dict:
     """Column types of train_log.parquet."""
     return {"step": pl.Int64, "stage": pl.String, "loss": pl.Float64, "label_loss": pl.Float64,
             "rationale_loss": pl.Float64, "label_token_share": pl.Float64, "n_target_tokens": pl.Int64,
-            "n_tokens": pl.Int64, "lr": pl.Float64, "tokens_per_s": pl.Float64, "grad_cos": pl.Float64,
-            "grad_norm_ratio": pl.Float64}
+            "n_tokens": pl.Int64, "n_pad_tokens": pl.Int64, "lr": pl.Float64, "tokens_per_s": pl.Float64,
+            "grad_cos": pl.Float64, "grad_norm_ratio": pl.Float64}
 
 
 def conflict_schema() -> dict:
