@@ -22,8 +22,8 @@ import torch
 
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.models import load
-from rationale_sft.score.generate import decode_to_marker, finish
-from rationale_sft.score.run import marker_text, score_contexts
+from rationale_sft.score.decode import decode_to_marker, finish
+from rationale_sft.score.stage import marker_text, score_contexts
 from rationale_sft.score.slot import slot_scores
 from rationale_sft.train.data import left_pad, pad_id
 from rationale_sft.train.toy import toy_data, toy_model

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from bench_decode import prompts_of  # the same toy contexts as the decoder benchmark
-from rationale_sft.score.generate import decode_to_marker
-from rationale_sft.score.run import load_scorer, marker_text
+from rationale_sft.score.decode import decode_to_marker
+from rationale_sft.score.stage import load_scorer, marker_text
 from rationale_sft.score.slot import candidate_ids, slot_scores
 from rationale_sft.train.toy import toy_data, toy_model
 

@@ -22,7 +22,7 @@ import torch
 
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.models import load
-from rationale_sft.score.run import score_contexts
+from rationale_sft.score.stage import score_contexts
 from rationale_sft.score.samples import sample_rationales
 from rationale_sft.train.toy import toy_data, toy_model
 

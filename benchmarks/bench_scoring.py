@@ -19,7 +19,7 @@ from rationale_sft.config import build
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.models import load
-from rationale_sft.score.run import build_contexts, score_contexts
+from rationale_sft.score.stage import build_contexts, score_contexts
 from rationale_sft.train.data import left_pad, pad_id
 from rationale_sft.train.loop import train
 from rationale_sft.train.toy import toy_data, toy_model

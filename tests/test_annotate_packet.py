@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_openai_faults import write_examples
+from openai_server import write_examples
 
 from rationale_sft.annotate.agreement import mean_interval, ordinal_alpha, weighted_kappa
 from rationale_sft.annotate.packet import ID_MAP, export_packet

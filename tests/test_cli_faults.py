@@ -18,7 +18,7 @@ import pytest
 
 from rationale_sft.cli import main
 from rationale_sft.train.toy import toy_data
-from test_extract_rules import fixture_rows, make
+from meds_cases import fixture_rows, make
 from test_report_build import make_grid_run
 
 

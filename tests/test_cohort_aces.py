@@ -23,7 +23,7 @@ from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.config.synth import SynthConfig
 from rationale_sft.errors import InputError
 from rationale_sft.experiment.plan import plan
-from test_extract_rules import END, PT, US, H, make, subject
+from meds_cases import END, PT, US, H, make, subject
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ACES_ADRD = CONFIGS / "tasks" / "adrd_5y.aces.yaml"

@@ -20,7 +20,7 @@ from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.errors import InputError
 from rationale_sft.experiment import jobs
 from rationale_sft.experiment.plan import plan
-from test_extract_rules import BASE, END, PT, US, make, subject
+from meds_cases import BASE, END, PT, US, make, subject
 
 ROWS = [*subject(1, (PT + US, "ICD10//G30"), (END, "X")), *subject(2, (END, "X"), sex="M"),
         *subject(3, (END, "X"), birth=dt.datetime(1940, 3, 1)), *subject(4, (PT + US, "ICD10//F00"), (END, "X"))]

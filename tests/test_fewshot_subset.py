@@ -8,7 +8,7 @@ import pytest
 from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.fewshot import fewshot
-from rationale_sft.fewshot.run import render_fewshot
+from rationale_sft.fewshot.stage import render_fewshot
 from rationale_sft.fewshot.select import draw_subset
 from rationale_sft.train.toy import toy_data, toy_model
 

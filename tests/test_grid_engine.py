@@ -12,7 +12,7 @@ from test_grid_support import HERE, calls, diamond_grid
 from rationale_sft import rundir
 from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.errors import InputError
-from rationale_sft.grid import collect, execute, is_complete, make_job, order, plan
+from rationale_sft.grid import collect, execute, is_complete, job_states, make_job, order
 from rationale_sft.grid.execute import root_lock
 
 SEQ = ExecutorConfig()
@@ -118,11 +118,11 @@ def test_partial_directories_are_run_again(tmp_path):
     (tmp_path / run.out_dir).mkdir(parents=True)
     (tmp_path / run.out_dir / "DONE").write_text("killed before result.json")
     assert not is_complete(tmp_path, square) and not is_complete(tmp_path, run)
-    assert plan(tmp_path, jobs) == {"complete": [], "partial": [square.id, run.id],
+    assert job_states(tmp_path, jobs) == {"complete": [], "partial": [square.id, run.id],
                                     "missing": [j.id for j in order(jobs) if j not in (square, run)]}
     report = execute(jobs, tmp_path, SEQ, progress=False)
     assert report.ok and len(report.done) == 4 and all(is_complete(tmp_path, j) for j in jobs)
-    assert plan(tmp_path, jobs)["complete"] == [j.id for j in order(jobs)]
+    assert job_states(tmp_path, jobs)["complete"] == [j.id for j in order(jobs)]
 
 
 def test_process_pool_matches_sequential(tmp_path):

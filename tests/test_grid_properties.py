@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from test_grid_support import HERE, calls
 
 from rationale_sft.config.grid import ExecutorConfig
-from rationale_sft.grid import execute, make_job, plan
+from rationale_sft.grid import execute, job_states, make_job
 
 
 @st.composite
@@ -57,4 +57,4 @@ def test_outcomes_partition_the_graph_and_resume_finishes_it(graph, rnd):
         again = execute(declared, root, ExecutorConfig(retries=0), progress=False)
         assert again.ok and sorted(ids[j] for j in again.done) == sorted(bad)
         assert sorted(c["k"] for c in calls(root)[len(first):]) == sorted(bad)
-        assert plan(root, jobs)["complete"] == [j.id for j in jobs]
+        assert job_states(root, jobs)["complete"] == [j.id for j in jobs]

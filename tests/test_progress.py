@@ -6,7 +6,7 @@ from rationale_sft import progress
 from rationale_sft.config import build
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.config.train import TrainConfig
-from rationale_sft.score.run import score
+from rationale_sft.score.stage import score
 from rationale_sft.train.loop import train
 from rationale_sft.train.toy import toy_data, toy_model
 

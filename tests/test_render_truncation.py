@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 
 from rationale_sft.errors import InputError
-from rationale_sft.fewshot.run import fit_fewshot
+from rationale_sft.fewshot.stage import fit_fewshot
 from rationale_sft.models import load_tokenizer
 from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt, prompt_parts
 from rationale_sft.render.templates import get_template
-from rationale_sft.score.run import build_contexts
+from rationale_sft.score.stage import build_contexts
 from rationale_sft.train.data import encode
 from rationale_sft.train.toy import toy_data, toy_model
 

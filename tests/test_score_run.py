@@ -8,8 +8,8 @@ from rationale_sft.config import build
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.score import score
-from rationale_sft.score.generate import cut_at_marker, finish
-from rationale_sft.score.run import SCORE_SCHEMA
+from rationale_sft.score.decode import cut_at_marker, finish
+from rationale_sft.score.stage import SCORE_SCHEMA
 from rationale_sft.train.loop import train
 from rationale_sft.train.toy import toy_data, toy_model
 
@@ -132,7 +132,7 @@ def test_bfloat16_scores_stay_close_to_float32_and_score_json_records_the_dtype(
 
 def test_float32_scores_are_the_plain_checkpoints(trained, tmp_path):
     from rationale_sft.models import load
-    from rationale_sft.score.run import scoring_inputs, select_split
+    from rationale_sft.score.stage import scoring_inputs, select_split
     from rationale_sft.score.slot import slot_scores
 
     ex, runs = trained

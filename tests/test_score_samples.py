@@ -10,8 +10,8 @@ import pytest
 from rationale_sft.config import ConfigError, build
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.score import score
-from rationale_sft.score.generate import decode_to_marker
-from rationale_sft.score.run import SAMPLE_COLUMNS, SCORE_SCHEMA, generate_and_read, marker_text
+from rationale_sft.score.decode import decode_to_marker
+from rationale_sft.score.stage import SAMPLE_COLUMNS, SCORE_SCHEMA, generate_and_read, marker_text
 from rationale_sft.score.samples import SAMPLE_SCHEMA, mean_risk, sample_metrics
 from rationale_sft.score.slot import slot_scores
 from rationale_sft.train.toy import toy_data, toy_model

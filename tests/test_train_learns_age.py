@@ -16,7 +16,7 @@ from rationale_sft.config.score import ScoreConfig
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.models.families import build_model
 from rationale_sft.models.tokenizer import train_tokenizer
-from rationale_sft.score.run import score
+from rationale_sft.score.stage import score
 from rationale_sft.train.loop import train
 
 ILLNESSES = ["Asthma", "Gout", "Cataract", "Migraine", "Anaemia", "Psoriasis", "Glaucoma", "Sciatica"]

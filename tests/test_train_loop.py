@@ -94,7 +94,7 @@ def test_resume_after_interruption_gives_the_same_weights(setup, tmp_path, kille
 
 
 def test_kept_checkpoints_hold_the_weights_of_each_step_and_survive_a_resume(setup, tmp_path, killed_train):
-    from rationale_sft.diagnostics.layers import checkpoint_dirs
+    from rationale_sft.probes.layers import checkpoint_dirs
 
     ex, rat, base = setup
     common = {"arm": "freeform", "micro_batch": 2, "lr": 1e-3, "checkpoint_every": 2}

@@ -49,7 +49,7 @@ def probe(args: argparse.Namespace) -> int:
     """Probe every layer of RUN's checkpoints; print the best layer per slot at the last step."""
     import polars as pl
 
-    from rationale_sft.diagnostics.layers import FILE, probe_checkpoints
+    from rationale_sft.probes.layers import FILE, probe_checkpoints
 
     job = load_job(args)
     table = probe_checkpoints(args.out, job.examples, cfg=job.score, folds=args.probe_folds)

@@ -133,7 +133,7 @@ SETTINGS = {"cohort": {"synth": SynthConfig}, "labels": {"task": TaskConfig}, "r
 def _job_settings(job, bases: dict, models: dict, problems: list[str], warnings: list[str]) -> None:
     """Build ``job``'s settings as the job does; check a run's against its base model (``bases``: base job dir ->
     model settings; ``models``: what ``_model`` found for each base, filled as bases are met)."""
-    from rationale_sft.experiment.run import fewshot_settings, sft_settings
+    from rationale_sft.experiment.runs import fewshot_settings, sft_settings
 
     kind = job.function
     try:

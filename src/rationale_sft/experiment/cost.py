@@ -278,7 +278,7 @@ def logged_tokens(stage_dir: Path | None) -> float | None:
 
 def sft_items(ctx: _Context, job) -> list[Item]:
     """One SFT run: its training steps, then scoring the fixed test set (generating arms write a rationale)."""
-    from rationale_sft.experiment.run import sft_settings
+    from rationale_sft.experiment.runs import sft_settings
 
     train, score = sft_settings(job.kwargs["train"], job.kwargs["score"], job.kwargs["seed"], job.kwargs["probe"])
     size, model_dir = ctx.base(job.kwargs["base_job"])
@@ -351,7 +351,7 @@ def _inference_item(dev: Device, stage: str, label: str, size: ModelSize, n: int
 
 def fewshot_items(ctx: _Context, job) -> list[Item]:
     """A few-shot run: k demonstrations and the subject's prompt in context, per scored subject."""
-    from rationale_sft.experiment.run import fewshot_settings
+    from rationale_sft.experiment.runs import fewshot_settings
 
     fs, score = fewshot_settings(job.kwargs["settings"], job.kwargs["score"])
     size, model_dir = ctx.base(job.kwargs["base_job"])

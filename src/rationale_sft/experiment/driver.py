@@ -12,7 +12,7 @@ from rationale_sft import rundir
 from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.experiment.checks import check_inputs
 from rationale_sft.experiment.plan import Plan, plan
-from rationale_sft.grid.jobs import collect
+from rationale_sft.grid.job import collect
 
 RESULT_KEYS = ("run_id", "arm", "family", "size", "model", "base", "scale", "seed", "status", "n_test", "n_pos",
                "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "conclusion_rate", "marker_found_rate",

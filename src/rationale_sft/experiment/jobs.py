@@ -203,7 +203,7 @@ def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_di
     """One configuration: fine-tune the base in one arm on one subset, score the test set, probe its states
     (with ``layer_probes`` every layer of every checkpoint), check its generated rationales (``meds`` and
     ``render`` say how the test subjects' facts are read)."""
-    from rationale_sft.experiment.run import run_sft
+    from rationale_sft.experiment.runs import run_sft
 
     return run_sft(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, scale, seed,
                    train, score, probe, meta, meds, render, layer_probes)
@@ -212,7 +212,7 @@ def sft(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_di
 def fewshot(out_dir: str, root: str, labels_dir: str, render_dir: str, rationales_dir: str | None, base_job: str,
             settings: dict, score: dict, meta: dict) -> dict:
     """The few-shot arm: the untrained base with k demonstrations from the training subjects."""
-    from rationale_sft.experiment.run import run_fewshot
+    from rationale_sft.experiment.runs import run_fewshot
 
     return run_fewshot(Path(out_dir), Path(root), labels_dir, render_dir, rationales_dir, base_job, settings,
                        score, meta)

@@ -19,7 +19,7 @@ from rationale_sft.config.train import check_answer_stage
 from rationale_sft.errors import InputError
 from rationale_sft.experiment import jobs
 from rationale_sft.experiment.corpus import CORPUS_VERSION
-from rationale_sft.grid.jobs import Job, make_job
+from rationale_sft.grid.job import Job, make_job
 from rationale_sft.rationales.generate import backend_params
 from rationale_sft.render.templates import get_template, template_hash
 

@@ -6,6 +6,6 @@ run them with ``execute`` (finished jobs are skipped; failures retried, then rep
 """
 
 from rationale_sft.grid.execute import ExecutionReport, execute
-from rationale_sft.grid.jobs import Job, collect, is_complete, job_id, make_job, order, plan
+from rationale_sft.grid.job import Job, collect, is_complete, job_id, job_states, make_job, order
 
-__all__ = ["ExecutionReport", "Job", "collect", "execute", "is_complete", "job_id", "make_job", "order", "plan"]
+__all__ = ["ExecutionReport", "Job", "collect", "execute", "is_complete", "job_id", "job_states", "make_job", "order"]

@@ -35,7 +35,7 @@ from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.errors import InputError
 from rationale_sft.grid import progress as progresslib
 from rationale_sft.grid import tracking
-from rationale_sft.grid.jobs import RESULT, Job, dependants, is_complete, order, run_job
+from rationale_sft.grid.job import RESULT, Job, dependants, is_complete, order, run_job
 
 FAILURES = "failures.json"
 LOCK = rundir.GRID_LOCK

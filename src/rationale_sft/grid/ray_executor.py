@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from rationale_sft.config.grid import ExecutorConfig
 from rationale_sft.errors import InputError
-from rationale_sft.grid.jobs import Job, run_job
+from rationale_sft.grid.job import Job, run_job
 from rationale_sft.privacy import LOOPBACK, checked_addresses
 
 MAX_IN_FLIGHT = 100_000  # Ray queues tasks by their resources itself; the scheduler need not hold them back
@@ -43,7 +43,7 @@ MAX_IN_FLIGHT = 100_000  # Ray queues tasks by their resources itself; the sched
 def task_options(job: Job, cfg: ExecutorConfig) -> dict:
     """Ray task options of one job: its own reservations over the config's per-job defaults.
 
-    >>> from rationale_sft.grid.jobs import make_job
+    >>> from rationale_sft.grid.job import make_job
     >>> task_options(make_job("m:f", {}, resources={"num_gpus": 1}), ExecutorConfig(num_cpus=2))
     {'num_cpus': 2, 'num_gpus': 1, 'max_retries': 0}
     >>> task_options(make_job("m:f", {}, resources={"memory": 2e9}), ExecutorConfig())["memory"]

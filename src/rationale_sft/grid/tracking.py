@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rationale_sft.config.grid import ExecutorConfig
-from rationale_sft.grid.jobs import Job
+from rationale_sft.grid.job import Job
 
 BATCH = 100  # MLflow's LogBatch takes at most 100 params and 1000 items per request
 MAX_PARAM_CHARS = 6000

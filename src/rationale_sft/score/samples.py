@@ -68,7 +68,7 @@ def k_values(n_samples: int) -> list[int]:
 def sample_rationales(model, tokenizer, rows: pl.DataFrame, contexts: list[list[int]], tails: list[str], *,
                       marker: str, cfg, device: str) -> pl.DataFrame:
     """``cfg.n_samples`` sampled rationales per row of ``rows`` and P(Yes) after each (``SAMPLE_SCHEMA``)."""
-    from rationale_sft.score.run import generate_and_read
+    from rationale_sft.score.stage import generate_and_read
 
     k, n = cfg.n_samples, rows.height
     ids = rows["subject_id"].to_list()

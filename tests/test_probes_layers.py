@@ -12,7 +12,7 @@ import pytest
 from rationale_sft.config import build
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.config.train import TrainConfig
-from rationale_sft.diagnostics.layers import (FILE, SCHEMA, checkpoint_dirs, layer_pass, probe_checkpoints,
+from rationale_sft.probes.layers import (FILE, SCHEMA, checkpoint_dirs, layer_pass, probe_checkpoints,
                                               probe_layers)
 from rationale_sft.errors import InputError
 from rationale_sft.score import score

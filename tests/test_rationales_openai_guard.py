@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pytest
-from test_openai_faults import FaultServer, write_examples
+from openai_server import FaultServer, write_examples
 
 from rationale_sft.config import build
 from rationale_sft.config.teacher import TeacherConfig

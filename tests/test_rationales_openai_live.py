@@ -2,7 +2,7 @@
 
 ``transformers serve`` needs the ``openai`` package, which the pinned environment does not install, so the
 server is the minimal one below (stdlib http.server + transformers, greedy decoding), started as a
-subprocess on a free port: ``python tests/test_openai_live.py MODEL_DIR PORT_FILE``. When ``transformers
+subprocess on a free port: ``python tests/test_rationales_openai_live.py MODEL_DIR PORT_FILE``. When ``transformers
 serve`` is available it is exercised too.
 """
 
@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from test_generate_hf import build_tiny_model
-from test_openai_faults import write_examples
+from tiny_chat_model import build_tiny_model
+from openai_server import write_examples
 
 from rationale_sft.config import build
 from rationale_sft.config.teacher import TeacherConfig

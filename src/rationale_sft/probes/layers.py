@@ -3,7 +3,7 @@
 For one checkpoint, ``probe_layers`` reads the hidden state of every layer (0 = the token embeddings, L = the
 last layer as the model returns it, for llama-style models after the final norm) at the last position of
 each scored context, in one batched pass per slot, and reports the out-of-fold AUROC of a linear probe per
-layer (``diagnostics/probe.py``) beside the AUROC of the model's own P(Yes) at that slot. The slots:
+layer (``probes/answer_state.py``) beside the AUROC of the model's own P(Yes) at that slot. The slots:
 
 - ``direct``: right after the prompt, for every arm (the slot label-only arms answer at);
 - ``after``: right after the answer marker that follows the rationale, for generating arms. The rationale
@@ -39,7 +39,7 @@ import polars as pl
 
 from rationale_sft import rundir
 from rationale_sft.config.score import ScoreConfig
-from rationale_sft.diagnostics.probe import probe_auroc
+from rationale_sft.probes.answer_state import probe_auroc
 from rationale_sft.errors import InputError
 
 FILE = "probe_layers.parquet"
@@ -95,7 +95,7 @@ def layer_pass(model, contexts: list[list[int]], read_ids: list[int], *, pad: in
 def slot_probe(model, tok, contexts: list[list[int]], tails: list[str], labels: np.ndarray, *, cfg: ScoreConfig,
                device: str, folds: int) -> list[dict]:
     """Probe AUROC per layer and the AUROC of P(Yes) at the slot after each context (``tails``: text before it)."""
-    from rationale_sft.score.run import batch_size_for
+    from rationale_sft.score.stage import batch_size_for
     from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores
     from rationale_sft.stats.metrics import auroc
     from rationale_sft.train.data import pad_id
@@ -115,8 +115,8 @@ def slot_probe(model, tok, contexts: list[list[int]], tails: list[str], labels: 
 def after_contexts(model, tok, contexts: list[list[int]], rows: pl.DataFrame, *, marker: str, cfg: ScoreConfig,
                    device: str, scores: pl.DataFrame | None) -> list[list[int]]:
     """Each context + its rationale + the answer marker: from ``scores``' texts, else generated as ``score`` does."""
-    from rationale_sft.score.generate import decode_to_marker
-    from rationale_sft.score.run import batch_size_for, marker_text
+    from rationale_sft.score.decode import decode_to_marker
+    from rationale_sft.score.stage import batch_size_for, marker_text
     from rationale_sft.seeding import derive_seed
 
     mtext = marker_text(marker)
@@ -157,7 +157,7 @@ def probe_layers(model_dir, examples, *, cfg: ScoreConfig | None = None, scores:
                  folds: int = 5, after: bool = True) -> pl.DataFrame:
     """Probe AUROC per layer and P(Yes) AUROC at the direct slot and, for generating arms, the after slot."""
     from rationale_sft import models
-    from rationale_sft.score.run import scoring_inputs, select_split
+    from rationale_sft.score.stage import scoring_inputs, select_split
     from rationale_sft.train.loop import device_of, read_table
 
     check_folds(folds)

@@ -11,7 +11,7 @@ import time
 
 import polars as pl
 import pytest
-from test_openai_faults import FaultServer, write_examples
+from openai_server import FaultServer, write_examples
 
 from rationale_sft.rundir import is_done
 

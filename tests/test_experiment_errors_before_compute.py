@@ -13,7 +13,7 @@ from rationale_sft.config import ConfigError
 from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.errors import InputError
 from rationale_sft.experiment.checks import check_inputs
-from test_extract_rules import fixture_rows, make
+from meds_cases import fixture_rows, make
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMOKE = CONFIGS / "smoke.yaml"

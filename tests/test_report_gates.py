@@ -15,14 +15,14 @@ import pytest
 from rationale_sft.cohort.meds_io import read_labels
 from rationale_sft.config import build
 from rationale_sft.config.report import ReportConfig
-from rationale_sft.experiment.run import result_metrics
+from rationale_sft.experiment.runs import result_metrics
 from rationale_sft.rationales.facts import facts_for_labels
 from rationale_sft.rationales.knowledge import write_rationale
 from rationale_sft.report import write_report
 from rationale_sft.report.gates import RATIONALE_GATES, failed_gates, gate_table, gated_verdict
 from rationale_sft.rundir import read_json, write_json, write_parquet
 from rationale_sft.score import quality
-from rationale_sft.score.run import SCORE_SCHEMA
+from rationale_sft.score.stage import SCORE_SCHEMA
 from test_render_fixtures import write_labels, write_meds
 from test_report_build import make_grid_run
 

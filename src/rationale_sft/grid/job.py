@@ -97,12 +97,12 @@ def make_job(fn: str | Callable, kwargs: dict | None = None, deps: Sequence[Job 
     so a plan whose arguments do not match the function fails when it is declared, not when the job runs:
 
     >>> def square(out_dir, root, x): ...
-    >>> make_job(square, {"x": 2}).id == make_job("rationale_sft.grid.jobs:square", {"x": 2}).id
+    >>> make_job(square, {"x": 2}).id == make_job("rationale_sft.grid.job:square", {"x": 2}).id
     True
     >>> make_job(square, {"x": 2, "y": 3})
     Traceback (most recent call last):
     ...
-    rationale_sft.errors.InputError: job rationale_sft.grid.jobs:square: its arguments do not match the function (got an unexpected keyword argument 'y'); it takes: x
+    rationale_sft.errors.InputError: job rationale_sft.grid.job:square: its arguments do not match the function (got an unexpected keyword argument 'y'); it takes: x
     """
     if callable(fn):
         fn = _bound(fn, kwargs or {})
@@ -157,7 +157,7 @@ def is_complete(root: str | Path, job: Job) -> bool:
     return rundir.is_done(out) and (out / RESULT).is_file()
 
 
-def plan(root: str | Path, jobs: Iterable[Job]) -> dict[str, list[str]]:
+def job_states(root: str | Path, jobs: Iterable[Job]) -> dict[str, list[str]]:
     """What ``execute`` would do now: job ids that are ``complete`` (skipped), ``partial`` (a directory
     without DONE or result.json: run again from scratch) and ``missing`` (never started).
     """

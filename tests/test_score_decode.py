@@ -5,7 +5,7 @@ import pytest
 
 from rationale_sft.models.families import build_model
 from rationale_sft.models.tokenizer import train_tokenizer
-from rationale_sft.score.generate import decode_to_marker
+from rationale_sft.score.decode import decode_to_marker
 from rationale_sft.score.slot import slot_scores
 from rationale_sft.train.data import left_pad, pad_id
 from rationale_sft.train.toy import toy_data
@@ -158,7 +158,7 @@ def test_eos_stops_a_row_and_the_marker_follows(tok, prompts):
 @pytest.mark.parametrize("tail", ["Answer:", "\n"])  # single-token label words (decoder reads), multi-token (passes)
 def test_score_contexts_slots_equal_slot_scores(tok, prompts, tail):
     from rationale_sft.config.score import ScoreConfig
-    from rationale_sft.score.run import score_contexts
+    from rationale_sft.score.stage import score_contexts
 
     model = model_of("llama", tok)
     contexts = [p + tok(tail, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -215,7 +215,7 @@ def count_forwards(model) -> list:
 
 def test_each_context_is_prefilled_once_for_both_slots_and_its_rationales(tok, prompts):
     from rationale_sft.config.score import ScoreConfig
-    from rationale_sft.score.run import generate_and_read, score_contexts
+    from rationale_sft.score.stage import generate_and_read, score_contexts
 
     model = model_of("llama", tok)
     tail = tok("Answer:", add_special_tokens=False)["input_ids"]  # single-token label words after it

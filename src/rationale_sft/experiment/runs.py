@@ -44,7 +44,7 @@ def run_sft(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationa
     """Train one arm on one subset, score the test set, probe the answer-slot states, check generated
     rationales against the test subjects' records (generating arms); with ``layer_probes``, probe every
     layer of every checkpoint (``probe_layers.parquet``); return the result row."""
-    from rationale_sft.score.run import score as score_stage
+    from rationale_sft.score.stage import score as score_stage
     from rationale_sft.train.loop import train as train_stage
 
     train_cfg, score_cfg = sft_settings(train, score, seed, probe)
@@ -106,7 +106,7 @@ def probe_layer_states(run_dir: Path, examples: pl.DataFrame, score_cfg, seed: i
     import dataclasses
     import sys
 
-    from rationale_sft.diagnostics.layers import probe_checkpoints
+    from rationale_sft.probes.layers import probe_checkpoints
     from rationale_sft.errors import InputError
 
     cfg = dataclasses.replace(score_cfg, seed=seed, save_states=False)
@@ -123,7 +123,7 @@ def mechanism_metrics(run_dir: Path) -> dict:
     """The run's mechanism summary, each part only when measured: mean gradient cosine, norm ratio and label
     gradient share over the steps train.conflict_every measured; AUROC at each K of the sampled
     rationales (``auroc_k_<K>``); per slot, the best layer probe's AUROC and layer at the last checkpoint."""
-    from rationale_sft.diagnostics import layers
+    from rationale_sft.probes import layers
     from rationale_sft.train.loop import CONFLICT
 
     out: dict = {}
@@ -179,7 +179,7 @@ def check_headroom(run_dir: Path, train_cfg, score_cfg) -> None:
 def run_fewshot(out_dir: Path, root: Path, labels_dir: str, render_dir: str, rationales_dir: str | None,
                 base_job: str, settings: dict, score: dict, meta: dict) -> dict:
     """Prompt an untrained base with k demonstrations from the training subjects; score the test set."""
-    from rationale_sft.fewshot.run import fewshot as fewshot_stage
+    from rationale_sft.fewshot.stage import fewshot as fewshot_stage
 
     cfg, score_cfg = fewshot_settings(settings, score)
     rationales = None if rationales_dir is None else grid_path(root, rationales_dir) / "rationales.parquet"
@@ -231,7 +231,7 @@ def generation_metrics(run_dir: Path, root: Path, labels_dir: str, meds: str, re
 
 def probe_row(run_dir: Path, seed: int) -> dict:
     """Linear-probe AUROC on the saved answer-slot states (empty when there are none or too few cases)."""
-    from rationale_sft.diagnostics.probe import probe_auroc
+    from rationale_sft.probes.answer_state import probe_auroc
     from rationale_sft.errors import InputError
 
     states_path = run_dir / "answer_states.npy"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from test_openai_faults import write_examples
+from openai_server import write_examples
 
 from rationale_sft.config import build
 from rationale_sft.config.teacher import TeacherConfig

@@ -4,7 +4,7 @@ Direct arms (label_only, label_then_rationale, multitask) read the slot right af
 forward pass. Rationale arms first generate up to the answer marker, then read the slot after it; they
 also record the direct score (the slot right after the prompt) and the greedy word at the slot
 (``conclusion``). Both slots come from the decoder's own forward passes
-(score/generate.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
+(score/decode.py). How a checkpoint is scored (arm, marker, task prefix, chat template, max_len) comes from
 its ``training.json``; a plain base model is scored directly with the defaults. With ``score.n_samples``
 > 0 a generating arm also samples that many rationales per subject (score/samples.py).
 """
@@ -27,7 +27,7 @@ from rationale_sft.errors import InputError
 from rationale_sft.models.tokenizer import slot_label_tokens
 from rationale_sft.precision import resolve_bf16
 from rationale_sft.seeding import derive_seed
-from rationale_sft.score.generate import decode_to_marker
+from rationale_sft.score.decode import decode_to_marker
 from rationale_sft.score.samples import FILE as SAMPLES_FILE
 from rationale_sft.score.samples import SEED_RULE, sample_metrics, sample_rationales, with_sample_risk
 from rationale_sft.score.slot import candidate_ids, read_scores, single_token_words, slot_scores

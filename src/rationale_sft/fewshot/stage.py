@@ -24,7 +24,7 @@ from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
 from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt, prompt_parts
-from rationale_sft.score.run import (batch_size_for, load_scorer, metrics, model_meta, score_contexts, scores_table,
+from rationale_sft.score.stage import (batch_size_for, load_scorer, metrics, model_meta, score_contexts, scores_table,
                                     scoring_dtype, select_split, write_scores)
 from rationale_sft.train.loop import device_of, pick_rationales, read_table
 

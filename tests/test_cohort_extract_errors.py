@@ -14,7 +14,7 @@ from rationale_sft.cohort.extract import extract
 from rationale_sft.cohort.task import load_task
 from rationale_sft.config import ConfigError
 from rationale_sft.errors import InputError
-from test_extract_rules import BASE, fixture_rows, make
+from meds_cases import BASE, fixture_rows, make
 
 
 @pytest.fixture

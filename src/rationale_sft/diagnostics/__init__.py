@@ -1,1 +1,0 @@
-"""Diagnostics of the mechanism: token dilution, direct vs after-rationale scores, linear probes, matched errors."""
