@@ -137,7 +137,9 @@ def _stable(tok, prev: str, word_ids: list[int]) -> bool:
 
 def check_context(model_cfg, job: JobConfig, problems: list[str]) -> None:
     """``train.max_len`` within the model's context, and room for the prompt beside a generated rationale."""
-    ctx = getattr(model_cfg, "max_position_embeddings", None) or getattr(model_cfg, "n_positions", None)
+    from rationale_sft.models import context_length
+
+    ctx = context_length(model_cfg)
     if ctx and job.train.max_len > ctx:
         problems.append(f"train.max_len={job.train.max_len} exceeds the model's context of {ctx} tokens; "
                         f"set train.max_len <= {ctx}")

@@ -126,13 +126,15 @@ class ModelSize:
     kv_width: int
     "Key (= value) width per layer: kv heads x head dim."
     context: int
-    "Longest context the model takes (max_position_embeddings)."
+    "Longest context the model takes (``models.context_length``; 0 when its config states none)."
 
 
 def model_size(model_cfg) -> ModelSize:
     """The size of a ``transformers`` config's model, built on the meta device (no weights read or allocated)."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    from rationale_sft.models import context_length
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_cfg)
@@ -146,7 +148,7 @@ def model_size(model_cfg) -> ModelSize:
     head_dim = getattr(get, "head_dim", None) or hidden // heads
     kv_heads = getattr(get, "num_key_value_heads", None) or heads
     return ModelSize(params, params - lookups + head, get.num_hidden_layers, hidden,
-                     kv_heads * head_dim, int(getattr(get, "max_position_embeddings", 0) or 0))
+                     kv_heads * head_dim, int(context_length(get) or 0))
 
 
 def forward_flops(size: ModelSize, attended: float) -> float:

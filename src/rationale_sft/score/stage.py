@@ -99,7 +99,9 @@ def model_meta(model_dir, model) -> dict:
     path = Path(str(model_dir)) / META
     if path.is_file():
         return json.loads(path.read_text())
-    ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048)
+    from rationale_sft.models import context_length
+
+    ctx = context_length(model.config) or 2048
     return {"arm": None, "scoring": "direct", "answer_marker": ANSWER_MARKER, "prefix": "", "chat": None,
             "system_prompt": "", "max_len": int(ctx)}
 
