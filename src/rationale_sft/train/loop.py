@@ -31,11 +31,11 @@ import polars as pl
 from rationale_sft import config as cfglib
 from rationale_sft import memory, progress, rundir
 from rationale_sft.answer import uses_chat
-from rationale_sft.models.tokenizer import slot_label_tokens
-from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.config.train import TrainConfig
 from rationale_sft.errors import InputError
+from rationale_sft.models.tokenizer import slot_label_tokens
 from rationale_sft.precision import resolve_bf16
+from rationale_sft.render.assemble import prompt_parts
 from rationale_sft.seeding import derive_seed, rng
 from rationale_sft.tables import read_parquet
 from rationale_sft.train import arms, conflict
@@ -285,9 +285,9 @@ def fit(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=Non
     device = device_of(cfg.device)
     bf16 = resolve_bf16(cfg.bf16, device)
     model.to(device)
-    max_len = with_max_len(cfg, model.config).max_len  # train.json keeps cfg as given (0 = auto)
+    resolved = with_max_len(cfg, model.config)  # train.json keeps cfg as given (max_len 0 = the context)
     chat = uses_chat(tok, cfg.chat_template)
-    seqs, table = encode_rows(with_max_len(cfg, model.config), tok, rows, chat)
+    seqs, table = encode_rows(resolved, tok, rows, chat)
     rundir.write_parquet(table, run_dir / "train_examples.parquet")
     lengths = [len(e.input_ids) for e in seqs]
     plan = schedule(cfg, lengths)
@@ -304,7 +304,8 @@ def fit(cfg: TrainConfig, run_dir, examples, rationales=None, base_model_dir=Non
         step0, log, conflicts = restore(ckpt / STATE, model, opt, sched)
     meta = {"arm": cfg.arm, "scoring": arms.SCORING[cfg.arm], "answer_marker": cfg.answer_marker,
             "prefix": arms.scoring_prefix(cfg), "chat": chat, "system_prompt": cfg.system_prompt,
-            "label_tokens": slot_label_tokens(tok, chat, cfg.system_prompt, cfg.answer_marker), "max_len": max_len,
+            "label_tokens": slot_label_tokens(tok, chat, cfg.system_prompt, cfg.answer_marker),
+            "max_len": resolved.max_len,
             "base_model": rundir.portable(absolute(base_model_dir), run_dir), "lora": cfg.lora.enabled,
             "total_steps": total}
     pad = pad_id(tok)
