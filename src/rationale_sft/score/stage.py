@@ -98,7 +98,8 @@ def model_meta(model_dir, model) -> dict:
     """How to score a model: its checkpoint's training.json, or direct scoring for a base model."""
     path = Path(str(model_dir)) / META
     if path.is_file():
-        return json.loads(path.read_text())
+        # a checkpoint trained before the system prompt was a setting left it to the template (None)
+        return {"system_prompt": None} | json.loads(path.read_text())
     from rationale_sft.models import context_length
 
     ctx = context_length(model.config) or 2048
@@ -215,7 +216,7 @@ def score(cfg: ScoreConfig, run_dir, examples, model_dir) -> dict:
     seeds = {"generation": derive_seed(cfg.seed, "generation")} | ({"samples": SEED_RULE} if extra else {})
     summary = {"config": cfglib.to_dict(given), "mode": mode, "arm": meta["arm"], "dtype": dtype,
                "batch_size": cfg.batch_size, "model": rundir.portable(model_dir, run_dir),
-               "label_tokens": slot_label_tokens(tok, chat_of(meta, tok), meta.get("system_prompt"),
+               "label_tokens": slot_label_tokens(tok, chat_of(meta, tok), meta["system_prompt"],
                                                  meta["answer_marker"]),
                "seconds": seconds, "prompt_tokens_per_s": sum(map(len, contexts)) / max(seconds, 1e-9),
                "seeds": seeds, **metrics(table), **extra, "elapsed": time.time() - started}
@@ -230,9 +231,8 @@ def scoring_inputs(cfg: ScoreConfig, model_dir, model, tok, rows: pl.DataFrame) 
     chat = chat_of(meta, tok)
     budget = (cfg.max_len or int(meta["max_len"])) - (cfg.max_new_tokens + 8 if mode == "generate" else 4)
     prompts = [prompt_parts(r, f"subject_id {r['subject_id']}") for r in rows.iter_rows(named=True)]
-    # a checkpoint trained before the system prompt was a setting left it to the template (None)
-    system = meta.get("system_prompt")
-    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget, prefix=meta["prefix"], system=system)
+    return meta, mode, build_contexts(tok, prompts, chat=chat, budget=budget, prefix=meta["prefix"],
+                                      system=meta["system_prompt"])
 
 
 def chat_of(meta: dict, tok) -> bool:
