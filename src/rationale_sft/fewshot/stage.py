@@ -23,7 +23,7 @@ from rationale_sft.config.fewshot import FewshotConfig
 from rationale_sft.config.score import ScoreConfig
 from rationale_sft.errors import InputError
 from rationale_sft.fewshot.select import check_disjoint, draw_subset, select_demos
-from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt, prompt_parts
+from rationale_sft.render.assemble import PromptParts, fit_prompt, prompt_parts, prompt_text
 from rationale_sft.score.stage import (batch_size_for, load_scorer, metrics, model_meta, score_contexts, scores_table,
                                     scoring_dtype, select_split, write_scores)
 from rationale_sft.train.loop import device_of, pick_rationales, read_table
@@ -71,7 +71,7 @@ def fit_fewshot(tokenizer, demos, query: PromptParts | str, *, chat: bool, marke
 
     count = lambda text: len(prompt_ids(tokenizer, text, chat))  # noqa: E731
     demos = list(demos)
-    whole = query if isinstance(query, str) else assemble(query)[0]
+    whole = prompt_text(query)
     while demos and count(render(demos, whole)) > budget:
         demos = demos[1:]  # least relevant first
     fitted, dropped = fit_prompt(query, budget, lambda q: count(render(demos, q)))

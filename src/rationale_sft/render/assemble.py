@@ -133,6 +133,11 @@ def prompt_parts(row: dict, where: str = "example") -> PromptParts | str:
     return parts
 
 
+def prompt_text(prompt: PromptParts | str) -> str:
+    """The prompt as stored, uncut: parts assembled without a budget (only render's drops), or the text itself."""
+    return prompt if isinstance(prompt, str) else assemble(prompt)[0]
+
+
 def fit_prompt(prompt: PromptParts | str, budget: int, count: Callable[[str], int]) -> tuple[str, int]:
     """``prompt`` within ``budget`` tokens as ``count`` counts them, and the number of history items dropped.
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from rationale_sft.answer import joiner, prompt_ids, wrap_prompt
 from rationale_sft.errors import InputError
-from rationale_sft.render.assemble import PromptParts, assemble, fit_prompt
+from rationale_sft.render.assemble import PromptParts, fit_prompt, prompt_text
 
 class Encoded(NamedTuple):
     """One tokenised training sequence (lists of equal length) and its bookkeeping."""
@@ -68,8 +68,7 @@ def encode(tokenizer, prompt: PromptParts | str, segments, *, max_len: int, chat
     def context_of(text: str) -> str:
         return wrap_prompt(tokenizer, prefix + text, chat, system)
 
-    whole = prompt if isinstance(prompt, str) else assemble(prompt)[0]
-    probe = encode_segments(tokenizer, context_of(whole), segments, pad_unit)
+    probe = encode_segments(tokenizer, context_of(prompt_text(prompt)), segments, pad_unit)
     n_target = sum(len(ids) for _, ids in probe)
     if n_target == 0:
         raise InputError(f"{where}: the target has zero trainable tokens; check the rationale and label text")
