@@ -6,7 +6,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from rationale_sft.errors import InputError
-from rationale_sft.models.tokenizer import EOS, PAD, label_token_ids, train_tokenizer, vocab_report
+from rationale_sft.models.families import special_ids
+from rationale_sft.models.tokenizer import EOS, PAD, SPECIAL_IDS, label_token_ids, train_tokenizer, vocab_report
 
 
 def corpus(seed: int = 0, n: int = 200) -> list[str]:
@@ -42,6 +43,7 @@ def test_saved_tokenizer_loads_with_special_tokens(tmp_path):
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert (loaded.pad_token, loaded.eos_token) == (PAD, EOS)
     assert (loaded.pad_token_id, loaded.bos_token_id, loaded.eos_token_id) == (0, 1, 2)
+    assert special_ids(loaded) == SPECIAL_IDS  # what validate and --cost assume of a grid-trained tokenizer
     assert loaded.encode("memory visit") == tok.encode("memory visit")
     assert loaded.encode("memory", add_special_tokens=True) == tok.encode("memory")  # adds no bos/eos
     assert label_token_ids(loaded) == label_token_ids(tok)

@@ -179,11 +179,10 @@ def _model(model: dict, problems: list[str]) -> tuple:
     from rationale_sft import validate
     from rationale_sft.models import hub
     from rationale_sft.models.families import model_config
-    from rationale_sft.models.tokenizer import SPECIAL_TOKENS
+    from rationale_sft.models.tokenizer import SPECIAL_IDS
 
-    if not model["checkpoint"]:  # the grid trains its tokenizer: special tokens take the first ids
-        ids = dict(zip(("pad_token_id", "bos_token_id", "eos_token_id"), range(len(SPECIAL_TOKENS))))
-        return model_config(model["family"], model["size"], model["vocab_size"], ids), None
+    if not model["checkpoint"]:  # the grid trains its tokenizer
+        return model_config(model["family"], model["size"], model["vocab_size"], SPECIAL_IDS), None
     name = model["checkpoint"]
     if name.lower() in hub.ALIASES:
         path = hub.converted_dir(name.lower())

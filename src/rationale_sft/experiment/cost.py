@@ -10,12 +10,11 @@ docs/cost.md explains the model and compares it with measured runs.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
 
+from rationale_sft import rundir
 from rationale_sft.config.experiment import ExperimentConfig
 from rationale_sft.errors import InputError
 from rationale_sft.experiment import devices
@@ -97,12 +96,12 @@ class Lengths:
     def done(self, rel: str) -> Path | None:
         """The finished job directory ``rel`` under the run directory, or None."""
         path = self.out_dir / rel if self.out_dir else None
-        return path if path and (path / "DONE").is_file() else None
+        return path if path and rundir.is_done(path) else None
 
     def json(self, rel: str, name: str) -> dict | None:
         """A finished job's ``name`` json record, or None."""
         path = self.done(rel)
-        return json.loads((path / name).read_text()) if path and (path / name).is_file() else None
+        return rundir.read_json(path / name) if path and (path / name).is_file() else None
 
     def tokenizer(self, model_dir: Path | None):
         """A fast tokenizer from ``model_dir`` (no weights read), cached; None without one."""
@@ -184,11 +183,9 @@ class _Context:
                 cfg, path = checkpoint_config(model["checkpoint"])
             else:
                 from rationale_sft.models.families import model_config
+                from rationale_sft.models.tokenizer import SPECIAL_IDS
 
-                from rationale_sft.models.tokenizer import SPECIAL_TOKENS
-
-                ids = dict(zip(("pad_token_id", "bos_token_id", "eos_token_id"), range(len(SPECIAL_TOKENS))))
-                cfg, path = model_config(model["family"], model["size"], model["vocab_size"], ids), None
+                cfg, path = model_config(model["family"], model["size"], model["vocab_size"], SPECIAL_IDS), None
             _SIZES[key] = (devices.model_size(cfg), path)
         size, path = _SIZES[key]
         if path is None and base_rel:

@@ -19,6 +19,8 @@ from rationale_sft.errors import InputError
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 SPECIAL_TOKENS = (PAD, BOS, EOS)
+SPECIAL_IDS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+"The ids ``train_tokenizer`` gives SPECIAL_TOKENS (the first of its vocabulary), as config keyword arguments."
 MAX_LENGTH = 2048  # = the families' max_position_embeddings
 
 
