@@ -255,3 +255,21 @@ def test_contexts_are_batched_by_length_and_their_order_changes_nothing(tok, pro
     assert b.gens == [a.gens[i] for i in perm]
     np.testing.assert_array_equal(b.direct.logp, a.direct.logp[perm])
     np.testing.assert_array_equal(b.after.logp, a.after.logp[perm])
+
+
+def test_a_lora_wrapped_model_decodes_as_its_base_without_deprecation_warnings(tok, prompts):
+    """peft's forward takes **kwargs; the KV cache must still go under the keyword the base model names."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    model = model_of("llama", tok)
+    marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
+    want = decode(model, tok, prompts, marker, slot_ids=[5, 9])
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()  # B = 0: no change
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = decode(lora, tok, prompts, marker, slot_ids=[5, 9])
+    assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert got.gens == want.gens
+    np.testing.assert_allclose(got.after.logp, want.after.logp, rtol=1e-5, atol=1e-6)

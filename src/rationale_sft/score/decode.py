@@ -192,8 +192,11 @@ def decode_to_marker(model, tokenizer, contexts: Sequence[Sequence[int]], *, mar
 
 
 def _cache_kw(model) -> str:
-    """The forward keyword that takes the KV cache (``cache`` in newer transformers, else ``past_key_values``)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    """The forward keyword that takes the KV cache (``cache`` in newer transformers, else ``past_key_values``).
+
+    A peft wrapper's forward takes ``**kwargs``, so the keyword is read off the model it wraps."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _new_cache(model, capacity: int):
