@@ -261,12 +261,14 @@ def test_a_lora_wrapped_model_decodes_as_its_base_without_deprecation_warnings(t
     """peft's forward takes **kwargs; the KV cache must still go under the keyword the base model names."""
     import warnings
 
-    from peft import LoraConfig, get_peft_model
+    from rationale_sft.config import build
+    from rationale_sft.config.model import LoraConfig
+    from rationale_sft.models.lora import apply_lora
 
     model = model_of("llama", tok)
     marker = tok("\nAnswer:", add_special_tokens=False)["input_ids"]
     want = decode(model, tok, prompts, marker, slot_ids=[5, 9])
-    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()  # B = 0: no change
+    lora = apply_lora(model, build(LoraConfig, {"enabled": True, "r": 4})).eval()  # B starts at 0: no change
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = decode(lora, tok, prompts, marker, slot_ids=[5, 9])
