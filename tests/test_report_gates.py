@@ -75,6 +75,18 @@ def test_teacher_rationales_pass_every_generation_gate(world, tmp_path):
     assert all(run_gates(world, tmp_path, scores(world, teacher_texts(world))).values())
 
 
+def test_reversed_factor_directions_are_counted_but_not_gated(world, tmp_path):
+    texts = teacher_texts(world)
+    right = quality.summarise(quality.generation_quality(scores(world, texts), world["meds"], world["labels"]))
+    flipped = {sid: t.replace(" raises ", " lowers ") for sid, t in texts.items()}
+    assert flipped != texts
+    rows = quality.generation_quality(scores(world, flipped), world["meds"], world["labels"])
+    wrong = quality.summarise(rows)
+    assert right["gen_direction_accuracy"] == 1.0
+    assert int(rows["n_direction_checked"].sum()) > 0 and wrong["gen_direction_accuracy"] < 1.0
+    assert run_gates(world, tmp_path, scores(world, flipped)) == run_gates(world, tmp_path, scores(world, texts))
+
+
 def test_looping_generation_fails_the_loop_gate(world, tmp_path):
     texts = teacher_texts(world)
     texts[2] += " and the estimated risk is high" * 4

@@ -18,7 +18,8 @@ from rationale_sft import memory, rundir
 from rationale_sft.experiment.paths import TEST, USED, base_dir, grid_path, subset_ids
 
 RUN_JSON = "run.json"
-GENERATION_KEYS = ("gen_grounding_rate", "gen_age_correct_rate", "gen_sex_correct_rate", "gen_loop_rate")
+GENERATION_KEYS = ("gen_grounding_rate", "gen_age_correct_rate", "gen_sex_correct_rate", "gen_loop_rate",
+                   "gen_direction_accuracy")
 "Quality of a run's generated rationales (score.quality); None for arms that do not generate."
 
 

@@ -34,7 +34,9 @@ def diagnostics_section(an: Analysis, cfg: ReportConfig, rd: RunDir, out: Path) 
     blocks.append(("table", readout_table(an, rd, cfg), "Per arm, mean over configurations: label-token share of "
                    "the loss (from train_log.parquet), AUROC after the rationale (p_yes) and at the direct answer "
                    "slot right after the prompt (p_direct), how often the generated text concludes Yes, the "
-                   "observed prevalence, and the generated length."))
+                   "observed prevalence, the generated length, and the share of generated factor statements "
+                   "whose direction (raises or lowers risk) agrees with the knowledge base for that subject "
+                   "(reported, not a gate)."))
     if "auroc_probe" in an.runs.columns and an.runs["auroc_probe"].null_count() < an.runs.height:
         probe = an.runs.group_by("arm").agg(pl.col("auroc_probe").mean()).sort("arm")
         blocks.append(("table", probe.with_columns(pl.col("auroc_probe").map_elements(fmt, return_dtype=pl.String)),
@@ -59,7 +61,9 @@ def readout_table(an: Analysis, rd: RunDir, cfg: ReportConfig) -> pl.DataFrame:
                      "AUROC direct": fmt(sub["auroc_direct"].cast(pl.Float64).mean()),
                      "conclusion Yes rate": fmt(sub["conclusion_yes_rate"].cast(pl.Float64).mean()),
                      "prevalence": fmt(float((sub["n_pos"] / sub["n_test"]).mean())),
-                     "generated tokens": fmt(sub["mean_generated_tokens"].cast(pl.Float64).mean(), 1)})
+                     "generated tokens": fmt(sub["mean_generated_tokens"].cast(pl.Float64).mean(), 1),
+                     "factor directions right": fmt(sub["gen_direction_accuracy"].cast(pl.Float64).mean())
+                     if "gen_direction_accuracy" in sub.columns else "–"})
     return pl.DataFrame(rows)
 
 

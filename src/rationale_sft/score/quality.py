@@ -1,15 +1,18 @@
-"""Quality of one run's generated rationales: grounding, stated age and sex, repetition loops.
+"""Quality of one run's generated rationales: grounding, stated age and sex, factor directions, repetition loops.
 
 The generated texts in ``scores.parquet`` are read by the same checker as the teacher's rationales
 (``rationales.check``), against the same facts of each test subject. Per subject: the number of claims
 and of grounded claims, whether the age is stated correctly (an age claim is grounded and none is
 ungrounded), whether the sex is stated correctly (a sex word for the subject's sex and none for the other
-one) and whether the text loops. The run's summary feeds the quality gates of the report.
+one), how many statements say which way a factor moves the risk and how many of them point the other way
+than the knowledge base says for this subject, and whether the text loops. The run's summary feeds the
+quality gates of the report (directions are reported, not gated).
 
 >>> rows = pl.DataFrame({"subject_id": [1, 2], "n_claims": [4, 6], "n_grounded": [4, 3],
-...                      "age_correct": [True, False], "sex_correct": [True, True], "loops": [False, True]})
+...                      "age_correct": [True, False], "sex_correct": [True, True], "loops": [False, True],
+...                      "n_direction_checked": [3, 1], "n_direction_wrong": [1, 0]})
 >>> summarise(rows)
-{'gen_grounding_rate': 0.7, 'gen_age_correct_rate': 0.5, 'gen_sex_correct_rate': 1.0, 'gen_loop_rate': 0.5}
+{'gen_grounding_rate': 0.7, 'gen_age_correct_rate': 0.5, 'gen_sex_correct_rate': 1.0, 'gen_loop_rate': 0.5, 'gen_direction_accuracy': 0.75}
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from rationale_sft.rationales.facts import Facts
 FILE = "generation_quality.parquet"
 SCHEMA = {"subject_id": pl.Int64, "n_claims": pl.Int64, "n_grounded": pl.Int64, "n_ungrounded": pl.Int64,
           "n_future": pl.Int64, "age_correct": pl.Boolean, "sex_correct": pl.Boolean, "loops": pl.Boolean,
-          "n_words": pl.Int64}
+          "n_words": pl.Int64, "n_direction_checked": pl.Int64, "n_direction_wrong": pl.Int64}
 LOOP_MIN_REPEATS = 3
 "A block of words written this many times back to back is a loop."
 LOOP_MIN_WORDS = 12
@@ -76,7 +79,7 @@ def loops(text: str | None, min_repeats: int = LOOP_MIN_REPEATS, min_words: int 
 
 def subject_quality(subject_id: int, text: str | None, view: SubjectView, lex: Lexicon) -> dict:
     """One generated text checked against its subject's facts (a missing text states nothing)."""
-    claims, _ = check_text(text or "", view, lex)
+    claims, directions = check_text(text or "", view, lex)
     status = [c.status for c in claims]
     age = [c.status for c in claims if c.kind == "age"]
     sex = [c.status for c in claims if c.kind == "sex"]
@@ -84,7 +87,8 @@ def subject_quality(subject_id: int, text: str | None, view: SubjectView, lex: L
             "n_ungrounded": status.count("ungrounded"), "n_future": status.count("future"),
             "age_correct": "grounded" in age and "ungrounded" not in age,
             "sex_correct": "grounded" in sex and "ungrounded" not in sex,
-            "loops": loops(text), "n_words": len((text or "").split())}
+            "loops": loops(text), "n_words": len((text or "").split()),
+            "n_direction_checked": directions["checked"], "n_direction_wrong": directions["wrong"]}
 
 
 def quality_rows(scores: pl.DataFrame, facts: dict[int, Facts], lex: Lexicon, kb) -> pl.DataFrame:
@@ -101,12 +105,15 @@ def quality_rows(scores: pl.DataFrame, facts: dict[int, Facts], lex: Lexicon, kb
 
 
 def summarise(rows: pl.DataFrame) -> dict:
-    """Run-level rates: grounded claims over all claims; shares of subjects with correct age, sex, a loop."""
+    """Run-level rates: grounded claims over all claims; shares of subjects with correct age, sex, a loop;
+    factor statements pointing the knowledge base's way over those whose direction could be checked."""
     n_claims = int(rows["n_claims"].sum())
+    checked = int(rows["n_direction_checked"].sum())
     share = lambda col: float(rows[col].mean()) if rows.height else None  # noqa: E731
     return {"gen_grounding_rate": int(rows["n_grounded"].sum()) / n_claims if n_claims else None,
             "gen_age_correct_rate": share("age_correct"), "gen_sex_correct_rate": share("sex_correct"),
-            "gen_loop_rate": share("loops")}
+            "gen_loop_rate": share("loops"),
+            "gen_direction_accuracy": 1 - int(rows["n_direction_wrong"].sum()) / checked if checked else None}
 
 
 def generation_quality(scores: pl.DataFrame, meds_dir: str | Path, labels: pl.DataFrame,
