@@ -17,9 +17,9 @@ from rationale_sft.grid.job import collect
 RESULT_KEYS = ("run_id", "arm", "family", "size", "model", "base", "scale", "seed", "status", "n_test", "n_pos",
                "auroc", "auprc", "brier", "auroc_direct", "conclusion_yes_rate", "conclusion_rate", "marker_found_rate",
                "mean_label_mass", "truncated_rate", "gen_grounding_rate", "gen_age_correct_rate",
-               "gen_sex_correct_rate", "gen_loop_rate", "gen_direction_accuracy", "auroc_probe", "k_shot", "n_train", "train_steps",
-               "train_answer_steps", "train_tokens", "train_seconds", "train_tokens_per_s", "score_seconds", "peak_rss_mb",
-               "peak_gpu_mb", "run_path", "error")
+               "gen_sex_correct_rate", "gen_loop_rate", "gen_direction_accuracy", "auroc_probe", "k_shot", "n_train",
+               "train_steps", "train_answer_steps", "train_tokens", "train_seconds", "train_tokens_per_s",
+               "score_seconds", "peak_rss_mb", "peak_gpu_mb", "run_path", "error")
 
 
 def default_out(cfg: ExperimentConfig) -> Path:
