@@ -2,7 +2,7 @@
 checkpointing.
 
 Each setting runs in a fresh process (so one peak cannot hide another): load the model, wrap it with LoRA
-(r = 16) as `train` does, then one forward and backward pass over a batch of ``--batch`` x ``--length``
+(r = 16) by `train.loop.load_base`, then one forward and backward pass over a batch of ``--batch`` x ``--length``
 random token ids under bf16 autocast, with logits at the last 4 positions only (as `train.loop.token_losses`
 keeps logits only where there are targets). ``padded`` masks the last fifth of every row but the first, as
 right padding to the longest row of a micro-batch does. Prints the RSS the step added (the kernel's
@@ -26,17 +26,15 @@ def step(model_name: str, batch: int, length: int, padded: bool, checkpointing: 
     """One LoRA forward+backward in this process: ``{"added_gb", "seconds"}``."""
     import torch
 
-    from rationale_sft import memory, models
+    from rationale_sft import memory
     from rationale_sft.config import build
-    from rationale_sft.config.model import LoraConfig
-    from rationale_sft.models.lora import apply_lora
+    from rationale_sft.config.train import TrainConfig
+    from rationale_sft.train.loop import load_base
 
     torch.set_num_threads(threads)
-    model, _ = models.load(model_name)
-    if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    model = apply_lora(model, build(LoraConfig, {"enabled": True, "r": 16, "alpha": 32.0}))
+    cfg = build(TrainConfig, {"gradient_checkpointing": checkpointing,
+                              "lora": {"enabled": True, "r": 16, "alpha": 32.0}})
+    model, _ = load_base(cfg, model_name)  # as `train` loads it: checkpointing first, then LoRA
     model.train()
     ids = torch.randint(100, model.config.vocab_size - 100, (batch, length), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
